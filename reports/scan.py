@@ -1,0 +1,763 @@
+"""Tree-temporal scan statistics: the attrition-drive detection core.
+
+Plain numpy, no Django and no Celery: arrays in, cuts and replica maxima out.
+
+Data model
+----------
+Org units form a forest given by ``parents`` (``parents[u]`` is the parent index or ``-1``;
+units are in topological order, ``parents[u] < u``).  A *branch* ``g`` is a unit together
+with all its descendants; a report filed at a unit counts for that unit and all its
+ancestors.  Periods are ``0 .. n_periods - 1`` (weeks or months).  A *window* is a run of
+consecutive periods of length ``1 .. max_window`` (default ``max(1, n_periods // 2)``).  A
+*cut* is a branch x window; the scan computes a log-likelihood ratio (LLR) for every cut
+and the test statistic is the maximum LLR over cuts that hold at least ``min_reports``
+observed reports (``c >= min_reports``; callers pass the survey's minimum group size).
+
+Models (``MODELS``)
+-------------------
+``targeted``
+    Conditioned on branch and time (space-time permutation flavour).  ``n_g`` = reports in
+    branch g, ``C`` = all reports, ``C_W`` = all reports in window W, ``c`` = reports of g
+    in W.  With ``leave_branch_out=True`` (default) the time profile comes from the rest of
+    the company: ``E = n_g * max(C_W - c, 0.5) / (C - n_g)`` (the 0.5 is a continuity
+    floor so that a window in which nobody outside the branch reported gives a large but
+    finite LLR; branches with ``n_g == C`` yield no cut).  With ``leave_branch_out=False``
+    the classic ``E = n_g * C_W / C`` is used (a big drive inflates ``C_W`` and hides
+    itself).  Poisson LLR ``c ln(c/E) + (C-c) ln((C-c)/(C-E))`` for ``c > E``.  Null
+    replicas permute report periods against report units.
+``wave``
+    Conditioned on branch, uniform in time.  Binomial LLR of ``c`` out of ``n_g`` against
+    share ``w/T``.  Null replicas redraw every report's period uniformly.
+``signature``
+    Bernoulli: reports carrying the attrition-drive signature are cases.  ``c`` cases of the
+    ``n`` reports in the cut, ``C`` cases of ``N`` reports overall.  Null replicas permute
+    the case labels.  ``min_reports`` applies to the number of *cases* in the cut
+    (``c``), which also implies ``n >= min_reports``.  ``Cut.expected`` is
+    ``n * (C - c) / (N - n)`` (cases expected at the outside rate) so that
+    ``observed / expected`` is the inside/outside share ratio.  A cut holding every report
+    yields no cut.
+``per_capita``
+    Poisson against headcount.  ``headcount[u]`` is the unit's *own* headcount (people
+    attached directly to it: normally only leaf teams carry one; NaN or 0 = unknown/none).
+    The population of a branch is the sum of own headcounts over the branch (its own plus
+    all descendants').  Available only when every unit that has reports has a known
+    positive own headcount if it is a leaf, and every unit that has reports has a positive
+    branch population.  ``mu = C * pop_g / pop_total * w / T``.  Null replicas draw the C
+    reports multinomially over (unit, period) cells with probability proportional to own
+    headcount, uniform over periods.
+
+Inference
+---------
+Replica ``i`` draws from ``numpy.random.default_rng(SeedSequence(entropy, spawn_key=(i,)))``
+so :func:`replica_maxima` is bit-identical however the replica range is split into
+chunks (workers).  Monte Carlo p-value ``(1 + #{maxima >= llr}) / (S + 1)``; every cut,
+including secondary ones, is compared with the distribution of the replica maxima.
+When several models are run the caller applies :func:`bonferroni` (``p * n_models``).
+
+Secondary clusters: cuts ranked by LLR, greedily keeping those that share no unit-period
+cell with a better kept cut (branch ancestor-or-self of the other AND windows intersect).
+
+Performance: reports are expanded once to their ancestors (a dense ``N x depth`` table),
+so branch x period counts for one replica are a single ``bincount``; windows come from
+cumulative sums, one vectorised pass per window length.  Replica maxima use exact
+branch-and-bound: per (branch, window length) an upper bound from the largest window count
+and the most favourable window total, and a lower bound that is attained, so only the
+(branch, length) pairs that can still beat the best lower bound are evaluated cut by cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+__all__ = [
+    "MODELS",
+    "Cut",
+    "Detection",
+    "ScanData",
+    "available_models",
+    "bonferroni",
+    "cut_cells",
+    "detect",
+    "monte_carlo_p",
+    "observed_cuts",
+    "observed_maximum",
+    "replica_maxima",
+    "resolve_max_window",
+]
+
+MODELS = ("targeted", "wave", "signature", "per_capita")
+DEFAULT_REPLICAS = 999
+_LEAVE_OUT_FLOOR = 0.5
+_TOL_REL = 1e-9
+_TOL_ABS = 1e-9
+
+
+# --------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------
+
+
+def _as_int_array(name: str, values) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise ValueError(f"{name} must hold integers")
+    return arr.astype(np.int64, copy=True)
+
+
+@dataclass(frozen=True, eq=False)
+class ScanData:
+    """Input of the scan.
+
+    parents: int [U], parent unit index or -1 (root); ``parents[u] < u``.
+    report_units: int [N], unit at which each report was filed.
+    report_periods: int [N], period index (0 .. n_periods-1) of each report.
+    n_periods: T, number of periods (>= 1).
+    report_cases: optional bool [N], report carries the attrition-drive signature.
+    headcount: optional float [U], own headcount of each unit (NaN or 0 = unknown/none).
+    """
+
+    parents: np.ndarray
+    report_units: np.ndarray
+    report_periods: np.ndarray
+    n_periods: int
+    report_cases: np.ndarray | None = None
+    headcount: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        parents = _as_int_array("parents", self.parents)
+        units = _as_int_array("report_units", self.report_units)
+        periods = _as_int_array("report_periods", self.report_periods)
+        n_periods = int(self.n_periods)
+        n_units = parents.size
+        if n_periods < 1:
+            raise ValueError("n_periods must be at least 1")
+        idx = np.arange(n_units)
+        if np.any((parents < -1) | (parents >= idx)):
+            raise ValueError("parents must be -1 or a smaller unit index (topological order)")
+        if units.size != periods.size:
+            raise ValueError("report_units and report_periods differ in length")
+        if units.size and (units.min() < 0 or units.max() >= n_units):
+            raise ValueError("report_units out of range")
+        if periods.size and (periods.min() < 0 or periods.max() >= n_periods):
+            raise ValueError("report_periods out of range")
+        object.__setattr__(self, "parents", parents)
+        object.__setattr__(self, "report_units", units)
+        object.__setattr__(self, "report_periods", periods)
+        object.__setattr__(self, "n_periods", n_periods)
+        if self.report_cases is not None:
+            cases = np.asarray(self.report_cases).astype(bool)
+            if cases.shape != units.shape:
+                raise ValueError("report_cases must have one entry per report")
+            object.__setattr__(self, "report_cases", cases)
+        if self.headcount is not None:
+            head = np.asarray(self.headcount, dtype=np.float64).copy()
+            if head.shape != parents.shape:
+                raise ValueError("headcount must have one entry per unit")
+            if np.any(head[np.isfinite(head)] < 0):
+                raise ValueError("headcount must be non-negative")
+            object.__setattr__(self, "headcount", head)
+
+    @property
+    def n_units(self) -> int:
+        return int(self.parents.size)
+
+    @property
+    def n_reports(self) -> int:
+        return int(self.report_units.size)
+
+    @cached_property
+    def _tree(self) -> _Tree:
+        return _Tree(self.parents)
+
+
+class _Tree:
+    """Depths and a dense ancestor table ``anc[u, d]`` (ancestor of u at depth d, or U)."""
+
+    def __init__(self, parents: np.ndarray) -> None:
+        n_units = parents.size
+        depth = np.zeros(n_units, dtype=np.int64)
+        plist = parents.tolist()
+        dl = depth.tolist()
+        for u, p in enumerate(plist):
+            if p >= 0:
+                dl[u] = dl[p] + 1
+        depth = np.asarray(dl, dtype=np.int64)
+        n_levels = int(depth.max()) + 1 if n_units else 1
+        anc = np.full((n_units, n_levels), n_units, dtype=np.int64)
+        for d in range(n_levels):
+            level = np.flatnonzero(depth == d)
+            if d:
+                anc[level, :d] = anc[parents[level], :d]
+            anc[level, d] = level
+        self.n_units = n_units
+        self.depth = depth
+        self.anc = anc
+        self.n_levels = n_levels
+
+    def branch_counts(self, units: np.ndarray, periods: np.ndarray, n_periods: int) -> np.ndarray:
+        """int64 [U, T]: reports in each branch x period."""
+        idx = self.anc[units] * n_periods + periods[:, None]
+        return self.counts_from_index(idx, n_periods)
+
+    def counts_from_index(self, idx: np.ndarray, n_periods: int) -> np.ndarray:
+        size = (self.n_units + 1) * n_periods
+        flat = np.bincount(idx.ravel(), minlength=size)
+        return flat[: self.n_units * n_periods].reshape(self.n_units, n_periods)
+
+    def subtree_sum(self, values: np.ndarray) -> np.ndarray:
+        """Sum a per-unit vector over each branch (unit plus descendants)."""
+        out = np.zeros(self.n_units + 1, dtype=np.float64)
+        np.add.at(out, self.anc.ravel(), np.repeat(values, self.n_levels))
+        return out[: self.n_units]
+
+    def related(self, g: int, others: np.ndarray) -> np.ndarray:
+        """bool: ``g`` is an ancestor-or-self of ``others`` or vice versa."""
+        dg = self.depth[g]
+        down = (self.depth[others] >= dg) & (self.anc[others, min(dg, self.n_levels - 1)] == g)
+        up = self.anc[g, self.depth[others]] == others
+        return down | up
+
+    def members(self, g: int) -> np.ndarray:
+        """Units in branch g (g and its descendants)."""
+        return np.flatnonzero(self.anc[:, self.depth[g]] == g)
+
+
+# --------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A branch x window.  ``start``/``end`` are period indices, ``end`` inclusive.
+
+    ``observed``: reports in the cut (signature model: cases in the cut).
+    ``expected``: expected count under the model's null (see module docstring).
+    ``n_reports``: all reports in the cut (equals ``observed`` except for ``signature``).
+    """
+
+    model: str
+    branch: int
+    start: int
+    end: int
+    observed: int
+    expected: float
+    llr: float
+    n_reports: int = 0
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def relative_risk(self) -> float:
+        if self.expected <= 0:
+            return float("inf")
+        return self.observed / self.expected
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A cut with its Monte Carlo p-value and the Bonferroni-adjusted p-value."""
+
+    cut: Cut
+    p_value: float
+    p_adjusted: float
+    n_models: int = 1
+    n_replicas: int = 0
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+# --------------------------------------------------------------------------------------
+# LLR formulas (vectorised; zero where the cut is not an excess)
+# --------------------------------------------------------------------------------------
+
+
+def _xlogx(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
+
+
+def poisson_llr(c, expected, total) -> np.ndarray:
+    """``c ln(c/E) + (C-c) ln((C-c)/(C-E))`` for ``c > E`` (and ``E < C``), else 0."""
+    c = np.asarray(c, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    total = np.asarray(total, dtype=np.float64)
+    ok = (c > e) & (e < total) & (e > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rest = total - c
+        t1 = c * np.log(c / e)
+        t2 = np.where(rest > 0, rest * np.log(rest / (total - e)), 0.0)
+        llr = t1 + t2
+    return np.where(ok, np.maximum(llr, 0.0), 0.0)
+
+
+def binomial_llr(c, n, share) -> np.ndarray:
+    """Wave model: ``c`` of ``n`` in a window with null share ``w/T``; zero unless c/n > share."""
+    c = np.asarray(c, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    q = np.asarray(share, dtype=np.float64)
+    ok = (n > 0) & (c * 1.0 > n * q) & (q < 1) & (q > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qs = np.where(ok, q, 0.5)
+        llr = (
+            _xlogx(c)
+            + _xlogx(n - c)
+            - _xlogx(n)
+            - c * np.log(qs)
+            - (n - c) * np.log1p(-qs)
+        )
+    return np.where(ok, np.maximum(llr, 0.0), 0.0)
+
+
+def bernoulli_llr(c, n, cases_total, reports_total) -> np.ndarray:
+    """Signature model Bernoulli LLR; zero unless inside share > outside share."""
+    c = np.asarray(c, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    big_c = float(cases_total)
+    big_n = float(reports_total)
+    out_n = big_n - n
+    out_c = big_c - c
+    ok = (n > 0) & (out_n > 0) & (c * out_n > out_c * n)
+    null = _xlogx(big_c) + _xlogx(big_n - big_c) - _xlogx(big_n)
+    llr = (
+        _xlogx(c)
+        + _xlogx(n - c)
+        - _xlogx(n)
+        + _xlogx(out_c)
+        + _xlogx(np.maximum(out_n - out_c, 0.0))
+        - _xlogx(out_n)
+        - null
+    )
+    return np.where(ok, np.maximum(llr, 0.0), 0.0)
+
+
+class _XLogXTable:
+    """``x ln x`` for integers 0..n, for table-driven Bernoulli LLRs in replicas."""
+
+    def __init__(self, n: int) -> None:
+        self.tab = _xlogx(np.arange(n + 1, dtype=np.float64))
+
+    def bernoulli(self, c: np.ndarray, n: np.ndarray, big_c: int, big_n: int) -> np.ndarray:
+        t = self.tab
+        out_n = big_n - n
+        out_c = big_c - c
+        ok = (n > 0) & (out_n > 0) & (c * out_n > out_c * n)
+        null = t[big_c] + t[big_n - big_c] - t[big_n]
+        ctrl = np.maximum(out_n - out_c, 0)
+        llr = t[c] + t[n - c] - t[n] + t[out_c] + t[ctrl] - t[out_n] - null
+        return np.where(ok, np.maximum(llr, 0.0), 0.0)
+
+
+# --------------------------------------------------------------------------------------
+# model set-up
+# --------------------------------------------------------------------------------------
+
+
+def resolve_max_window(n_periods: int, max_window: int | None) -> int:
+    """Default ``max(1, T // 2)``; clamped to ``1..T``."""
+    if max_window is None:
+        max_window = n_periods // 2
+    return int(min(max(1, int(max_window)), n_periods))
+
+
+def _per_capita_available(data: ScanData) -> bool:
+    if data.headcount is None or data.n_reports == 0:
+        return False
+    own = np.where(np.isfinite(data.headcount), data.headcount, 0.0)
+    tree = data._tree
+    pop = tree.subtree_sum(own)
+    if pop.sum() <= 0:
+        return False
+    reporting = np.unique(data.report_units)
+    is_leaf = np.ones(data.n_units, dtype=bool)
+    is_leaf[data.parents[data.parents >= 0]] = False
+    leaves = reporting[is_leaf[reporting]]
+    if np.any(own[leaves] <= 0):
+        return False
+    return bool(np.all(pop[reporting] > 0))
+
+
+def available_models(data: ScanData) -> list[str]:
+    """Models that can run on ``data``: targeted and wave always (if there are reports),
+    signature when ``report_cases`` is given, per_capita when headcounts cover reporters."""
+    if data.n_reports == 0:
+        return []
+    models = ["targeted", "wave"]
+    if data.report_cases is not None:
+        models.append("signature")
+    if _per_capita_available(data):
+        models.append("per_capita")
+    return models
+
+
+class _Model:
+    """Everything that is fixed across replicas of one model on one data set."""
+
+    def __init__(
+        self, data: ScanData, model: str, max_window: int | None, leave_branch_out: bool
+    ) -> None:
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+        if data.n_reports and model not in available_models(data):
+            raise ValueError(f"model {model!r} is not available for this data")
+        self.data = data
+        self.model = model
+        self.tree = data._tree
+        self.T = data.n_periods
+        self.wmax = resolve_max_window(self.T, max_window)
+        self.leave_out = bool(leave_branch_out)
+        self.N = data.n_reports
+        tree = self.tree
+        T = self.T
+        # report -> ancestor cell base index (N x depth)
+        self.base = tree.anc[data.report_units] * T
+        counts = tree.counts_from_index(self.base + data.report_periods[:, None], T)
+        self.counts = counts
+        self.n_g = counts.sum(axis=1)
+        if model == "targeted":
+            self.C = self.N
+            c_t = np.bincount(data.report_periods, minlength=T)
+            cs = np.concatenate([[0], np.cumsum(c_t)])
+            self.cw = [cs[w:] - cs[:-w] for w in range(1, self.wmax + 1)]
+        elif model == "signature":
+            cases = data.report_cases
+            self.cases = cases
+            self.C = int(cases.sum())
+            self.case_counts = tree.counts_from_index(
+                self.base[cases] + data.report_periods[cases][:, None], T
+            )
+            cs_all = _cumsum_time(counts)
+            self.nw = [cs_all[:, w:] - cs_all[:, :-w] for w in range(1, self.wmax + 1)]
+            self.nmin = np.stack([a.min(axis=1) for a in self.nw], axis=1)
+            self.nmax = np.stack([a.max(axis=1) for a in self.nw], axis=1)
+            self.table = _XLogXTable(self.N)
+        elif model == "per_capita":
+            self.C = self.N
+            own = np.where(np.isfinite(data.headcount), data.headcount, 0.0)
+            pop = tree.subtree_sum(own)
+            self.share = pop / own.sum()
+            p = own / own.sum()
+            self.cell_units = np.flatnonzero(p > 0)
+            self.cell_cdf = np.cumsum(p[self.cell_units])
+            self.cell_cdf /= self.cell_cdf[-1]
+        else:
+            self.C = self.N
+        self.widths = np.arange(1, self.wmax + 1)
+
+    # ---- expected counts ------------------------------------------------------------
+    def expected(self, w: int, c: np.ndarray, rows: np.ndarray | slice, start=None):
+        """Expected count(s) for cuts of length ``w`` on branches ``rows``.
+
+        ``c`` has shape (len(rows), n_starts) or (len(rows),) when ``start`` is an array of
+        the same length (paired cuts)."""
+        T = self.T
+        if self.model == "targeted":
+            cw = self.cw[w - 1] if start is None else self.cw[w - 1][start]
+            n_g = self.n_g[rows].astype(np.float64)
+            if c.ndim == 2:
+                n_g = n_g[:, None]
+            if self.leave_out:
+                rest = (self.C - n_g).astype(np.float64)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    e = n_g * np.maximum(cw - c, _LEAVE_OUT_FLOOR) / rest
+                return np.where(rest > 0, e, np.inf)
+            return n_g * cw / self.C
+        if self.model == "wave":
+            n_g = self.n_g[rows].astype(np.float64)
+            e = n_g * (w / T)
+            return np.broadcast_to(e[:, None] if c.ndim == 2 else e, c.shape)
+        if self.model == "per_capita":
+            e = self.C * self.share[rows] * (w / T)
+            return np.broadcast_to(e[:, None] if c.ndim == 2 else e, c.shape)
+        raise AssertionError("signature has no simple expected count")
+
+    def llr(self, w: int, c: np.ndarray, rows, start=None, n=None) -> np.ndarray:
+        if self.model == "targeted" or self.model == "per_capita":
+            return poisson_llr(c, self.expected(w, c, rows, start), self.C)
+        if self.model == "wave":
+            n_g = self.n_g[rows]
+            if c.ndim == 2:
+                n_g = n_g[:, None]
+            return binomial_llr(c, n_g, w / self.T)
+        return bernoulli_llr(c, n, self.C, self.N)
+
+    # ---- replicas -------------------------------------------------------------------
+    def replica_counts(self, rng: np.random.Generator) -> np.ndarray:
+        data = self.data
+        T = self.T
+        if self.model == "targeted":
+            periods = rng.permutation(data.report_periods)
+            return self.tree.counts_from_index(self.base + periods[:, None], T)
+        if self.model == "wave":
+            periods = rng.integers(0, T, size=self.N)
+            return self.tree.counts_from_index(self.base + periods[:, None], T)
+        if self.model == "signature":
+            cases = rng.permutation(self.cases)
+            return self.tree.counts_from_index(
+                self.base[cases] + data.report_periods[cases][:, None], T
+            )
+        # per_capita: multinomial over (unit, period) cells, prob ~ own headcount
+        pick = np.searchsorted(self.cell_cdf, rng.random(self.N), side="right")
+        units = self.cell_units[np.minimum(pick, self.cell_units.size - 1)]
+        periods = rng.integers(0, T, size=self.N)
+        return self.tree.branch_counts(units, periods, T)
+
+    def max_statistic(self, counts: np.ndarray, min_reports: int) -> float:
+        """Exact maximum LLR over cuts with ``c >= min_reports`` (branch and bound)."""
+        if self.N == 0:
+            return 0.0
+        cs = _cumsum_time(counts)
+        wins = [cs[:, w:] - cs[:, :-w] for w in self.widths]
+        cmax = np.stack([a.max(axis=1) for a in wins], axis=1)  # [U, W]
+        eligible = cmax >= min_reports
+        if not eligible.any():
+            return 0.0
+        w_row = self.widths[None, :]
+        if self.model in ("wave", "per_capita"):
+            # expected depends only on (branch, w): the largest window count is the best cut
+            if self.model == "wave":
+                val = binomial_llr(cmax, self.n_g[:, None], w_row / self.T)
+            else:
+                val = poisson_llr(cmax, self.C * self.share[:, None] * w_row / self.T, self.C)
+            return float(np.max(np.where(eligible, val, 0.0)))
+        if self.model == "targeted":
+            cwmin = np.array([a.min() for a in self.cw], dtype=np.float64)[None, :]
+            cwmax = np.array([a.max() for a in self.cw], dtype=np.float64)[None, :]
+            n_g = self.n_g[:, None].astype(np.float64)
+            if self.leave_out:
+                rest = self.C - n_g
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    e_lo = n_g * np.maximum(cwmin - cmax, _LEAVE_OUT_FLOOR) / rest
+                    e_hi = n_g * np.maximum(cwmax - cmax, _LEAVE_OUT_FLOOR) / rest
+                e_lo = np.where(rest > 0, e_lo, np.inf)
+                e_hi = np.where(rest > 0, e_hi, np.inf)
+            else:
+                e_lo = n_g * cwmin / self.C
+                e_hi = n_g * cwmax / self.C
+            upper = poisson_llr(cmax, e_lo, self.C)
+            lower = poisson_llr(cmax, e_hi, self.C)
+        else:  # signature
+            tab = self.table
+            upper = tab.bernoulli(cmax, np.maximum(self.nmin, cmax), self.C, self.N)
+            lower = tab.bernoulli(cmax, self.nmax, self.C, self.N)
+        upper = np.where(eligible, upper, 0.0)
+        best = float(np.max(np.where(eligible, lower, 0.0)))
+        cutoff = best - _TOL_REL * abs(best) - _TOL_ABS
+        cand = (upper >= cutoff) & (upper > 0)
+        for wi in np.flatnonzero(cand.any(axis=0)):
+            rows = np.flatnonzero(cand[:, wi])
+            c = wins[wi][rows]
+            w = int(self.widths[wi])
+            if self.model == "signature":
+                val = self.table.bernoulli(c, self.nw[wi][rows], self.C, self.N)
+            else:
+                val = self.llr(w, c, rows)
+            val = np.where(c >= min_reports, val, 0.0)
+            best = max(best, float(val.max()))
+        return best
+
+
+def _cumsum_time(counts: np.ndarray) -> np.ndarray:
+    cs = np.zeros((counts.shape[0], counts.shape[1] + 1), dtype=np.int64)
+    np.cumsum(counts, axis=1, out=cs[:, 1:])
+    return cs
+
+
+_MODEL_CACHE_ATTR = "_scan_model_cache"
+
+
+def _model(data: ScanData, model: str, max_window: int | None, leave_branch_out: bool) -> _Model:
+    key = (model, resolve_max_window(data.n_periods, max_window), bool(leave_branch_out))
+    cache = data.__dict__.setdefault(_MODEL_CACHE_ATTR, {})
+    if key not in cache:
+        cache[key] = _Model(data, model, max_window, leave_branch_out)
+    return cache[key]
+
+
+# --------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------
+
+
+def _all_cuts(m: _Model, counts: np.ndarray, min_reports: int):
+    """All cuts with positive LLR and c >= min_reports, as parallel arrays."""
+    cs = _cumsum_time(counts)
+    parts = []
+    for w in m.widths:
+        w = int(w)
+        c = cs[:, w:] - cs[:, :-w]
+        rows = np.arange(c.shape[0])
+        if m.model == "signature":
+            n = m.nw[w - 1]
+            val = bernoulli_llr(c, n, m.C, m.N)
+        else:
+            n = c
+            val = m.llr(w, c, rows)
+        keep = (c >= min_reports) & (val > 0)
+        g, s = np.nonzero(keep)
+        if g.size == 0:
+            continue
+        parts.append((g, s, np.full(g.size, w), c[g, s], n[g, s], val[g, s]))
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, empty, empty, np.zeros(0)
+    return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
+
+
+def observed_cuts(
+    data: ScanData,
+    model: str,
+    *,
+    min_reports: int,
+    max_window: int | None = None,
+    limit: int = 20,
+    leave_branch_out: bool = True,
+) -> list[Cut]:
+    """Most likely cut and secondary non-overlapping cuts, ranked by LLR (descending).
+
+    Only cuts with ``observed >= min_reports`` and LLR > 0 are considered; at most
+    ``limit`` cuts are returned.  ``leave_branch_out`` only affects ``targeted``.
+    """
+    if data.n_reports == 0:
+        return []
+    m = _model(data, model, max_window, leave_branch_out)
+    counts = m.case_counts if model == "signature" else m.counts
+    g, s, w, c, n, val = _all_cuts(m, counts, int(min_reports))
+    if val.size == 0 or limit <= 0:
+        return []
+    order = np.lexsort((w, s, g, -val))
+    g, s, w, c, n, val = g[order], s[order], w[order], c[order], n[order], val[order]
+    e_end = s + w - 1
+    alive = np.ones(val.size, dtype=bool)
+    tree = m.tree
+    cuts: list[Cut] = []
+    pos = 0
+    while len(cuts) < limit:
+        nxt = np.flatnonzero(alive[pos:])
+        if nxt.size == 0:
+            break
+        i = pos + int(nxt[0])
+        gi, si, wi, ei = int(g[i]), int(s[i]), int(w[i]), int(e_end[i])
+        ci, ni = int(c[i]), int(n[i])
+        if model == "signature":
+            out_n = m.N - ni
+            expected = ni * (m.C - ci) / out_n if out_n > 0 else float("nan")
+        else:
+            expected = float(m.expected(wi, np.array([ci]), np.array([gi]), np.array([si]))[0])
+        cuts.append(
+            Cut(model, gi, si, ei, ci, float(expected), float(val[i]), ni)
+        )
+        rest = np.arange(i, val.size)
+        sub = alive[i:]
+        overlap = (s[i:] <= ei) & (e_end[i:] >= si) & tree.related(gi, g[i:])
+        sub &= ~overlap
+        alive[i] = False
+        pos = i + 1
+        del rest
+    return cuts
+
+
+def _rng(entropy, i: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(int(i),)))
+
+
+def replica_maxima(
+    data: ScanData,
+    model: str,
+    *,
+    entropy: int | Sequence[int],
+    start: int,
+    stop: int,
+    min_reports: int,
+    max_window: int | None = None,
+    leave_branch_out: bool = True,
+) -> np.ndarray:
+    """float64 [stop - start]: maximum LLR over cuts (with c >= min_reports) of null
+    replicas ``start .. stop-1``.  Replica i uses
+    ``default_rng(SeedSequence(entropy, spawn_key=(i,)))``, so any chunking of the replica
+    range concatenates to the same array."""
+    if not 0 <= start <= stop:
+        raise ValueError("need 0 <= start <= stop")
+    out = np.zeros(stop - start, dtype=np.float64)
+    if data.n_reports == 0:
+        return out
+    m = _model(data, model, max_window, leave_branch_out)
+    for k, i in enumerate(range(start, stop)):
+        out[k] = m.max_statistic(m.replica_counts(_rng(entropy, i)), int(min_reports))
+    return out
+
+
+def observed_maximum(
+    data: ScanData,
+    model: str,
+    *,
+    min_reports: int,
+    max_window: int | None = None,
+    leave_branch_out: bool = True,
+) -> float:
+    """The test statistic on the observed data (same code path as the replicas)."""
+    if data.n_reports == 0:
+        return 0.0
+    m = _model(data, model, max_window, leave_branch_out)
+    counts = m.case_counts if model == "signature" else m.counts
+    return m.max_statistic(counts, int(min_reports))
+
+
+def monte_carlo_p(llr: float, maxima: np.ndarray) -> float:
+    """``(1 + #{maxima >= llr}) / (S + 1)``; ties count against the cluster."""
+    maxima = np.asarray(maxima, dtype=np.float64)
+    return float((1 + np.count_nonzero(maxima >= llr)) / (maxima.size + 1))
+
+
+def bonferroni(p: float, n_models: int) -> float:
+    """Bonferroni adjustment across models: ``min(1, p * n_models)``."""
+    return float(min(1.0, p * max(1, int(n_models))))
+
+
+def detect(
+    data: ScanData,
+    *,
+    min_reports: int,
+    entropy: int | Sequence[int],
+    n_replicas: int = DEFAULT_REPLICAS,
+    models: Sequence[str] | None = None,
+    max_window: int | None = None,
+    limit: int = 20,
+    leave_branch_out: bool = True,
+) -> list[Detection]:
+    """Single-process convenience: run every model in ``models`` (default: all available),
+    score cuts with Monte Carlo p-values and Bonferroni-adjust over the models run.
+    Returns detections sorted by adjusted p-value, then LLR (descending)."""
+    models = list(available_models(data) if models is None else models)
+    out: list[Detection] = []
+    for model in models:
+        cuts = observed_cuts(
+            data, model, min_reports=min_reports, max_window=max_window, limit=limit,
+            leave_branch_out=leave_branch_out,
+        )
+        if not cuts:
+            continue
+        maxima = replica_maxima(
+            data, model, entropy=entropy, start=0, stop=n_replicas, min_reports=min_reports,
+            max_window=max_window, leave_branch_out=leave_branch_out,
+        )
+        for cut in cuts:
+            p = monte_carlo_p(cut.llr, maxima)
+            out.append(Detection(cut, p, bonferroni(p, len(models)), len(models), n_replicas))
+    out.sort(key=lambda d: (d.p_adjusted, -d.cut.llr))
+    return out
+
+
+def cut_cells(data: ScanData, cut: Cut) -> set[tuple[int, int]]:
+    """Unit-period cells covered by a cut (every unit of the branch x every period)."""
+    units = data._tree.members(cut.branch)
+    return {(int(u), t) for u in units for t in range(cut.start, cut.end + 1)}
