@@ -105,9 +105,12 @@ def _as_int_array(name: str, values) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.equal(np.mod(arr, 1), 0)):
-            raise ValueError(f"{name} must hold integers")
+    if (
+        arr.size
+        and not np.issubdtype(arr.dtype, np.integer)
+        and not np.all(np.equal(np.mod(arr, 1), 0))
+    ):
+        raise ValueError(f"{name} must hold integers")
     return arr.astype(np.int64, copy=True)
 
 
@@ -210,6 +213,12 @@ class _Tree:
         size = (self.n_units + 1) * n_periods
         flat = np.bincount(idx.ravel(), minlength=size)
         return flat[: self.n_units * n_periods].reshape(self.n_units, n_periods)
+
+    def counts_time_major(self, anc_rows: np.ndarray, periods: np.ndarray) -> np.ndarray:
+        """int64 [T, U] from ancestor rows ``anc[units]`` (N x depth) and periods [N]."""
+        width = self.n_units + 1
+        idx = anc_rows + (periods * width)[:, None]
+        return idx  # placeholder, replaced below
 
     def subtree_sum(self, values: np.ndarray) -> np.ndarray:
         """Sum a per-unit vector over each branch (unit plus descendants)."""

@@ -1,0 +1,41 @@
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from reports import api as report_api
+from reports import views as report_views
+from surveys import api as survey_api
+from surveys import views as survey_views
+
+api_v1 = [
+    path("auth/token/", survey_api.AuthTokenApi.as_view(), name="api-auth-token"),
+    path("signals/", survey_api.SignalsApi.as_view(), name="api-signals"),
+    path("surveys/", survey_api.SurveyCollectionApi.as_view(), name="api-surveys"),
+    path("surveys/<uuid:survey_id>/", survey_api.SurveyDetailApi.as_view(), name="api-survey"),
+    path("surveys/<uuid:survey_id>/units/", survey_api.UnitsApi.as_view(), name="api-units"),
+    path("surveys/<uuid:survey_id>/aggregates/", report_api.SurveyAggregatesApi.as_view(),
+         name="api-survey-aggregates"),
+    path("s/<str:share_token>/reports/", survey_api.ReportCreateApi.as_view(),
+         name="api-report-create"),
+    path("s/<str:share_token>/reports/<str:receipt>/", survey_api.ReportWithdrawApi.as_view(),
+         name="api-report-withdraw"),
+    path("d/<str:dashboard_token>/aggregates/", report_api.SharedAggregatesApi.as_view(),
+         name="api-shared-aggregates"),
+]
+
+urlpatterns = [
+    path("", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True),
+         name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("organizer/", survey_views.organizer_surveys, name="organizer-surveys"),
+    path("organizer/surveys/<uuid:survey_id>/", survey_views.organizer_survey,
+         name="organizer-survey"),
+    path("s/<str:share_token>/", survey_views.respondent_form, name="respondent-form"),
+    path("s/<str:share_token>/withdraw/", survey_views.respondent_withdraw,
+         name="respondent-withdraw"),
+    path("d/<str:dashboard_token>/", report_views.shared_dashboard, name="shared-dashboard"),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+]

@@ -1,0 +1,91 @@
+"""HTML forms: parsing and display only; the services decide what is valid."""
+
+import datetime as dt
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from surveys import catalog
+from surveys.models import Survey
+from surveys.services import period_start_for
+
+PERIODS_OFFERED = {Survey.Period.MONTH: 24, Survey.Period.WEEK: 78}
+
+
+def period_choices(*, period: str, today: dt.date) -> list[tuple[str, str]]:
+    """The recent months (or weeks) a respondent can pick, newest first."""
+    start = period_start_for(period=period, day=today)
+    choices = []
+    for _index in range(PERIODS_OFFERED[period]):
+        if period == Survey.Period.MONTH:
+            label = start.strftime("%B %Y")
+            previous = (start - dt.timedelta(days=1)).replace(day=1)
+        else:
+            label = _("Week of %(day)s") % {"day": start.strftime("%d %b %Y")}
+            previous = start - dt.timedelta(days=7)
+        choices.append((start.isoformat(), label))
+        start = previous
+    return choices
+
+
+class ReportForm(forms.Form):
+    unit = forms.CharField(
+        label=_("Your unit"), max_length=1000,
+        help_text=_("Pick the smallest group you are comfortable naming; larger groups protect "
+                    "you better."),
+    )
+    period = forms.ChoiceField(label=_("When did the feedback change?"))
+    signals = forms.MultipleChoiceField(
+        label=_("What did you see?"), required=False, widget=forms.CheckboxSelectMultiple,
+        choices=[(entry.code, entry.label) for entry in catalog.SIGNALS],
+    )
+    outcome = forms.ChoiceField(
+        label=_("Where are you now? (optional)"), required=False,
+        choices=[("", _("Skip this question"))]
+        + [(entry.code, entry.label) for entry in catalog.OUTCOMES],
+    )
+    comment = forms.CharField(
+        label=_("Anything else? (optional)"), required=False, max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 4, "maxlength": 2000}),
+        help_text=_("Do not include names, emails or anything that points to you or anyone "
+                    "else. Contact details are removed automatically."),
+    )
+
+    def __init__(self, *args, survey: Survey, today: dt.date, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["period"].choices = period_choices(period=survey.period, today=today)
+
+
+class WithdrawForm(forms.Form):
+    receipt = forms.CharField(label=_("Your receipt"), max_length=64)
+
+
+class SurveyCreateForm(forms.Form):
+    title = forms.CharField(label=_("Title"), max_length=200)
+    period = forms.ChoiceField(label=_("Period"), choices=Survey.Period.choices,
+                               initial=Survey.Period.MONTH)
+    min_group_size = forms.IntegerField(label=_("Minimum group size"), min_value=3,
+                                        max_value=1000, initial=5)
+
+
+class UnitsForm(forms.Form):
+    units = forms.CharField(
+        label=_("Units, one per line: path[,headcount]"),
+        widget=forms.Textarea(attrs={"rows": 10}),
+        help_text=_("For example: Acme/Retail/Marketing,40"),
+    )
+
+    def clean_units(self) -> list[dict]:
+        units = []
+        for number, line in enumerate(self.cleaned_data["units"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            path, _sep, headcount = line.partition(",")
+            headcount = headcount.strip()
+            if headcount and not headcount.isdigit():
+                raise forms.ValidationError(
+                    _("Line %(n)d: the headcount must be a whole number.") % {"n": number})
+            units.append({"path": path, "headcount": int(headcount) if headcount else None})
+        if not units:
+            raise forms.ValidationError(_("Give at least one unit."))
+        return units

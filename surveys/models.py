@@ -1,0 +1,99 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+MIN_GROUP_SIZE_FLOOR = 3
+
+
+class Survey(models.Model):
+    class Period(models.TextChoices):
+        WEEK = "week", _("Week")
+        MONTH = "month", _("Month")
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        CLOSED = "closed", _("Closed")
+
+    class Access(models.TextChoices):
+        LINK = "link", _("Anyone with the link")
+        INVITE = "invite", _("Invite code required")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="surveys")
+    title = models.CharField(max_length=200)
+    period = models.CharField(max_length=5, choices=Period.choices, default=Period.MONTH)
+    min_group_size = models.PositiveSmallIntegerField(default=5)
+    status = models.CharField(max_length=6, choices=Status.choices, default=Status.OPEN)
+    access = models.CharField(max_length=6, choices=Access.choices, default=Access.LINK)
+    share_token = models.CharField(max_length=64, unique=True)
+    dashboard_token = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(min_group_size__gte=MIN_GROUP_SIZE_FLOOR),
+                name="survey_min_group_size_floor",
+            ),
+            models.CheckConstraint(condition=~Q(share_token=models.F("dashboard_token")),
+                                   name="survey_tokens_differ"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class OrgUnit(models.Model):
+    """A unit of the org tree, named by its full path ("Acme/Retail/Marketing")."""
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="units")
+    path = models.CharField(max_length=1000)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE,
+                               related_name="children")
+    depth = models.PositiveSmallIntegerField()
+    headcount = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["survey", "path"], name="orgunit_unique_path"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+class Report(models.Model):
+    """One anonymous report.
+
+    Deliberately absent: any account, address, user agent, or creation time.
+    `received_week` is the Monday of the week it arrived, the finest arrival
+    time kept. The primary key is random so that no order of rows, ids or
+    exports follows arrival.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="reports")
+    unit = models.ForeignKey(OrgUnit, on_delete=models.PROTECT, related_name="reports")
+    period_start = models.DateField()
+    signals = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=32, blank=True)
+    comment = models.TextField(blank=True, max_length=2000)
+    received_week = models.DateField()
+    receipt_hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["survey", "period_start", "unit"], name="report_cell_idx"),
+        ]

@@ -1,0 +1,41 @@
+"""Reads for surveys and org trees."""
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from surveys.models import OrgUnit, Survey
+
+
+def survey_list(*, owner) -> QuerySet[Survey]:
+    return Survey.objects.filter(owner=owner).order_by("-created", "title")
+
+
+def survey_get(*, owner, survey_id) -> Survey:
+    """The owner's survey, or 404: another organizer's survey does not exist for you."""
+    survey = Survey.objects.filter(owner=owner, id=survey_id).first()
+    if survey is None:
+        raise Http404
+    return survey
+
+
+def survey_by_share_token(*, token: str) -> Survey:
+    survey = Survey.objects.filter(share_token=token).first()
+    if survey is None:
+        raise Http404
+    return survey
+
+
+def survey_by_dashboard_token(*, token: str) -> Survey:
+    survey = Survey.objects.filter(dashboard_token=token).first()
+    if survey is None:
+        raise Http404
+    return survey
+
+
+def unit_list(*, survey: Survey) -> QuerySet[OrgUnit]:
+    return OrgUnit.objects.filter(survey=survey).order_by("path")
+
+
+def unit_paths(*, survey: Survey) -> list[str]:
+    return list(OrgUnit.objects.filter(survey=survey).order_by("path")
+                .values_list("path", flat=True))
