@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reports.scan import ScanData, observed_cuts, replica_maxima  # noqa: E402
+from reports.scan import ScanData, observed_cuts, replica_maxima
 
 N_UNITS = 2000
 N_PERIODS = 52

@@ -214,11 +214,12 @@ class _Tree:
         flat = np.bincount(idx.ravel(), minlength=size)
         return flat[: self.n_units * n_periods].reshape(self.n_units, n_periods)
 
-    def counts_time_major(self, anc_rows: np.ndarray, periods: np.ndarray) -> np.ndarray:
-        """int64 [T, U] from ancestor rows ``anc[units]`` (N x depth) and periods [N]."""
+    def time_major(self, anc_rows: np.ndarray, periods: np.ndarray, n_periods: int):
+        """int64 [T, U] (time-major view) from ``anc[units]`` rows (N x depth) and periods."""
         width = self.n_units + 1
         idx = anc_rows + (periods * width)[:, None]
-        return idx  # placeholder, replaced below
+        flat = np.bincount(idx.ravel(), minlength=n_periods * width)
+        return flat.reshape(n_periods, width)[:, : self.n_units]
 
     def subtree_sum(self, values: np.ndarray) -> np.ndarray:
         """Sum a per-unit vector over each branch (unit plus descendants)."""
@@ -428,7 +429,8 @@ class _Model:
         tree = self.tree
         T = self.T
         # report -> ancestor cell base index (N x depth)
-        self.base = tree.anc[data.report_units] * T
+        self.anc_rows = tree.anc[data.report_units]
+        self.base = self.anc_rows * T
         counts = tree.counts_from_index(self.base + data.report_periods[:, None], T)
         self.counts = counts
         self.n_g = counts.sum(axis=1)
@@ -501,32 +503,39 @@ class _Model:
 
     # ---- replicas -------------------------------------------------------------------
     def replica_counts(self, rng: np.random.Generator) -> np.ndarray:
+        """Time-major [T, U] branch counts of one null replica."""
         data = self.data
         T = self.T
+        tree = self.tree
         if self.model == "targeted":
-            periods = rng.permutation(data.report_periods)
-            return self.tree.counts_from_index(self.base + periods[:, None], T)
+            return tree.time_major(self.anc_rows, rng.permutation(data.report_periods), T)
         if self.model == "wave":
-            periods = rng.integers(0, T, size=self.N)
-            return self.tree.counts_from_index(self.base + periods[:, None], T)
+            return tree.time_major(self.anc_rows, rng.integers(0, T, size=self.N), T)
         if self.model == "signature":
             cases = rng.permutation(self.cases)
-            return self.tree.counts_from_index(
-                self.base[cases] + data.report_periods[cases][:, None], T
-            )
+            return tree.time_major(self.anc_rows[cases], data.report_periods[cases], T)
         # per_capita: multinomial over (unit, period) cells, prob ~ own headcount
         pick = np.searchsorted(self.cell_cdf, rng.random(self.N), side="right")
         units = self.cell_units[np.minimum(pick, self.cell_units.size - 1)]
         periods = rng.integers(0, T, size=self.N)
-        return self.tree.branch_counts(units, periods, T)
+        return tree.time_major(tree.anc[units], periods, T)
 
-    def max_statistic(self, counts: np.ndarray, min_reports: int) -> float:
-        """Exact maximum LLR over cuts with ``c >= min_reports`` (branch and bound)."""
+    def max_statistic(self, counts_tm: np.ndarray, min_reports: int) -> float:
+        """Exact maximum LLR over cuts with ``c >= min_reports`` (branch and bound).
+
+        ``counts_tm``: time-major [T, U] branch counts."""
         if self.N == 0:
             return 0.0
-        cs = _cumsum_time(counts)
-        wins = [cs[:, w:] - cs[:, :-w] for w in self.widths]
-        cmax = np.stack([a.max(axis=1) for a in wins], axis=1)  # [U, W]
+        T = self.T
+        buf = np.ascontiguousarray(counts_tm, dtype=np.int32)
+        one = buf.copy()
+        cmax_wu = np.empty((self.wmax, buf.shape[1]), dtype=np.int32)
+        cmax_wu[0] = buf.max(axis=0)
+        for w in range(2, self.wmax + 1):
+            view = buf[: T - w + 1]
+            view += one[w - 1 :]
+            cmax_wu[w - 1] = view.max(axis=0)
+        cmax = cmax_wu.T  # [U, W]
         eligible = cmax >= min_reports
         if not eligible.any():
             return 0.0
@@ -562,10 +571,15 @@ class _Model:
         best = float(np.max(np.where(eligible, lower, 0.0)))
         cutoff = best - _TOL_REL * abs(best) - _TOL_ABS
         cand = (upper >= cutoff) & (upper > 0)
-        for wi in np.flatnonzero(cand.any(axis=0)):
+        cols = np.flatnonzero(cand.any(axis=0))
+        if cols.size == 0:
+            return best
+        cs = np.zeros((T + 1, one.shape[1]), dtype=np.int64)
+        np.cumsum(one, axis=0, out=cs[1:])
+        for wi in cols:
             rows = np.flatnonzero(cand[:, wi])
-            c = wins[wi][rows]
             w = int(self.widths[wi])
+            c = (cs[w:, rows] - cs[:-w, rows]).T
             if self.model == "signature":
                 val = self.table.bernoulli(c, self.nw[wi][rows], self.C, self.N)
             else:
@@ -718,7 +732,7 @@ def observed_maximum(
         return 0.0
     m = _model(data, model, max_window, leave_branch_out)
     counts = m.case_counts if model == "signature" else m.counts
-    return m.max_statistic(counts, int(min_reports))
+    return m.max_statistic(counts.T, int(min_reports))
 
 
 def monte_carlo_p(llr: float, maxima: np.ndarray) -> float:
