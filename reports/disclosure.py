@@ -1,0 +1,321 @@
+"""Disclosure control for the counts Chorus releases.
+
+Pure Python + numpy; no Django.  Everything here is deterministic: units are ordered by
+their key, parts (signals, outcomes) by their name, and ties are broken on that order.
+
+The attacker model
+------------------
+A report is filed at one unit and one period.  Write ``d(u, t) >= 0`` for the reports filed
+*directly* at ``u`` (not at a descendant).  Every count we release is a sum of those:
+``n(u, t)`` sums ``d`` over the subtree of ``u``; the unit total ``n(u, *)`` sums ``n(u, t)``
+over the periods.  An attacker knows the tree, every released number and that every
+``d >= 0``; nothing else.  A hidden count is safe when its feasible range under those
+constraints is at least ``k`` wide (or unbounded), or when it is pinned to a value that
+could have been released anyway (0 or >= k).  Counts filed directly at a unit are protected
+the same way, as the brief asks.
+
+Cells (``protect``)
+-------------------
+Per period the attacker's view of a tree is exact and simple.  For a shown cell ``A`` call its
+*frontier* the shown cells below it reached through hidden cells only, and its *remainder*
+``R(A) = n(A) - sum(frontier)``: the reports filed directly at ``A`` or at any hidden unit in
+between.  A hidden cell ``h`` whose nearest shown ancestor is ``A`` can then be anything in
+``[F(h), F(h) + R(A)]`` (``F(h)``: its own shown frontier): putting all of ``R(A)`` directly
+at ``h``, or none of it, are both consistent with everything released.  So every hidden cell
+under ``A`` has range exactly ``R(A)`` wide, the direct count at ``A`` is ``R(A)`` when
+nothing in between is hidden, and the rule is: every shown cell has ``R(A)`` equal to 0 or
+``>= k``.  This is the brief's remainder rule, but taken over the *frontier* rather than the
+shown children: a hidden child whose own children are shown is not a free remainder (a
+parent of 20 with a hidden child of 12 whose shown children sum to 10 and a shown child of 6
+leaves the hidden child in ``[10, 14]``, four wide).  A hidden root has no upper bound.
+
+It is enforced in one post-order pass per period: when ``0 < R(A) < k``, hide the smallest
+nonzero frontier cell (one whose own remainder is nonzero first; hiding it adds that
+remainder, already 0 or ``>= k``, to ``R(A)``); with nothing left to hide, hide ``A`` itself,
+which passes the problem to its own nearest shown ancestor, processed later.  Zeros are
+never hidden by complementary suppression: hiding them cannot help.
+
+Unit totals.  The brief's time rule (``n(u, *) - shown periods`` is 0 or ``>= k``) does not
+protect anything on its own: a released total ties the unit's hidden periods together, and
+together with the per-period tree bounds that can pin a hidden cell to a small range (the
+exact view is a network-flow problem, not a per-row rule).  So a unit total is released only
+when every period cell of that unit is released.  The released totals are then sums of
+released cells and give an attacker nothing new, the periods stay independent, and the
+per-period argument above is the whole proof.  Such a total is 0 or ``>= k`` automatically.
+
+Breakdowns (``protect_breakdown``)
+----------------------------------
+Signals are not additive within a cell, but each signal's table ``s`` and its complement
+``c = n - s`` (people who did not report it) are both non-negative additive tables.  If
+``s`` is hidden where ``n`` is shown, ``s + c = n`` there couples the two tables and the
+per-table remainder rule no longer bounds what an attacker learns.  A signal is therefore
+released per (root tree, period) all or nothing: at every released cell of that tree and
+period, when ``s`` and ``c`` both pass the cell rule (0 or ``>= k``) and the remainder rule
+over the released cells' frontiers; otherwise at none of them.  Then ``s`` and ``c`` have
+exactly the released cells' mask and the cell argument applies to each separately.
+Outcomes partition a cell (with "no outcome"), so they are handled together: a set of
+outcomes is released per (root tree, period), each passing on its own, and the remainder
+``n - sum(released outcomes)`` passing as a table too; the smallest released outcome is
+dropped into the remainder until it does.  Breakdown totals follow the unit-total rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Key", "Released", "Table", "protect", "protect_breakdown"]
+
+Cell = tuple[str, str]
+Key = tuple[str, str | None]  # (unit, period); period None is the unit's total over all periods
+
+
+@dataclass(frozen=True)
+class Table:
+    """One additive measure (reports) over units x periods.
+
+    ``parents`` maps every unit key to its parent key, or None for a root (a forest is fine).
+    ``cells`` holds rolled-up counts ``n(u, t)`` (reports at ``u`` or any descendant);
+    missing cells are 0.
+    """
+
+    parents: Mapping[str, str | None]
+    periods: tuple[str, ...]
+    cells: Mapping[Cell, int]
+
+
+@dataclass(frozen=True)
+class Released:
+    """What may be published for one table.
+
+    ``counts`` maps ``(unit, period)`` to a cell and ``(unit, None)`` to a unit total; every
+    other count is suppressed and listed in ``hidden``.  The per-root, per-period grand
+    totals are the root units' cells.
+    """
+
+    k: int
+    counts: Mapping[Key, int]
+    hidden: frozenset[Key]
+
+    def shown(self, unit: str, period: str | None = None) -> bool:
+        return (unit, period) in self.counts
+
+
+class _Frame:
+    """Units and periods as array indices, with the tree in the shapes the passes need."""
+
+    def __init__(self, parents: Mapping[str, str | None], periods: tuple[str, ...]):
+        self.units = sorted(parents)
+        self.periods = tuple(periods)
+        if len(set(self.periods)) != len(self.periods):
+            raise ValueError("duplicate period")
+        self.uidx = {u: i for i, u in enumerate(self.units)}
+        self.tidx = {t: j for j, t in enumerate(self.periods)}
+        n = len(self.units)
+        self.parent = np.full(n, -1, dtype=np.int64)
+        self.children: list[list[int]] = [[] for _ in range(n)]
+        for i, u in enumerate(self.units):
+            p = parents[u]
+            if p is None:
+                continue
+            if p not in self.uidx:
+                raise ValueError(f"unit {u!r} has unknown parent {p!r}")
+            self.parent[i] = self.uidx[p]
+            self.children[self.uidx[p]].append(i)
+        self.depth = np.zeros(n, dtype=np.int64)
+        self.root = np.arange(n, dtype=np.int64)
+        self.post: list[int] = []
+        roots = [i for i in range(n) if self.parent[i] < 0]
+        for r in roots:  # iterative DFS; children lists are already in key order
+            stack = [(r, False)]
+            while stack:
+                i, done = stack.pop()
+                if done:
+                    self.post.append(i)
+                    continue
+                stack.append((i, True))
+                for c in reversed(self.children[i]):
+                    self.depth[c] = self.depth[i] + 1
+                    self.root[c] = self.root[i]
+                    stack.append((c, False))
+        if len(self.post) != n:
+            raise ValueError("the unit tree has a cycle")
+        self.roots = np.array(roots, dtype=np.int64)
+        self.comp = np.searchsorted(self.roots, self.root)  # root tree index of each unit
+        deepest = int(self.depth.max(initial=0))
+        self.levels = [np.flatnonzero(self.depth == d) for d in range(deepest + 1)]
+
+    def matrix(self, cells: Mapping[Cell, int], what: str) -> np.ndarray:
+        x = np.zeros((len(self.units), len(self.periods)), dtype=np.int64)
+        for (u, t), v in cells.items():
+            if u not in self.uidx or t not in self.tidx:
+                raise ValueError(f"{what}: unknown cell {(u, t)!r}")
+            if int(v) != v or v < 0:
+                raise ValueError(f"{what}: count {v!r} at {(u, t)!r} is not a non-negative int")
+            x[self.uidx[u], self.tidx[t]] = int(v)
+        return x
+
+    def check_additive(self, x: np.ndarray, what: str) -> None:
+        """A rolled-up table has every parent >= the sum of its children."""
+        below = np.zeros_like(x)
+        kids = np.flatnonzero(self.parent >= 0)
+        np.add.at(below, self.parent[kids], x[kids])
+        if (below > x).any():
+            i, j = np.argwhere(below > x)[0]
+            raise ValueError(
+                f"{what}: {self.units[i]!r} at {self.periods[j]!r} is below its children's sum"
+            )
+
+    def remainders(self, x: np.ndarray, shown: np.ndarray) -> np.ndarray:
+        """``x - (sum of x over each cell's frontier of shown cells)``, per cell."""
+        below = np.zeros_like(x)
+        for level in reversed(self.levels[1:]):
+            contrib = np.where(shown[level], x[level], below[level])
+            np.add.at(below, self.parent[level], contrib)
+        return x - below
+
+
+def _ok(v: np.ndarray, k: int) -> np.ndarray:
+    return (v == 0) | (v >= k)
+
+
+def _protect_period(frame: _Frame, x: list[int], shown: list[bool], k: int) -> None:
+    """Enforce the frontier remainder rule in one period, in place on ``shown``."""
+    front: list[list[int]] = [[] for _ in x]
+    rem = [0] * len(x)
+    for u in frame.post:
+        f: list[int] = []
+        for c in frame.children[u]:
+            if shown[c]:
+                f.append(c)
+            else:
+                f.extend(front[c])
+        front[u] = f
+        if not shown[u]:
+            continue
+        r = x[u] - sum(x[w] for w in f)
+        while 0 < r < k:
+            cands = [w for w in f if x[w] > 0]
+            if not cands:
+                shown[u] = False  # its remainder joins its nearest shown ancestor's
+                break
+            useful = [w for w in cands if rem[w] > 0]
+            w = min(useful or cands, key=lambda w: (x[w], w))
+            shown[w] = False
+            f.remove(w)
+            f.extend(front[w])
+            r += rem[w]
+        rem[u] = r
+
+
+def _released(frame: _Frame, k: int, x: np.ndarray, shown: np.ndarray) -> Released:
+    counts: dict[Key, int] = {}
+    hidden: set[Key] = set()
+    row_complete = shown.all(axis=1)
+    for i, u in enumerate(frame.units):
+        for j, t in enumerate(frame.periods):
+            if shown[i, j]:
+                counts[(u, t)] = int(x[i, j])
+            else:
+                hidden.add((u, t))
+        if row_complete[i]:
+            counts[(u, None)] = int(x[i].sum())
+        else:
+            hidden.add((u, None))
+    return Released(k=k, counts=counts, hidden=frozenset(hidden))
+
+
+def protect(table: Table, k: int, *, suppress: Iterable[Cell] = ()) -> Released:
+    """Choose the cells and unit totals of ``table`` that may be released for group size ``k``.
+
+    ``suppress`` names extra ``(unit, period)`` cells to hide (policy, or a previous result's
+    hidden cells: feeding ``protect(t, k).hidden`` back returns the same result).
+    """
+    if k < 2:
+        raise ValueError("k must be at least 2")
+    frame = _Frame(table.parents, table.periods)
+    x = frame.matrix(table.cells, "cells")
+    frame.check_additive(x, "cells")
+    shown = ~((x >= 1) & (x < k))
+    for u, t in suppress:
+        if t is not None:
+            shown[frame.uidx[u], frame.tidx[t]] = False
+    xs = x.T.tolist()
+    cols = shown.T.tolist()
+    for j in range(len(frame.periods)):
+        _protect_period(frame, xs[j], cols[j], k)
+    return _released(frame, k, x, np.array(cols, dtype=bool).T.reshape(x.shape))
+
+
+def protect_breakdown(
+    table: Table,
+    released: Released,
+    parts: Mapping[str, Mapping[Cell, int]],
+    *,
+    exclusive: bool,
+) -> dict[str, Released]:
+    """Choose which breakdown counts may be released inside the released cells of ``table``.
+
+    ``released`` is ``protect(table, k)``.  ``parts`` maps a part's name (a signal code, or an
+    outcome) to its rolled-up cells over the same units and periods; each part counts a subset
+    of the reports in each cell.  ``exclusive=False`` for signals (a report may carry any
+    number of them); ``exclusive=True`` for outcomes (a report has at most one; the rest have
+    "no outcome", which must not be passed as a part: it is the remainder).  Returns, per
+    part, its own ``Released`` (cells and unit totals), shown only where ``table``'s cell is.
+    """
+    k = released.k
+    frame = _Frame(table.parents, table.periods)
+    n = frame.matrix(table.cells, "cells")
+    frame.check_additive(n, "cells")
+    shown = np.zeros(n.shape, dtype=bool)
+    for i, u in enumerate(frame.units):
+        for j, t in enumerate(frame.periods):
+            shown[i, j] = (u, t) in released.counts
+    names = sorted(parts)
+    xs = [frame.matrix(parts[p], f"part {p!r}") for p in names]
+    for p, x in zip(names, xs, strict=True):
+        frame.check_additive(x, f"part {p!r}")
+        frame.check_additive(n - x, f"reports without part {p!r}")
+        if (x > n).any():
+            raise ValueError(f"part {p!r} exceeds the report count somewhere")
+    if exclusive and names:
+        frame.check_additive(n - sum(xs), "reports with no outcome")
+        if (sum(xs) > n).any():
+            raise ValueError("outcomes exceed the report count somewhere")
+    rn = frame.remainders(n, shown)
+    ncomp = len(frame.roots)
+
+    def fails(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Per (root tree, period): does table ``x`` with remainders ``r`` break a rule?"""
+        bad = shown & ~(_ok(x, k) & _ok(r, k))
+        out = np.zeros((ncomp, n.shape[1]), dtype=bool)
+        np.logical_or.at(out, frame.comp, bad)
+        return out
+
+    rs = [frame.remainders(x, shown) for x in xs]
+    if exclusive:
+        keep = np.array([~fails(x, r) for x, r in zip(xs, rs, strict=True)], dtype=bool)
+        keep = keep.reshape(len(names), ncomp, n.shape[1])
+        roots_size = np.array([x[frame.roots] for x in xs], dtype=float).reshape(keep.shape)
+        for _ in range(len(names) + 1):
+            on = keep[:, frame.comp, :]  # (parts, units, periods)
+            rest = n - (on * np.array(xs).reshape(on.shape)).sum(axis=0)
+            rrest = rn - (on * np.array(rs).reshape(on.shape)).sum(axis=0)
+            bad = fails(rest, rrest)
+            if not bad.any():
+                break
+            size = np.where(keep, roots_size, np.inf)
+            drop = np.argmin(size, axis=0)  # first (by name) of the smallest
+            c_idx, t_idx = np.nonzero(bad & keep.any(axis=0))
+            keep[drop[c_idx, t_idx], c_idx, t_idx] = False
+    else:
+        keep = np.array(
+            [~(fails(x, r) | fails(n - x, rn - r)) for x, r in zip(xs, rs, strict=True)],
+            dtype=bool,
+        ).reshape(len(names), ncomp, n.shape[1])
+    return {
+        p: _released(frame, k, xs[i], shown & keep[i][frame.comp, :])
+        for i, p in enumerate(names)
+    }
