@@ -545,7 +545,7 @@ class _Model:
             if self.model == "wave":
                 val = binomial_llr(cmax, self.n_g[:, None], w_row / self.T)
             else:
-                val = poisson_llr(cmax, self.C * self.share[:, None] * w_row / self.T, self.C)
+                val = poisson_llr(cmax, self.C * self.share[:, None] * (w_row / self.T), self.C)
             return float(np.max(np.where(eligible, val, 0.0)))
         if self.model == "targeted":
             cwmin = np.array([a.min() for a in self.cw], dtype=np.float64)[None, :]
