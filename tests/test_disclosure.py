@@ -1,0 +1,379 @@
+"""Disclosure control: hand-made cases, and an LP attacker against random released tables.
+
+The attacker knows the org tree, every released number, and that every count filed directly
+at a unit (per period, per signal or outcome) is >= 0.  For each suppressed count we ask
+scipy's LP for its minimum and maximum over everything consistent with that, and require the
+range to be at least k wide, or the value to be pinned to something releasable anyway (0 or
+>= k).  The constraint matrix is totally unimodular (two laminar families), so the LP bounds
+are integral and an integer-reasoning attacker learns nothing more.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from reports.disclosure import Released, Table, protect, protect_breakdown
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def subtree(parents, unit):
+    kids = {}
+    for u, p in parents.items():
+        kids.setdefault(p, []).append(u)
+    out, stack = [], [unit]
+    while stack:
+        u = stack.pop()
+        out.append(u)
+        stack.extend(kids.get(u, []))
+    return out
+
+
+def ancestors_and_self(parents, unit):
+    while unit is not None:
+        yield unit
+        unit = parents[unit]
+
+
+def roll_up(parents, reports):
+    """``reports`` is a list of (unit, period, category); returns rolled-up cells per category."""
+    cells: dict[str, Counter] = {}
+    for unit, period, cat in reports:
+        for a in ancestors_and_self(parents, unit):
+            cells.setdefault(cat, Counter())[(a, period)] += 1
+    return cells
+
+
+def add(*counters):
+    out = Counter()
+    for c in counters:
+        out.update(c)
+    return out
+
+
+class Attacker:
+    """LP over the direct counts d[cat, unit, period] >= 0, with released facts as equalities."""
+
+    def __init__(self, parents, periods, cats):
+        self.parents, self.periods, self.cats = parents, tuple(periods), tuple(cats)
+        self.units = sorted(parents)
+        self.index = {
+            key: i for i, key in enumerate(itertools.product(self.cats, self.units, self.periods))
+        }
+        self.sub = {u: subtree(parents, u) for u in self.units}
+        self.rows: list[np.ndarray] = []
+        self.rhs: list[int] = []
+
+    def vec(self, cats, unit, period, *, direct=False):
+        v = np.zeros(len(self.index))
+        periods = self.periods if period is None else (period,)
+        for c, w, t in itertools.product(cats, [unit] if direct else self.sub[unit], periods):
+            v[self.index[(c, w, t)]] = 1
+        return v
+
+    def know(self, cats, released: Released):
+        for (u, t), value in released.counts.items():
+            self.rows.append(self.vec(cats, u, t))
+            self.rhs.append(value)
+
+    def range(self, v):
+        a = np.array(self.rows) if self.rows else None
+        b = np.array(self.rhs) if self.rows else None
+        ends = []
+        for sign in (1, -1):  # minimise v.x, then minimise -v.x
+            res = linprog(sign * v, A_eq=a, b_eq=b, bounds=(0, None), method="highs")
+            if res.status == 3:
+                ends.append(sign * -np.inf)
+            else:
+                assert res.status == 0, res.message
+                ends.append(sign * res.fun)
+        return ends[0], ends[1]
+
+    def assert_safe(self, v, true, k, what):
+        lo, hi = self.range(v)
+        assert lo - 1e-6 <= true <= hi + 1e-6, (what, lo, true, hi)
+        pinned_ok = hi - lo < 1e-6 and (true == 0 or true >= k)
+        assert hi - lo >= k - 1e-6 or pinned_ok, f"{what}: true {true}, attacker sees [{lo}, {hi}]"
+
+
+def cells_of(table_cells, units, periods):
+    return {(u, t): table_cells.get((u, t), 0) for u in units for t in periods}
+
+
+def assert_no_small_counts(released: Released):
+    small = {key: v for key, v in released.counts.items() if 0 < v < released.k}
+    assert not small
+
+
+def assert_cells_safe(parents, periods, cells, released, k, cats=("n",), total_cells=None):
+    """Every hidden cell / total and every direct count of ``released`` is protected."""
+    att = Attacker(parents, periods, cats)
+    att.know(cats, released)
+    for u in sorted(parents):
+        for t in (*periods, None):
+            true = sum(cells.get((u, s), 0) for s in periods) if t is None else cells.get((u, t), 0)
+            if (u, t) in released.hidden:
+                att.assert_safe(att.vec(cats, u, t), true, k, f"hidden {(u, t)}")
+        for t in periods:
+            kids = [c for c, p in parents.items() if p == u]
+            direct = cells.get((u, t), 0) - sum(cells.get((c, t), 0) for c in kids)
+            att.assert_safe(att.vec(cats, u, t, direct=True), direct, k, f"direct {(u, t)}")
+    return att
+
+
+# -- strategies -------------------------------------------------------------------------------
+
+
+@st.composite
+def forests(draw, max_units=30):
+    n = draw(st.integers(1, max_units))
+    parents: dict[str, str | None] = {}
+    depth: dict[str, int] = {}
+    for i in range(n):
+        name = f"u{i:02d}"
+        eligible = [u for u in parents if depth[u] < 3]
+        parent = None
+        if eligible and draw(st.integers(0, 9)) < 8:  # mostly trees, sometimes a forest
+            parent = draw(st.sampled_from(eligible))
+        parents[name] = parent
+        depth[name] = 0 if parent is None else depth[parent] + 1
+    return parents
+
+
+@st.composite
+def surveys(draw, max_units=30, max_periods=8, max_reports=150):
+    parents = draw(forests(max_units))
+    periods = tuple(f"p{j}" for j in range(draw(st.integers(1, max_periods))))
+    units = sorted(parents)
+    # a few "busy" units make counts >= k common, so complementary suppression gets exercised
+    busy = draw(st.lists(st.sampled_from(units), max_size=4))
+    pool = units + busy * 6
+    reports = draw(
+        st.lists(
+            st.tuples(st.sampled_from(pool), st.sampled_from(periods), st.integers(0, 7)),
+            max_size=max_reports,
+        )
+    )
+    k = draw(st.sampled_from([3, 4, 5]))
+    return parents, periods, reports, k
+
+
+PROPERTY = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+# -- hand-made cases --------------------------------------------------------------------------
+
+
+def test_a_small_team_hides_itself_and_the_next_smallest_sibling():
+    parents = {"dept": None, "a": "dept", "b": "dept", "c": "dept"}
+    cells = {("dept", "w1"): 19, ("a", "w1"): 2, ("b", "w1"): 10, ("c", "w1"): 7}
+    released = protect(Table(parents, ("w1",), cells), 5)
+    assert released.counts[("dept", "w1")] == 19
+    assert released.counts[("b", "w1")] == 10
+    assert {("a", "w1"), ("c", "w1")} <= released.hidden  # remainder 19 - 10 = 9 >= 5
+    assert_cells_safe(parents, ("w1",), cells, released, 5)
+
+
+def test_reports_filed_directly_at_a_parent_are_not_isolated_below_k():
+    parents = {"dept": None, "a": "dept", "b": "dept"}
+    cells = {("dept", "w1"): 23, ("a", "w1"): 10, ("b", "w1"): 11}  # 2 filed at dept itself
+    released = protect(Table(parents, ("w1",), cells), 5)
+    assert ("a", "w1") in released.hidden  # the smaller child joins the remainder: 2 + 10
+    assert released.counts[("b", "w1")] == 11
+    assert_cells_safe(parents, ("w1",), cells, released, 5)
+
+
+def test_a_hidden_child_with_shown_grandchildren_is_not_a_free_remainder():
+    # dept 20 = team 12 (its subteams 10, plus 2 direct) + other 6 + 2 direct.  Hiding the
+    # team leaves dept - shown children = 14, yet the team is pinned to [10, 14].
+    parents = {"dept": None, "team": "dept", "other": "dept", "sub": "team", "sub2": "team"}
+    cells = {("dept", "w"): 20, ("team", "w"): 12, ("other", "w"): 6, ("sub", "w"): 5,
+             ("sub2", "w"): 5}
+    released = protect(Table(parents, ("w",), cells), 5, suppress=[("team", "w")])
+    assert ("team", "w") in released.hidden
+    assert_no_small_counts(released)
+    assert_cells_safe(parents, ("w",), cells, released, 5)
+
+
+def test_a_time_row_with_one_small_period_withholds_the_unit_total():
+    parents = {"org": None, "u": "org", "v": "org"}
+    periods = ("t0", "t1", "t2")
+    u, v = [10, 2, 8], [6, 9, 7]
+    cells = {}
+    for j, t in enumerate(periods):
+        cells[("u", t)], cells[("v", t)], cells[("org", t)] = u[j], v[j], u[j] + v[j]
+    released = protect(Table(parents, periods, cells), 5)
+    assert {("u", "t1"), ("v", "t1")} <= released.hidden
+    assert released.counts[("u", "t0")] == 10
+    assert released.counts[("u", "t2")] == 8
+    # with u's total shown the 2 would be 20 - 10 - 8; the total goes instead
+    assert {("u", None), ("v", None)} <= released.hidden
+    assert released.counts[("org", None)] == 42
+    att = assert_cells_safe(parents, periods, cells, released, 5)
+    assert att.range(att.vec(("n",), "u", "t1")) == pytest.approx((0, 11))
+
+
+def test_a_released_unit_total_would_couple_periods_and_leak():
+    # Why totals are withheld rather than the brief's time rule applied: u's total 12 shown
+    # with both its periods hidden (time remainder 12 >= 5) still pins u at t1 to [2, 5].
+    parents = {"org": None, "u": "org", "s": "org"}
+    periods = ("t1", "t2")
+    released = Released(
+        k=5,
+        counts={("org", "t1"): 5, ("org", "t2"): 10, ("s", "t2"): 0, ("u", None): 12},
+        hidden=frozenset(),
+    )
+    att = Attacker(parents, periods, ("n",))
+    att.know(("n",), released)
+    assert att.range(att.vec(("n",), "u", "t1")) == pytest.approx((2, 5))
+
+
+def test_a_hidden_root_is_unbounded_and_zeros_are_shown():
+    parents = {"r": None, "a": "r"}
+    cells = {("r", "w"): 3, ("a", "w"): 0}
+    released = protect(Table(parents, ("w",), cells), 5)
+    assert ("r", "w") in released.hidden
+    assert released.counts[("a", "w")] == 0
+    assert_cells_safe(parents, ("w",), cells, released, 5)
+
+
+def test_a_signal_is_hidden_where_too_few_people_did_not_report_it():
+    parents = {"dept": None, "a": "dept", "b": "dept"}
+    n = {("dept", "w"): 20, ("a", "w"): 10, ("b", "w"): 10}
+    released = protect(Table(parents, ("w",), n), 5)
+    fine = {("dept", "w"): 10, ("a", "w"): 5, ("b", "w"): 5}
+    nearly_all = {("dept", "w"): 17, ("a", "w"): 8, ("b", "w"): 9}  # 1 in b did not
+    out = protect_breakdown(
+        Table(parents, ("w",), n), released, {"fine": fine, "all": nearly_all}, exclusive=False
+    )
+    assert out["fine"].counts == {**fine, ("dept", None): 10, ("a", None): 5, ("b", None): 5}
+    assert out["all"].counts == {}
+
+
+def test_outcomes_drop_the_smallest_until_no_outcome_is_safe():
+    parents = {"dept": None}
+    n = {("dept", "w"): 20}
+    released = protect(Table(parents, ("w",), n), 5)
+    outcomes = {"left": {("dept", "w"): 9}, "moved": {("dept", "w"): 8}}  # 3 with no outcome
+    out = protect_breakdown(Table(parents, ("w",), n), released, outcomes, exclusive=True)
+    assert out["left"].counts[("dept", "w")] == 9
+    assert ("dept", "w") in out["moved"].hidden  # 8 + 3 = 11 left unexplained
+
+
+def test_inconsistent_tables_are_rejected():
+    with pytest.raises(ValueError, match="below its children"):
+        protect(Table({"p": None, "c": "p"}, ("w",), {("p", "w"): 1, ("c", "w"): 2}), 3)
+    with pytest.raises(ValueError, match="cycle"):
+        protect(Table({"a": "b", "b": "a"}, ("w",), {}), 3)
+
+
+# -- properties -------------------------------------------------------------------------------
+
+
+@PROPERTY
+@given(surveys())
+def test_no_released_count_is_small_and_every_hidden_count_keeps_k_of_doubt(survey):
+    parents, periods, reports, k = survey
+    cells = roll_up(parents, [(u, t, "n") for u, t, _ in reports]).get("n", Counter())
+    released = protect(Table(parents, periods, dict(cells)), k)
+    assert_no_small_counts(released)
+    assert set(released.counts).isdisjoint(released.hidden)
+    assert len(released.counts) + len(released.hidden) == len(parents) * (len(periods) + 1)
+    for key, value in released.counts.items():
+        u, t = key
+        assert value == (sum(cells[(u, s)] for s in periods) if t is None else cells[key])
+    assert_cells_safe(parents, periods, cells, released, k)
+
+
+@PROPERTY
+@given(surveys(max_units=12, max_periods=4, max_reports=100))
+def test_a_released_signal_leaves_k_of_doubt_in_it_and_in_its_complement(survey):
+    parents, periods, reports, k = survey
+    # category 0..3: carries the signal; 4..7: does not
+    split = roll_up(parents, [(u, t, "s" if c < 4 else "c") for u, t, c in reports])
+    s, c = split.get("s", Counter()), split.get("c", Counter())
+    n = add(s, c)
+    table = Table(parents, periods, dict(n))
+    released = protect(table, k)
+    out = protect_breakdown(table, released, {"sig": dict(s)}, exclusive=False)["sig"]
+    assert_no_small_counts(out)
+    assert set(out.counts) <= set(released.counts)
+    for (u, t), value in out.counts.items():
+        assert value == (sum(s[(u, x)] for x in periods) if t is None else s[(u, t)])
+        rest = released.counts[(u, t)] - value
+        assert rest == 0 or rest >= k
+    att = assert_cells_safe(parents, periods, n, released, k, cats=("s", "c"))
+    att.know(("s",), out)
+    for u in sorted(parents):
+        for t in periods:
+            for cats, table_cells in ((("s",), s), (("c",), c), (("s", "c"), n)):
+                if (u, t) in out.counts and cats != ("s", "c"):
+                    continue
+                if cats == ("s", "c") and (u, t) in released.counts:
+                    continue
+                true = table_cells.get((u, t), 0)
+                att.assert_safe(att.vec(cats, u, t), true, k, f"{cats} at {(u, t)}")
+            for cats in (("s",), ("c",)):
+                kids = [x for x, p in parents.items() if p == u]
+                table_cells = s if cats == ("s",) else c
+                direct = table_cells.get((u, t), 0) - sum(table_cells.get((x, t), 0) for x in kids)
+                att.assert_safe(att.vec(cats, u, t, direct=True), direct, k, f"direct {cats}")
+
+
+@PROPERTY
+@given(surveys(max_units=12, max_periods=4, max_reports=100))
+def test_released_outcomes_leave_k_of_doubt_in_every_outcome_and_in_no_outcome(survey):
+    parents, periods, reports, k = survey
+    names = {0: "left", 1: "left", 2: "moved", 3: "moved", 4: "quiet"}
+    split = roll_up(parents, [(u, t, names.get(c, "none")) for u, t, c in reports])
+    n = add(*split.values())
+    table = Table(parents, periods, dict(n))
+    released = protect(table, k)
+    parts = {name: dict(split.get(name, Counter())) for name in ("left", "moved", "quiet")}
+    out = protect_breakdown(table, released, parts, exclusive=True)
+    cats = ("left", "moved", "quiet", "none")
+    att = Attacker(parents, periods, cats)
+    att.know(cats, released)
+    for name, rel in out.items():
+        assert_no_small_counts(rel)
+        assert set(rel.counts) <= set(released.counts)
+        att.know((name,), rel)
+    for (u, t) in released.counts:
+        if t is not None:
+            rest = released.counts[(u, t)] - sum(
+                rel.counts.get((u, t), 0) for rel in out.values()
+            )
+            assert rest == 0 or rest >= k
+    for u in sorted(parents):
+        for t in periods:
+            for cat in cats:
+                if cat != "none" and (u, t) in out[cat].counts:
+                    continue
+                true = split.get(cat, Counter()).get((u, t), 0)
+                att.assert_safe(att.vec((cat,), u, t), true, k, f"{cat} at {(u, t)}")
+
+
+@PROPERTY
+@given(surveys(), st.randoms(use_true_random=False))
+def test_protection_is_deterministic_and_a_fixed_point(survey, rnd: random.Random):
+    parents, periods, reports, k = survey
+    cells = dict(roll_up(parents, [(u, t, "n") for u, t, _ in reports]).get("n", Counter()))
+    first = protect(Table(parents, periods, cells), k)
+    shuffled_parents = list(parents.items())
+    shuffled_cells = list(cells.items())
+    rnd.shuffle(shuffled_parents)
+    rnd.shuffle(shuffled_cells)
+    again = protect(Table(dict(shuffled_parents), periods, dict(shuffled_cells)), k)
+    assert again == first
+    cell_hidden = [key for key in first.hidden if key[1] is not None]
+    assert protect(Table(parents, periods, cells), k, suppress=cell_hidden) == first
