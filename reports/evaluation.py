@@ -1,0 +1,415 @@
+"""Evaluation harness for the scan (pure numpy, no Django).
+
+:func:`evaluate` runs seeded synthetic scenarios (:mod:`reports.simulate`) per scenario
+*cell* and returns one :class:`EvalRow` per (cell, method):
+
+* cells (:func:`default_cells`): drive level team/department/org x length 1/2/4/8 periods x
+  relative risk 1.5/2/3/5; null without and with a review season; drives inside a review
+  season; signature-carrying drives of modest relative risk;
+* methods: each scan model on its own (raw Monte Carlo p <= alpha), ``targeted_classic``
+  (targeted without leave-branch-out, to show the gain), ``combined`` (any model with
+  Bonferroni-adjusted p <= alpha; its cut is the one with the smallest adjusted p, ties
+  broken by model order in ``reports.scan.MODELS``), ``combined_robust`` (the same over
+  the models conditioned on each branch's own total, ``targeted`` and ``signature``,
+  Bonferroni over those two: they are insensitive to unit reporting habits and
+  company-wide seasons, which the ``wave`` and ``per_capita`` nulls are not), and two
+  baselines on the same data:
+  ``naive_threshold`` (alarm when any team has >= k reports in one period) and ``ears_c2``
+  (EARS C2 on every branch's series: 7-period baseline, 2-period lag, sd floored at 0.5),
+  both calibrated on separate null scenarios (no review season) to a false-alarm rate
+  of at most ``alpha``;
+* figures: ``alarm_rate`` (type-I error on null cells, power on drive cells),
+  ``localization`` (mean Jaccard of detected vs planted (team, period) cells over the
+  scenarios that alarmed), ``extended_power`` (alarm and Jaccard >= 0.5).
+
+CI runs a tiny evaluation (few cells, few scenarios, few replicas); the full one
+(``python -m reports.evaluation``) is meant to run offline.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from reports import scan
+from reports.simulate import Drive, SyntheticDataset, simulate
+
+__all__ = [
+    "EvalConfig",
+    "EvalRow",
+    "ScenarioCell",
+    "default_cells",
+    "evaluate",
+    "format_table",
+]
+
+LEVELS = ("team", "department", "org")
+LENGTHS = (1, 2, 4, 8)
+RELATIVE_RISKS = (1.5, 2.0, 3.0, 5.0)
+SCAN_METHODS = ("targeted", "wave", "signature", "per_capita")
+ROBUST_MODELS = ("targeted", "signature")
+METHODS = (
+    *SCAN_METHODS,
+    "targeted_classic",
+    "combined",
+    "combined_robust",
+    "naive_threshold",
+    "ears_c2",
+)
+
+
+@dataclass(frozen=True)
+class ScenarioCell:
+    """One scenario cell; ``level is None`` means a null scenario (no drive).
+
+    ``start`` fixes the drive start (None: random in ``earliest_start .. T - length``)."""
+
+    name: str
+    level: str | None = None
+    length: int = 0
+    relative_risk: float = 1.0
+    season: bool = False
+    signature_share: float = 0.0
+    start: int | None = None
+
+    @property
+    def is_null(self) -> bool:
+        return self.level is None
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Scenario settings shared by all cells (periods are abstract weeks/months)."""
+
+    n_periods: int = 20
+    base_rate: float = 0.04
+    habit_shape: float = 2.0
+    season_periods: tuple[int, ...] = (12, 13, 14)
+    season_multiplier: float = 2.5
+    earliest_start: int = 6
+    min_reports: int = 5
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    cell: str
+    kind: str  # "null" or "drive"
+    level: str | None
+    length: int
+    relative_risk: float
+    season: bool
+    signature_share: float
+    method: str
+    n_scenarios: int
+    alarm_rate: float
+    localization: float
+    extended_power: float
+
+
+def default_cells() -> list[ScenarioCell]:
+    cells = [
+        ScenarioCell("null"),
+        ScenarioCell("null+season", season=True),
+    ]
+    for level in LEVELS:
+        for length in LENGTHS:
+            for rr in RELATIVE_RISKS:
+                cells.append(ScenarioCell(f"{level}/L{length}/RR{rr:g}", level, length, rr))
+    for length, rr in ((2, 3.0), (4, 3.0), (4, 5.0)):
+        cells.append(
+            ScenarioCell(
+                f"department/L{length}/RR{rr:g}/in-season", "department", length, rr,
+                season=True, start=11,
+            )
+        )
+    for rr in (1.5, 2.0):
+        cells.append(
+            ScenarioCell(
+                f"department/L4/RR{rr:g}/signature", "department", 4, rr, signature_share=0.9
+            )
+        )
+    return cells
+
+
+# --------------------------------------------------------------------------------------
+# baselines
+# --------------------------------------------------------------------------------------
+
+
+def _leaf_counts(ds: SyntheticDataset) -> np.ndarray:
+    counts = np.zeros((ds.n_units, ds.n_periods), dtype=np.int64)
+    np.add.at(counts, (ds.report_units, ds.report_periods), 1)
+    return counts
+
+
+def _branch_counts(ds: SyntheticDataset) -> np.ndarray:
+    counts = _leaf_counts(ds)
+    for u in range(ds.n_units - 1, 0, -1):  # children after parents: accumulate upwards
+        p = ds.parents[u]
+        if p >= 0:
+            counts[p] += counts[u]
+    return counts
+
+
+def _naive_stat(ds: SyntheticDataset) -> float:
+    return float(_leaf_counts(ds).max(initial=0))
+
+
+def _naive_cells(ds: SyntheticDataset, k: float) -> set[tuple[int, int]]:
+    u, t = np.nonzero(_leaf_counts(ds) >= k)
+    return {(int(a), int(b)) for a, b in zip(u, t, strict=True)}
+
+
+_C2_BASELINE = 7
+_C2_LAG = 2
+_C2_SD_FLOOR = 0.5
+
+
+def _c2_matrix(ds: SyntheticDataset) -> np.ndarray:
+    """EARS C2 statistic [U, T] (NaN where the baseline is not available)."""
+    x = _branch_counts(ds).astype(np.float64)
+    out = np.full(x.shape, np.nan)
+    first = _C2_BASELINE + _C2_LAG
+    for t in range(first, ds.n_periods):
+        base = x[:, t - first : t - _C2_LAG]
+        mu = base.mean(axis=1)
+        sd = np.maximum(base.std(axis=1, ddof=1), _C2_SD_FLOOR)
+        out[:, t] = (x[:, t] - mu) / sd
+    return out
+
+
+def _c2_stat(ds: SyntheticDataset) -> float:
+    c2 = _c2_matrix(ds)
+    return float(np.nanmax(c2)) if np.isfinite(c2).any() else -math.inf
+
+
+def _c2_cells(ds: SyntheticDataset, h: float) -> set[tuple[int, int]]:
+    c2 = _c2_matrix(ds)
+    cells: set[tuple[int, int]] = set()
+    for g, t in zip(*np.nonzero(np.nan_to_num(c2, nan=-np.inf) > h), strict=True):
+        cells |= ds.leaf_cells(int(g), int(t), int(t))
+    return cells
+
+
+# --------------------------------------------------------------------------------------
+# scenarios
+# --------------------------------------------------------------------------------------
+
+
+def _seed(seed: int, name: str, k: int) -> tuple[int, int, int]:
+    return (int(seed), zlib.crc32(name.encode()), int(k))
+
+
+def _dataset(cell: ScenarioCell, cfg: EvalConfig, seed) -> SyntheticDataset:
+    drives = []
+    if not cell.is_null:
+        drives.append(
+            Drive(cell.level, cell.length, cell.relative_risk, start=cell.start,
+                  signature_share=cell.signature_share)
+        )
+    return simulate(
+        seed,
+        n_periods=cfg.n_periods,
+        base_rate=cfg.base_rate,
+        habit_shape=cfg.habit_shape,
+        season_periods=cfg.season_periods if cell.season else (),
+        season_multiplier=cfg.season_multiplier,
+        drives=drives,
+        earliest_start=cfg.earliest_start,
+    )
+
+
+def _jaccard(a: set, b: set) -> float:
+    if not a and not b:
+        return math.nan
+    return len(a & b) / len(a | b)
+
+
+def _scan_outcomes(ds, cfg: EvalConfig, n_replicas: int, entropy, include_classic: bool):
+    """{method: (p, cells)} for each scan model, targeted_classic and combined."""
+    data = ds.to_scan_data()
+    models = scan.available_models(data)
+    out: dict[str, tuple[float, set]] = {}
+    runs = [(m, m, True) for m in models]
+    if include_classic and "targeted" in models:
+        runs.append(("targeted_classic", "targeted", False))
+    for label, model, lbo in runs:
+        cuts = scan.observed_cuts(
+            data, model, min_reports=cfg.min_reports, limit=1, leave_branch_out=lbo
+        )
+        if not cuts:
+            out[label] = (1.0, set())
+            continue
+        maxima = scan.replica_maxima(
+            data, model, entropy=entropy, start=0, stop=n_replicas,
+            min_reports=cfg.min_reports, leave_branch_out=lbo,
+        )
+        cut = cuts[0]
+        out[label] = (scan.monte_carlo_p(cut.llr, maxima), ds.leaf_cells(cut.branch, cut.start,
+                                                                          cut.end))
+    for label, group in (("combined", models), ("combined_robust", ROBUST_MODELS)):
+        used = [m for m in scan.MODELS if m in group and m in models]
+        best = (1.0, set())
+        for m in used:
+            adj = scan.bonferroni(out[m][0], len(used))
+            if adj < best[0]:
+                best = (adj, out[m][1])
+        out[label] = best
+    return out
+
+
+@dataclass
+class _Calibration:
+    naive_k: float
+    c2_h: float
+
+
+def calibrate_baselines(
+    cfg: EvalConfig, n_scenarios: int, seed: int = 0
+) -> _Calibration:
+    """Thresholds giving a null false-alarm rate <= alpha on separate null scenarios."""
+    cell = ScenarioCell("calibration-null")
+    naive, c2 = [], []
+    for k in range(n_scenarios):
+        ds = _dataset(cell, cfg, _seed(seed, cell.name, k))
+        naive.append(_naive_stat(ds))
+        c2.append(_c2_stat(ds))
+    naive = np.array(naive)
+    c2 = np.array(c2)
+    k_thr = 1.0
+    while np.mean(naive >= k_thr) > cfg.alpha:
+        k_thr += 1.0
+    h = float(np.quantile(c2, 1 - cfg.alpha, method="higher"))
+    return _Calibration(k_thr, h)
+
+
+def evaluate(
+    cells: Iterable[ScenarioCell] | None = None,
+    *,
+    n_scenarios: int = 20,
+    n_replicas: int = 99,
+    n_calibration: int | None = None,
+    seed: int = 0,
+    config: EvalConfig | None = None,
+    include_classic: bool = True,
+    methods: Sequence[str] | None = None,
+) -> list[EvalRow]:
+    """Run ``n_scenarios`` seeded scenarios per cell and return one row per (cell, method).
+
+    n_replicas: Monte Carlo replicas per model and scenario (p-value resolution
+    1/(n_replicas+1)).  n_calibration: null scenarios used to calibrate the baselines
+    (default ``max(100, 2 * n_scenarios)``).  seed: master seed; every scenario's seed is
+    derived from (seed, cell name, scenario index) so cells are reproducible on their own.
+    """
+    cfg = config or EvalConfig()
+    cells = list(default_cells() if cells is None else cells)
+    calib = calibrate_baselines(
+        cfg, n_calibration if n_calibration is not None else max(100, 2 * n_scenarios), seed
+    )
+    wanted = list(METHODS if methods is None else methods)
+    rows: list[EvalRow] = []
+    for cell in cells:
+        alarms: dict[str, list[bool]] = {m: [] for m in wanted}
+        jacc: dict[str, list[float]] = {m: [] for m in wanted}
+        for k in range(n_scenarios):
+            sseed = _seed(seed, cell.name, k)
+            ds = _dataset(cell, cfg, sseed)
+            planted = set(ds.planted_cells)
+            res = _scan_outcomes(ds, cfg, n_replicas, (*sseed, 1), include_classic)
+            for m in wanted:
+                if m in res:
+                    p, cells_hit = res[m]
+                    alarm = p <= cfg.alpha
+                elif m == "naive_threshold":
+                    alarm = _naive_stat(ds) >= calib.naive_k
+                    cells_hit = _naive_cells(ds, calib.naive_k) if alarm else set()
+                elif m == "ears_c2":
+                    alarm = _c2_stat(ds) > calib.c2_h
+                    cells_hit = _c2_cells(ds, calib.c2_h) if alarm else set()
+                else:
+                    continue
+                alarms[m].append(bool(alarm))
+                jacc[m].append(_jaccard(cells_hit, planted) if alarm and planted else math.nan)
+        for m in wanted:
+            if not alarms[m]:
+                continue
+            a = np.array(alarms[m])
+            j = np.array(jacc[m])
+            hit = j[a & np.isfinite(j)]
+            rows.append(
+                EvalRow(
+                    cell=cell.name,
+                    kind="null" if cell.is_null else "drive",
+                    level=cell.level,
+                    length=cell.length,
+                    relative_risk=cell.relative_risk,
+                    season=cell.season,
+                    signature_share=cell.signature_share,
+                    method=m,
+                    n_scenarios=int(a.size),
+                    alarm_rate=float(a.mean()),
+                    localization=float(hit.mean()) if hit.size else math.nan,
+                    extended_power=(
+                        math.nan if cell.is_null
+                        else float(np.mean(a & (np.nan_to_num(j, nan=0.0) >= 0.5)))
+                    ),
+                )
+            )
+    return rows
+
+
+def format_table(rows: Sequence[EvalRow]) -> str:
+    """Plain-text table: one line per cell, one column group per method
+    (rate = type-I error for null cells, power for drives; loc = mean Jaccard; ext =
+    extended power)."""
+    methods = [m for m in METHODS if any(r.method == m for r in rows)]
+    by_cell: dict[str, dict[str, EvalRow]] = {}
+    for r in rows:
+        by_cell.setdefault(r.cell, {})[r.method] = r
+
+    def fmt(x: float) -> str:
+        return "  -  " if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:5.2f}"
+
+    width = max([len("cell"), *(len(c) for c in by_cell)])
+    head1 = f"{'':{width}}  {'n':>3}  " + "  ".join(f"{m:^17}" for m in methods)
+    head2 = f"{'cell':{width}}  {'':>3}  " + "  ".join(
+        f"{'rate':>5} {'loc':>5} {'ext':>5}" for _ in methods
+    )
+    lines = [head1, head2, "-" * len(head2)]
+    for cell, per in by_cell.items():
+        n = next(iter(per.values())).n_scenarios
+        parts = []
+        for m in methods:
+            r = per.get(m)
+            if r is None:
+                parts.append(f"{'':17}")
+            else:
+                parts.append(f"{fmt(r.alarm_rate)} {fmt(r.localization)} {fmt(r.extended_power)}")
+        lines.append(f"{cell:{width}}  {n:>3}  " + "  ".join(parts))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Run the Chorus scan evaluation")
+    ap.add_argument("--scenarios", type=int, default=20)
+    ap.add_argument("--replicas", type=int, default=99)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cells", default="", help="comma-separated substrings of cell names")
+    args = ap.parse_args(argv)
+    cells = default_cells()
+    if args.cells:
+        keys = [k.strip() for k in args.cells.split(",") if k.strip()]
+        cells = [c for c in cells if any(k in c.name for k in keys)]
+    rows = evaluate(cells, n_scenarios=args.scenarios, n_replicas=args.replicas, seed=args.seed)
+    print(format_table(rows))
+
+
+if __name__ == "__main__":
+    main()
