@@ -1,0 +1,138 @@
+"""Tests of the synthetic-data generator and the evaluation harness (no Django needed)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from reports import evaluation
+from reports.evaluation import EvalConfig, ScenarioCell, evaluate, format_table
+from reports.scan import available_models
+from reports.simulate import (
+    OUTCOMES,
+    SIGNALS,
+    Drive,
+    has_signature,
+    simulate,
+)
+
+
+def test_simulate_is_reproducible_from_the_seed():
+    a = simulate(5, drives=[Drive("department", 4, 3.0, signature_share=0.5)])
+    b = simulate(5, drives=[Drive("department", 4, 3.0, signature_share=0.5)])
+    assert np.array_equal(a.report_units, b.report_units)
+    assert np.array_equal(a.report_periods, b.report_periods)
+    assert a.report_signals == b.report_signals
+    assert a.report_outcomes == b.report_outcomes
+    assert a.drives == b.drives
+    c = simulate(6, drives=[Drive("department", 4, 3.0)])
+    assert not np.array_equal(a.report_units, c.report_units)
+
+
+def test_simulated_tree_has_paths_levels_headcounts_and_topological_parents():
+    ds = simulate(1)
+    assert ds.unit_paths[0] == "Acme"
+    assert ds.unit_levels[0] == "company"
+    for u, p in enumerate(ds.parents):
+        if u == 0:
+            assert p == -1
+            continue
+        assert 0 <= p < u
+        assert ds.unit_paths[u].startswith(ds.unit_paths[p] + "/")
+    teams = ds.units_at_level("team")
+    assert all(ds.unit_paths[t].count("/") == 3 for t in teams)
+    assert np.all(ds.headcount[teams] > 0)
+    assert np.all(ds.headcount[ds.units_at_level("department")] == 0)
+    assert set(ds.report_units.tolist()) <= set(teams.tolist())
+
+
+def test_reports_carry_known_signals_and_outcomes():
+    ds = simulate(2, drives=[Drive("org", 4, 3.0, signature_share=1.0)])
+    assert ds.n_reports > 0
+    for signals, outcome in zip(ds.report_signals, ds.report_outcomes, strict=True):
+        assert set(signals) <= set(SIGNALS)
+        assert outcome is None or outcome in OUTCOMES
+    assert has_signature(("prior_positive_standing", "abrupt_reversal", "coaching_plan"))
+    assert not has_signature(("prior_positive_standing", "abrupt_reversal"))
+
+
+def test_planted_reports_carry_the_signature_and_background_mostly_does_not():
+    ds = simulate(3, drives=[Drive("org", 6, 4.0, signature_share=0.9)])
+    cases = ds.report_cases
+    assert cases[ds.report_planted].mean() > 0.75
+    assert cases[~ds.report_planted].mean() < 0.1
+
+
+def test_planted_cells_are_the_drive_branch_teams_during_the_window():
+    ds = simulate(4, drives=[Drive("department", 3, 5.0, start=7)])
+    (drive,) = ds.drives
+    assert ds.unit_levels[drive.unit] == "department"
+    assert drive.start == 7
+    assert ds.planted_cells == frozenset(ds.leaf_cells(drive.unit, 7, 9))
+    planted_units = {u for u, _ in ds.planted_cells}
+    assert all(ds.parents[u] == drive.unit for u in planted_units)
+    inside = ds.report_planted
+    assert all((int(u), int(t)) in ds.planted_cells
+               for u, t in zip(ds.report_units[inside], ds.report_periods[inside], strict=True))
+
+
+def test_review_season_raises_company_wide_reporting():
+    ds = simulate(5, season_periods=(10, 11), season_multiplier=4.0, habit_shape=math.inf)
+    per_period = np.bincount(ds.report_periods, minlength=ds.n_periods)
+    assert per_period[[10, 11]].mean() > 2.5 * np.delete(per_period, [10, 11]).mean()
+
+
+def test_simulated_dataset_feeds_every_scan_model():
+    data = simulate(6).to_scan_data()
+    assert available_models(data) == ["targeted", "wave", "signature", "per_capita"]
+
+
+def test_tiny_evaluation_is_structurally_sane_and_finds_a_strong_department_drive():
+    cells = [
+        ScenarioCell("null"),
+        ScenarioCell("department/L4/RR5", "department", 4, 5.0),
+    ]
+    rows = evaluate(cells, n_scenarios=12, n_replicas=99, n_calibration=60, seed=3,
+                    include_classic=False)
+    methods = {r.method for r in rows}
+    assert methods == set(evaluation.METHODS) - {"targeted_classic"}
+    assert {r.cell for r in rows} == {"null", "department/L4/RR5"}
+    for r in rows:
+        assert r.n_scenarios == 12
+        assert 0.0 <= r.alarm_rate <= 1.0
+        if r.kind == "null":
+            assert math.isnan(r.localization)
+            assert math.isnan(r.extended_power)
+        else:
+            assert r.extended_power <= r.alarm_rate
+            assert math.isnan(r.localization) or 0.0 <= r.localization <= 1.0
+    by = {(r.cell, r.method): r for r in rows}
+    assert by[("department/L4/RR5", "combined")].alarm_rate >= 0.6
+    assert by[("department/L4/RR5", "wave")].alarm_rate >= 0.4
+    for m in ("targeted", "wave", "signature", "combined_robust"):
+        assert by[("null", m)].alarm_rate <= 0.25, m
+    table = format_table(rows)
+    assert "department/L4/RR5" in table
+    assert "combined" in table
+
+
+def test_per_capita_model_is_calibrated_when_reporting_habits_do_not_vary():
+    cfg = EvalConfig(habit_shape=math.inf)
+    rows = evaluate([ScenarioCell("null")], n_scenarios=12, n_replicas=99, n_calibration=20,
+                    config=cfg, methods=["per_capita", "combined"], include_classic=False)
+    by = {r.method: r for r in rows}
+    assert by["per_capita"].alarm_rate <= 0.25
+    assert by["combined"].alarm_rate <= 0.25
+
+
+@pytest.mark.parametrize("level", ["team", "department", "org"])
+def test_default_cells_cover_every_level_length_and_relative_risk(level):
+    names = {c.name for c in evaluation.default_cells()}
+    for length in (1, 2, 4, 8):
+        for rr in (1.5, 2, 3, 5):
+            assert f"{level}/L{length}/RR{rr:g}" in names
+    assert {"null", "null+season"} <= names
+    assert any("in-season" in n for n in names)
+    assert any("signature" in n for n in names)
