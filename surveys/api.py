@@ -130,8 +130,7 @@ class UnitsApi(APIView):
                                              allow_null=True)
 
     class ReplaceInput(serializers.Serializer):
-        units = serializers.ListField(child=serializers.DictField(), allow_empty=False,
-                                      max_length=services.MAX_UNITS)
+        units = serializers.ListField(allow_empty=False, max_length=services.MAX_UNITS)
 
     class ReplaceOutput(serializers.Serializer):
         units = serializers.IntegerField()
@@ -153,10 +152,7 @@ class UnitsApi(APIView):
         data.is_valid(raise_exception=True)
         units = self.UnitInput(data=data.validated_data["units"], many=True)
         if not units.is_valid():
-            raise serializers.ValidationError(
-                {f"units[{index}].{field}": messages
-                 for index, errors in enumerate(units.errors)
-                 for field, messages in errors.items()})
+            raise serializers.ValidationError({"units": units.errors})
         count = services.units_upsert(survey=survey, units=units.validated_data)
         return Response(self.ReplaceOutput({"units": count}).data)
 

@@ -1,0 +1,65 @@
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import OrganizerFactory, survey_with_units
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skips a test whose service is missing; in CI the same is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (required when CI=true)")
+    pytest.skip(reason)
+
+
+def redis_url() -> str:
+    return os.environ.get("CHORUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_reachable(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 6379), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def organizer(db):
+    return OrganizerFactory()
+
+
+@pytest.fixture
+def organizer_api(organizer) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(organizer)
+    return client
+
+
+@pytest.fixture
+def survey(organizer):
+    return survey_with_units(owner=organizer, min_group_size=3,
+                             paths=["Acme/Retail/Marketing", "Acme/Retail/Sales", "Acme/Cloud"])
+
+
+@pytest.fixture
+def publish_at_once(settings):
+    settings.CHORUS_PUBLISH_INTERVAL_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,43 @@
+import datetime as dt
+
+import factory
+from django.contrib.auth import get_user_model
+
+from surveys import services
+
+PASSWORD = "a-long-test-password"
+
+
+class OrganizerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"organizer{n}")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def save_password(self, create, extracted, **kwargs):
+        if create:
+            self.save()
+
+
+def survey_with_units(*, owner, paths: list[str], min_group_size: int = 3, period: str = "month",
+                      title: str = "Feedback changes"):
+    survey = services.survey_create(owner=owner, title=title, period=period,
+                                    min_group_size=min_group_size)
+    services.units_upsert(survey=survey, units=[{"path": path} for path in paths])
+    return survey
+
+
+def report_payload(**overrides) -> dict:
+    payload = {"unit": "Acme/Retail/Marketing", "period": "2026-01-14",
+               "signals": ["prior_positive_standing", "abrupt_reversal"]}
+    payload.update(overrides)
+    return payload
+
+
+def file_reports(survey, count: int, *, unit: str = "Acme/Retail/Marketing",
+                 period: dt.date = dt.date(2026, 1, 14), signals=("abrupt_reversal",)) -> list:
+    return [services.report_create(survey=survey, draft=services.ReportDraft(
+        unit=unit, period=period, signals=tuple(signals))) for _ in range(count)]

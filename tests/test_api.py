@@ -1,0 +1,313 @@
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+
+from reports import services as report_services
+from reports.models import Cell, PendingChange
+from reports.tasks import aggregate_survey
+from surveys import catalog
+from surveys.models import OrgUnit, Report
+from tests.factories import PASSWORD, OrganizerFactory, file_reports, report_payload
+
+pytestmark = pytest.mark.django_db
+
+
+def share_path(survey) -> str:
+    return f"/api/v1/s/{survey.share_token}/reports/"
+
+
+def aggregates(client, survey) -> dict:
+    response = client.get(f"/api/v1/d/{survey.dashboard_token}/aggregates/")
+    assert response.status_code == 200
+    return {(cell["unit"], cell["period"]): cell["reports"] for cell in response.json()["cells"]}
+
+
+def test_organizer_exchanges_credentials_for_a_token(api, organizer):
+    response = api.post("/api/v1/auth/token/", {"username": organizer.username,
+                                                "password": PASSWORD}, format="json")
+    assert response.status_code == 200
+    token = response.json()["token"]
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert api.get("/api/v1/surveys/").status_code == 200
+
+
+def test_wrong_password_answers_401(api, organizer):
+    response = api.post("/api/v1/auth/token/", {"username": organizer.username,
+                                                "password": "nope"}, format="json")
+    assert response.status_code == 401
+
+
+def test_survey_endpoints_need_authentication(api):
+    assert api.get("/api/v1/surveys/").status_code == 401
+
+
+def test_created_survey_has_absolute_links_and_defaults(organizer_api):
+    response = organizer_api.post("/api/v1/surveys/", {"title": "Q1", "period": "week"},
+                                  format="json")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["min_group_size"] == 5
+    assert body["status"] == "open"
+    assert body["share_url"].startswith("http://testserver/s/")
+    assert body["dashboard_url"].startswith("http://testserver/d/")
+    assert body["share_url"].split("/")[-2] != body["dashboard_url"].split("/")[-2]
+    assert len(body["share_url"].split("/")[-2]) >= 22  # ≥ 128 bits, URL-safe base64
+
+
+def test_min_group_size_below_three_is_rejected(organizer_api):
+    response = organizer_api.post("/api/v1/surveys/", {"title": "Q1", "min_group_size": 2},
+                                  format="json")
+    assert response.status_code == 400
+    assert "min_group_size" in response.json()
+
+
+def test_surveys_list_only_the_callers_own(organizer_api, survey):
+    other = OrganizerFactory()
+    from tests.factories import survey_with_units
+    survey_with_units(owner=other, paths=["Other"])
+    ids = [item["id"] for item in organizer_api.get("/api/v1/surveys/").json()]
+    assert ids == [str(survey.id)]
+
+
+def test_another_organizers_survey_is_404_everywhere(api, survey):
+    intruder = OrganizerFactory()
+    api.force_authenticate(intruder)
+    for path in (f"/api/v1/surveys/{survey.id}/", f"/api/v1/surveys/{survey.id}/units/",
+                 f"/api/v1/surveys/{survey.id}/aggregates/"):
+        assert api.get(path).status_code == 404
+    assert api.patch(f"/api/v1/surveys/{survey.id}/", {"status": "closed"},
+                     format="json").status_code == 404
+    survey.refresh_from_db()
+    assert survey.status == "open"
+
+
+def test_closing_a_survey_by_patch(organizer_api, survey):
+    response = organizer_api.patch(f"/api/v1/surveys/{survey.id}/", {"status": "closed"},
+                                   format="json")
+    assert response.status_code == 200
+    assert response.json()["status"] == "closed"
+
+
+def test_units_upsert_creates_implicit_parents_and_is_idempotent(organizer_api, survey):
+    body = {"units": [{"path": "Acme/Retail/Marketing", "headcount": 40},
+                      {"path": "Beta/Ops/Night shift", "headcount": 7}]}
+    url = f"/api/v1/surveys/{survey.id}/units/"
+    assert organizer_api.put(url, body, format="json").json() == {"units": 2}
+    before = sorted(OrgUnit.objects.filter(survey=survey).values_list("path", "headcount"))
+    assert organizer_api.put(url, body, format="json").status_code == 200
+    after = sorted(OrgUnit.objects.filter(survey=survey).values_list("path", "headcount"))
+    assert before == after
+    assert ("Beta/Ops", None) in after
+    assert ("Acme/Retail/Marketing", 40) in after
+    listed = {unit["path"] for unit in organizer_api.get(url).json()}
+    assert {"Beta", "Beta/Ops", "Beta/Ops/Night shift"} <= listed
+    night = OrgUnit.objects.get(survey=survey, path="Beta/Ops/Night shift")
+    assert night.parent.path == "Beta/Ops"
+
+
+@pytest.mark.parametrize("units", [
+    [{"path": ""}], [{"path": "Acme//Retail"}], [{"path": "Acme", "headcount": -1}],
+    [{"headcount": 3}], [],
+])
+def test_bad_units_are_rejected_with_field_errors_and_nothing_written(organizer_api, survey,
+                                                                      units):
+    before = OrgUnit.objects.filter(survey=survey).count()
+    response = organizer_api.put(f"/api/v1/surveys/{survey.id}/units/", {"units": units},
+                                 format="json")
+    assert response.status_code == 400
+    assert response.json()
+    assert OrgUnit.objects.filter(survey=survey).count() == before
+
+
+def test_signal_catalog_lists_every_code_with_text(api):
+    body = api.get("/api/v1/signals/").json()
+    assert [item["code"] for item in body] == list(catalog.SIGNAL_CODES)
+    assert all(item["label"] and item["description"] for item in body)
+
+
+def test_report_is_stored_before_201_with_no_request_metadata(api, survey):
+    response = api.post(share_path(survey), report_payload(comment="mail me at a@b.example.com"),
+                        format="json", HTTP_USER_AGENT="Distinctive/1.0",
+                        REMOTE_ADDR="203.0.113.77")
+    assert response.status_code == 201
+    assert len(response.json()["receipt"]) >= 16
+    report = Report.objects.get(survey=survey)
+    assert report.period_start == dt.date(2026, 1, 1)
+    assert report.received_week.weekday() == 0
+    assert "a@b.example.com" not in report.comment
+    assert catalog.mask_to_signals(report.signals) == ["prior_positive_standing",
+                                                        "abrupt_reversal"]
+    stored = " ".join(str(getattr(report, field.attname)) for field in Report._meta.fields)
+    assert "203.0.113.77" not in stored
+    assert "Distinctive" not in stored
+    assert response.json()["receipt"] not in stored
+
+
+def test_weekly_survey_stores_the_monday_of_the_change(api, organizer):
+    from tests.factories import survey_with_units
+    weekly = survey_with_units(owner=organizer, paths=["Acme"], period="week")
+    response = api.post(share_path(weekly), report_payload(unit="Acme", period="2026-01-15"),
+                        format="json")
+    assert response.status_code == 201
+    assert Report.objects.get(survey=weekly).period_start == dt.date(2026, 1, 12)
+
+
+def test_report_counts_for_its_unit_and_every_ancestor(api, survey, publish_at_once,
+                                                       django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(3):
+            api.post(share_path(survey), report_payload(), format="json")
+        api.post(share_path(survey), report_payload(unit="Acme/Cloud"), format="json")
+    cells = aggregates(api, survey)
+    assert cells[("Acme/Retail/Marketing", "2026-01-01")] == 3
+    assert cells[("Acme/Retail", "2026-01-01")] == 3
+    assert cells[("Acme", "2026-01-01")] == 4
+    # 1 report in Acme/Cloud: below k = 3, so withheld.
+    assert cells[("Acme/Cloud", "2026-01-01")] is None
+
+
+def test_suppressed_cells_say_so(api, survey, publish_at_once, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        file_reports(survey, 3)
+        file_reports(survey, 2, unit="Acme/Retail/Sales")
+    body = api.get(f"/api/v1/d/{survey.dashboard_token}/aggregates/").json()
+    assert body["min_group_size"] == 3
+    sales = next(cell for cell in body["cells"] if cell["unit"] == "Acme/Retail/Sales")
+    assert sales == {"unit": "Acme/Retail/Sales", "period": "2026-01-01", "reports": None,
+                     "suppressed": True}
+    assert all(cell["reports"] is None or cell["reports"] >= 3 for cell in body["cells"])
+
+
+def test_organizer_and_shared_aggregates_agree(organizer_api, survey, publish_at_once,
+                                               django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        file_reports(survey, 4)
+    mine = organizer_api.get(f"/api/v1/surveys/{survey.id}/aggregates/").json()
+    shared = organizer_api.get(f"/api/v1/d/{survey.dashboard_token}/aggregates/").json()
+    assert mine == shared
+    assert mine["cells"]
+
+
+def test_figures_change_only_at_publication_points(api, survey, publish_at_once,
+                                                   django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        file_reports(survey, 3)
+    assert aggregates(api, survey)[("Acme", "2026-01-01")] == 3
+    with django_capture_on_commit_callbacks(execute=True):
+        file_reports(survey, 2)
+    # Two new reports are fewer than k = 3: nothing is published yet.
+    assert aggregates(api, survey)[("Acme", "2026-01-01")] == 3
+    with django_capture_on_commit_callbacks(execute=True):
+        file_reports(survey, 1)
+    assert aggregates(api, survey)[("Acme", "2026-01-01")] == 6
+
+
+def test_publication_waits_for_the_interval(api, survey, settings,
+                                            django_capture_on_commit_callbacks):
+    settings.CHORUS_PUBLISH_INTERVAL_SECONDS = 3600
+    with django_capture_on_commit_callbacks(execute=True):
+        file_reports(survey, 3)
+    assert aggregates(api, survey)[("Acme", "2026-01-01")] == 3
+    with django_capture_on_commit_callbacks(execute=True):
+        file_reports(survey, 5)
+    assert aggregates(api, survey)[("Acme", "2026-01-01")] == 3
+
+
+def test_withdrawing_a_report_removes_it_from_the_cells(api, survey, publish_at_once,
+                                                        django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        receipts = file_reports(survey, 6)
+    with django_capture_on_commit_callbacks(execute=True):
+        for receipt in receipts[:3]:
+            response = api.delete(f"{share_path(survey)}{receipt}/")
+            assert response.status_code == 204
+    assert aggregates(api, survey)[("Acme/Retail/Marketing", "2026-01-01")] == 3
+    assert Report.objects.filter(survey=survey).count() == 3
+
+
+def test_withdrawing_twice_or_with_a_wrong_receipt_is_404(api, survey):
+    [receipt] = file_reports(survey, 1)
+    assert api.delete(f"{share_path(survey)}{receipt}/").status_code == 204
+    assert api.delete(f"{share_path(survey)}{receipt}/").status_code == 404
+    assert api.delete(f"{share_path(survey)}not-a-receipt/").json() == {"detail": "Not found."}
+
+
+def test_aggregation_run_twice_gives_the_same_cells(survey, publish_at_once,
+                                                     django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        file_reports(survey, 4)
+        file_reports(survey, 3, unit="Acme/Cloud", period=dt.date(2026, 2, 3))
+
+    def snapshot():
+        return sorted(Cell.objects.filter(survey=survey)
+                      .values_list("unit__path", "period_start", "reports", "signals"))
+
+    first = snapshot()
+    aggregate_survey(str(survey.id))
+    aggregate_survey(str(survey.id))
+    assert snapshot() == first
+    report_services.cells_rebuild(survey_id=survey.id)
+    assert snapshot() == first
+    assert ("Acme", dt.date(2026, 1, 1), 4, {"abrupt_reversal": 4}) in first
+
+
+def test_outbox_keeps_changes_until_aggregation_runs(survey):
+    # No on-commit execution here: as if the broker had refused the message.
+    file_reports(survey, 2)
+    assert PendingChange.objects.filter(survey=survey).count() == 2
+    aggregate_survey(str(survey.id))
+    assert PendingChange.objects.filter(survey=survey).count() == 0
+    assert Cell.objects.get(survey=survey, unit__path="Acme").reports == 2
+
+
+def test_unknown_tokens_are_404_without_detail(api):
+    assert api.post("/api/v1/s/nope/reports/", report_payload(), format="json").status_code == 404
+    assert api.get("/api/v1/d/nope/aggregates/").status_code == 404
+
+
+def test_closed_survey_answers_410(api, survey):
+    survey.status = "closed"
+    survey.save()
+    response = api.post(share_path(survey), report_payload(), format="json")
+    assert response.status_code == 410
+    assert Report.objects.count() == 0
+
+
+@pytest.mark.parametrize(("payload", "field"), [
+    (report_payload(unit="Acme/Nowhere"), "unit"),
+    (report_payload(unit=""), "unit"),
+    (report_payload(period="2999-01-01"), "period"),
+    (report_payload(period="14/01/2026"), "period"),
+    (report_payload(period=None), "period"),
+    (report_payload(signals=["made_up"]), "signals"),
+    (report_payload(signals="abrupt_reversal"), "signals"),
+    (report_payload(outcome="promoted"), "outcome"),
+    (report_payload(comment="x" * 2001), "comment"),
+    ({"period": "2026-01-14", "signals": []}, "unit"),
+    ({"unit": "Acme", "signals": []}, "period"),
+    ({"unit": "Acme", "period": "2026-01-14"}, "signals"),
+])
+def test_bad_report_input_answers_400_with_field_errors(api, survey, payload, field):
+    response = api.post(share_path(survey), payload, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+    assert Report.objects.count() == 0
+    assert PendingChange.objects.count() == 0
+
+
+def test_malformed_json_answers_400(api, survey):
+    response = api.post(share_path(survey), "{not json", content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_oversized_body_answers_413(api, survey):
+    response = api.post(share_path(survey), report_payload(comment="x" * 40_000), format="json")
+    assert response.status_code == 413
+    assert Report.objects.count() == 0
+
+
+def test_openapi_schema_is_served(api):
+    response = api.get(reverse("api-schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    assert b"/api/v1/s/{share_token}/reports/" in response.content
