@@ -68,7 +68,7 @@ and the most favourable window total, and a lower bound that is attained, so onl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -282,7 +282,6 @@ class Detection:
     p_adjusted: float
     n_models: int = 1
     n_replicas: int = 0
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -676,16 +675,11 @@ def observed_cuts(
             expected = ni * (m.C - ci) / out_n if out_n > 0 else float("nan")
         else:
             expected = float(m.expected(wi, np.array([ci]), np.array([gi]), np.array([si]))[0])
-        cuts.append(
-            Cut(model, gi, si, ei, ci, float(expected), float(val[i]), ni)
-        )
-        rest = np.arange(i, val.size)
-        sub = alive[i:]
+        cuts.append(Cut(model, gi, si, ei, ci, float(expected), float(val[i]), ni))
+        # drop every later cut sharing a unit-period cell with this one
         overlap = (s[i:] <= ei) & (e_end[i:] >= si) & tree.related(gi, g[i:])
-        sub &= ~overlap
-        alive[i] = False
+        alive[i:] &= ~overlap
         pos = i + 1
-        del rest
     return cuts
 
 
