@@ -21,3 +21,8 @@ def sweep() -> None:
     figures whose interval has passed."""
     for survey_id in services.surveys_with_pending_work():
         aggregate_survey.delay(str(survey_id))
+
+
+@shared_task(name="reports.rebuild_survey", acks_late=True, reject_on_worker_lost=True)
+def rebuild_survey(survey_id: str) -> None:
+    services.cells_rebuild(survey_id=survey_id)

@@ -88,6 +88,9 @@ DATABASES = {
         "DATABASE_URL", f"sqlite:///{VAR_DIR / 'chorus.sqlite3'}", conn_max_age=60
     )
 }
+# Lets parallel test runs on one server use separate test databases.
+if test_database_name := env.str("CHORUS_TEST_DB_NAME", ""):
+    DATABASES["default"]["TEST"] = {"NAME": test_database_name}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent readers while the in-process tasks write.
     DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;"}
