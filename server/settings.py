@@ -148,7 +148,7 @@ if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", False)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
@@ -158,7 +158,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "server.schema.ChorusAutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "server.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -177,6 +177,13 @@ SPECTACULAR_SETTINGS = {
 
 # Celery. No REDIS_URL: tasks run in-process on commit (the embedded default).
 REDIS_URL = env.str("REDIS_URL", "")
+# The cache holds only rate-limit counters and their daily salt (surveys.ratelimit).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                "KEY_PREFIX": "chorus"}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "chorus"},
+}
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -236,3 +243,12 @@ CHORUS_PUBLIC_URL = env.str("CHORUS_PUBLIC_URL", "")
 CHORUS_PUBLISH_INTERVAL_SECONDS = env.int("CHORUS_PUBLISH_INTERVAL_SECONDS", 24 * 60 * 60)
 if CHORUS_PUBLISH_INTERVAL_SECONDS < 0:
     raise ValueError("CHORUS_PUBLISH_INTERVAL_SECONDS must be 0 or more")
+# Reports (and, separately, receipt look-ups) per client address, survey and
+# day; 0 turns the limit off.
+CHORUS_SUBMISSIONS_PER_DAY = env.int("CHORUS_SUBMISSIONS_PER_DAY", 5)
+if CHORUS_SUBMISSIONS_PER_DAY < 0:
+    raise ValueError("CHORUS_SUBMISSIONS_PER_DAY must be 0 or more")
+# The header a trusted reverse proxy sets to the client address (X-Real-IP, or
+# X-Forwarded-For, of which only the rightmost entry is used). Unset: the
+# address of the connection. Never set it without such a proxy in front.
+CHORUS_CLIENT_IP_HEADER = env.str("CHORUS_CLIENT_IP_HEADER", "")
