@@ -7,19 +7,23 @@ selector, and render: no rules live here.
 
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
-from rest_framework.exceptions import APIException, AuthenticationFailed
+from rest_framework.exceptions import APIException, AuthenticationFailed, Throttled
+from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from surveys import catalog, selectors, services
+from surveys import catalog, ratelimit, selectors, services
 from surveys.models import Survey
 
 MAX_REPORT_BODY_BYTES = 16 * 1024
+# 20,000 units at a generous 200 bytes a line.
+MAX_CSV_BYTES = 4 * 1024 * 1024
 
 
 class Gone(APIException):
@@ -32,6 +36,51 @@ class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
     default_code = "too_large"
+
+
+class SubmissionsThrottled(Throttled):
+    default_detail = ("Too many reports for this survey from your network today. "
+                      "Please try again tomorrow.")
+    extra_detail_singular = extra_detail_plural = ""
+
+
+class LookupsThrottled(Throttled):
+    default_detail = ("Too many receipt look-ups for this survey from your network today. "
+                      "Please try again tomorrow.")
+    extra_detail_singular = extra_detail_plural = ""
+
+
+def rate_limit(request, *, survey, scope: str) -> None:
+    """Counts the attempt; raises 429 (with Retry-After) over the daily limit."""
+    verdict = ratelimit.hit(request=request, survey_id=survey.id, scope=scope)
+    if not verdict.allowed:
+        throttled = SubmissionsThrottled if scope == ratelimit.SUBMIT else LookupsThrottled
+        raise throttled(wait=verdict.retry_after)
+
+
+def read_limited(stream, limit: int) -> bytes:
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge
+    return data
+
+
+class CsvParser(BaseParser):
+    """A raw `text/csv` body, bounded in size and handed over as text."""
+
+    media_type = "text/csv"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = read_limited(stream, MAX_CSV_BYTES) if stream is not None else b""
+        return {"file": data}
+
+
+def decode_csv(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise serializers.ValidationError(
+            {"file": ["The file must be UTF-8 text (save it as \"CSV UTF-8\")."]}) from error
 
 
 def absolute_url(request, name: str, token: str) -> str:
@@ -48,6 +97,8 @@ class SurveyOutput(serializers.Serializer):
     min_group_size = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Survey.Status.choices)
     access = serializers.ChoiceField(choices=Survey.Access.choices)
+    closes_on = serializers.DateField(allow_null=True)
+    accepting_reports = serializers.BooleanField(source="is_open")
     share_url = serializers.SerializerMethodField()
     dashboard_url = serializers.SerializerMethodField()
 
@@ -86,6 +137,7 @@ class SurveyCollectionApi(APIView):
         period = serializers.ChoiceField(choices=Survey.Period.choices, default="month")
         min_group_size = serializers.IntegerField(default=5, min_value=3, max_value=1000)
         access = serializers.ChoiceField(choices=Survey.Access.choices, default="link")
+        closes_on = serializers.DateField(required=False, allow_null=True, default=None)
 
     @extend_schema(responses={200: SurveyOutput(many=True)})
     def get(self, request):
@@ -108,6 +160,7 @@ class SurveyDetailApi(APIView):
         access = serializers.ChoiceField(choices=Survey.Access.choices, required=False)
         min_group_size = serializers.IntegerField(min_value=3, max_value=1000, required=False)
         period = serializers.ChoiceField(choices=Survey.Period.choices, required=False)
+        closes_on = serializers.DateField(required=False, allow_null=True)
 
     @extend_schema(responses={200: SurveyOutput})
     def get(self, request, survey_id):
@@ -157,6 +210,64 @@ class UnitsApi(APIView):
         return Response(self.ReplaceOutput({"units": count}).data)
 
 
+class UnitsCsvApi(APIView):
+    """Loads an org tree from `path,headcount` CSV (optional header row), sent
+    as a multipart "file" or as a `text/csv` body. Errors name their lines;
+    a file with any error writes nothing."""
+
+    parser_classes = [MultiPartParser, CsvParser]
+
+    class Output(serializers.Serializer):
+        units = serializers.IntegerField()
+
+    @extend_schema(
+        request={"text/csv": {"type": "string"},
+                 "multipart/form-data": {"type": "object",
+                                         "properties": {"file": {"type": "string",
+                                                                 "format": "binary"}}}},
+        responses={200: Output})
+    def post(self, request, survey_id):
+        survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
+        upload = request.data.get("file")
+        if upload is None:
+            raise serializers.ValidationError({"file": ["Send a CSV file."]})
+        if not isinstance(upload, bytes):
+            if upload.size > MAX_CSV_BYTES:
+                raise PayloadTooLarge
+            upload = upload.read()
+        count = services.units_import_csv(survey=survey, text=decode_csv(upload))
+        return Response(self.Output({"units": count}).data)
+
+
+class InvitesApi(APIView):
+    class Input(serializers.Serializer):
+        count = serializers.IntegerField(min_value=1, max_value=services.MAX_INVITES_PER_REQUEST)
+
+    class Output(serializers.Serializer):
+        codes = serializers.ListField(child=serializers.CharField())
+
+    class CountOutput(serializers.Serializer):
+        unused = serializers.IntegerField()
+
+    @extend_schema(responses={200: CountOutput})
+    def get(self, request, survey_id):
+        survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
+        return Response(self.CountOutput({"unused": services.invite_unused_count(survey=survey)})
+                        .data)
+
+    @extend_schema(request=Input, responses={201: Output})
+    def post(self, request, survey_id):
+        """Issues new invite codes. They are in this response only: Chorus
+        keeps their hashes and cannot show them again."""
+        survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        codes = services.invites_create(survey=survey, count=data.validated_data["count"])
+        response = Response(self.Output({"codes": codes}).data, status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
 class SignalsApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
@@ -184,12 +295,17 @@ class ReportCreateApi(APIView):
                                         allow_null=True, default="")
         comment = serializers.CharField(max_length=2000, required=False, allow_blank=True,
                                         allow_null=True, default="")
+        invite_code = serializers.CharField(max_length=64, required=False, allow_blank=True,
+                                            allow_null=True, default="")
 
     class Output(serializers.Serializer):
         receipt = serializers.CharField()
 
     @extend_schema(request=Input, responses={201: Output}, auth=[])
     def post(self, request, share_token):
+        """Files a report. An invite-only survey needs an unused "invite_code";
+        a missing, wrong or used one answers 400 with an "invite_code" field
+        error. Over the daily limit per network: 429 with Retry-After."""
         if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_REPORT_BODY_BYTES:
             raise PayloadTooLarge
         survey = selectors.survey_by_share_token(token=share_token)
@@ -200,11 +316,19 @@ class ReportCreateApi(APIView):
         values = data.validated_data
         draft = services.ReportDraft(
             unit=values["unit"], period=values["period"], signals=tuple(values["signals"]),
-            outcome=values["outcome"] or "", comment=values["comment"] or "")
+            outcome=values["outcome"] or "", comment=values["comment"] or "",
+            invite_code=values["invite_code"] or "")
+        rate_limit(request, survey=survey, scope=ratelimit.SUBMIT)
         try:
             receipt = services.report_create(survey=survey, draft=draft)
         except services.SurveyClosed as closed:
             raise Gone from closed
+        except ValidationError as error:
+            # Rejected input stores nothing and costs nothing, except guessing
+            # invite codes, which keeps counting.
+            if "invite_code" not in error.message_dict:
+                ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
+            raise
         return Response(self.Output({"receipt": receipt}).data, status=status.HTTP_201_CREATED)
 
 
@@ -214,7 +338,10 @@ class ReportWithdrawApi(APIView):
 
     @extend_schema(request=None, responses={204: None}, auth=[])
     def delete(self, request, share_token, receipt):
+        """Withdraws the report with this receipt. Look-ups are limited per
+        network and day like reports (429 with Retry-After)."""
         survey = selectors.survey_by_share_token(token=share_token)
+        rate_limit(request, survey=survey, scope=ratelimit.RECEIPT)
         if not services.report_withdraw(survey=survey, receipt=receipt):
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
         return Response(status=status.HTTP_204_NO_CONTENT)

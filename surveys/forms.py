@@ -51,9 +51,17 @@ class ReportForm(forms.Form):
                     "else. Contact details are removed automatically."),
     )
 
+    invite_code = forms.CharField(
+        label=_("Your invite code"), required=False, max_length=64,
+        help_text=_("The code you were given with the link, for example ABCD-EFGH-JKMN-PQRS. "
+                    "It is used up when you send, and is not kept with your report."),
+    )
+
     def __init__(self, *args, survey: Survey, today: dt.date, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["period"].choices = period_choices(period=survey.period, today=today)
+        if survey.access != Survey.Access.INVITE:
+            del self.fields["invite_code"]
 
 
 class WithdrawForm(forms.Form):
@@ -89,3 +97,22 @@ class UnitsForm(forms.Form):
         if not units:
             raise forms.ValidationError(_("Give at least one unit."))
         return units
+
+
+class UnitsCsvForm(forms.Form):
+    file = forms.FileField(label=_("CSV file: path,headcount"))
+
+    def clean_file(self) -> str:
+        upload = self.cleaned_data["file"]
+        if upload.size > 4 * 1024 * 1024:
+            raise forms.ValidationError(_("The file is larger than 4 MB."))
+        try:
+            return upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise forms.ValidationError(
+                _("The file must be UTF-8 text (save it as \"CSV UTF-8\").")) from error
+
+
+class InvitesForm(forms.Form):
+    count = forms.IntegerField(label=_("How many codes"), min_value=1, max_value=5000,
+                               initial=50)

@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 MIN_GROUP_SIZE_FLOOR = 3
@@ -29,6 +30,8 @@ class Survey(models.Model):
     min_group_size = models.PositiveSmallIntegerField(default=5)
     status = models.CharField(max_length=6, choices=Status.choices, default=Status.OPEN)
     access = models.CharField(max_length=6, choices=Access.choices, default=Access.LINK)
+    # The last day reports are taken; the survey closes itself after it.
+    closes_on = models.DateField(null=True, blank=True)
     share_token = models.CharField(max_length=64, unique=True)
     dashboard_token = models.CharField(max_length=64, unique=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -48,7 +51,9 @@ class Survey(models.Model):
 
     @property
     def is_open(self) -> bool:
-        return self.status == self.Status.OPEN
+        if self.status != self.Status.OPEN:
+            return False
+        return self.closes_on is None or timezone.localdate() <= self.closes_on
 
 
 class OrgUnit(models.Model):
@@ -97,3 +102,16 @@ class Report(models.Model):
         indexes = [
             models.Index(fields=["survey", "period_start", "unit"], name="report_cell_idx"),
         ]
+
+
+class InviteCode(models.Model):
+    """An unused invite code of an invite-only survey, stored as a hash.
+
+    Redeeming a code deletes its row, so nothing is left to pair with the
+    report it admitted: no foreign key, no time, and a random primary key so
+    that row order says nothing either.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="invite_codes")
+    code_hash = models.CharField(max_length=64, unique=True)

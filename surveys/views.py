@@ -1,19 +1,36 @@
 """Respondent and organizer pages."""
 
+from django.contrib import messages as notices
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from reports import selectors as report_selectors
-from surveys import catalog, selectors, services
-from surveys.forms import ReportForm, SurveyCreateForm, UnitsForm, WithdrawForm
+from surveys import catalog, ratelimit, selectors, services
+from surveys.forms import (
+    InvitesForm,
+    ReportForm,
+    SurveyCreateForm,
+    UnitsCsvForm,
+    UnitsForm,
+    WithdrawForm,
+)
 
 
 def _closed(request, survey):
     return render(request, "surveys/closed.html", {"survey": survey}, status=410)
+
+
+def _rate_limited(request, survey, verdict: ratelimit.Verdict, scope: str):
+    response = render(request, "surveys/rate_limited.html",
+                      {"survey": survey, "scope": scope}, status=429)
+    response["Retry-After"] = str(verdict.retry_after)
+    return response
 
 
 def _add_service_errors(form, error: ValidationError) -> None:
@@ -34,12 +51,18 @@ def respondent_form(request, share_token):
         draft = services.ReportDraft(
             unit=values["unit"], period=timezone.datetime.fromisoformat(values["period"]).date(),
             signals=tuple(values["signals"]), outcome=values["outcome"],
-            comment=values["comment"])
+            comment=values["comment"], invite_code=values.get("invite_code", ""))
+        verdict = ratelimit.hit(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
+        if not verdict.allowed:
+            return _rate_limited(request, survey, verdict, ratelimit.SUBMIT)
         try:
             receipt = services.report_create(survey=survey, draft=draft)
         except services.SurveyClosed:
             return _closed(request, survey)
         except ValidationError as error:
+            # As in the API: only guessing invite codes keeps counting.
+            if "invite_code" not in error.message_dict:
+                ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
             _add_service_errors(form, error)
         else:
             return render(request, "surveys/receipt.html",
@@ -56,6 +79,10 @@ def respondent_form(request, share_token):
 def respondent_withdraw(request, share_token):
     survey = selectors.survey_by_share_token(token=share_token)
     form = WithdrawForm(request.POST or None)
+    if request.method == "POST":
+        verdict = ratelimit.hit(request=request, survey_id=survey.id, scope=ratelimit.RECEIPT)
+        if not verdict.allowed:
+            return _rate_limited(request, survey, verdict, ratelimit.RECEIPT)
     withdrawn = None
     if request.method == "POST" and form.is_valid():
         withdrawn = services.report_withdraw(survey=survey,
@@ -94,3 +121,40 @@ def organizer_survey(request, survey_id):
         "unit_count": selectors.unit_list(survey=survey).count(),
         "table": report_selectors.dashboard_table(survey=survey),
     })
+
+
+@login_required
+@require_http_methods(["POST"])
+def organizer_units_csv(request, survey_id):
+    survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
+    form = UnitsCsvForm(request.POST, request.FILES)
+    try:
+        if not form.is_valid():
+            raise ValidationError(form.errors)
+        count = services.units_import_csv(survey=survey, text=form.cleaned_data["file"])
+    except ValidationError as error:
+        for message in error.messages:
+            notices.error(request, message)
+    else:
+        notices.success(request, ngettext("Loaded %(n)d unit.", "Loaded %(n)d units.", count)
+                         % {"n": count})
+    return redirect("organizer-survey", survey_id=survey.id)
+
+
+@never_cache
+@login_required
+@require_http_methods(["POST"])
+def organizer_invites_csv(request, survey_id):
+    """New invite codes as a CSV download: the only time they are shown."""
+    survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
+    form = InvitesForm(request.POST)
+    if not form.is_valid():
+        for message in form.errors.get("count", []):
+            notices.error(request, message)
+        return redirect("organizer-survey", survey_id=survey.id)
+    codes = services.invites_create(survey=survey, count=form.cleaned_data["count"])
+    response = HttpResponse("invite_code\r\n" + "".join(f"{code}\r\n" for code in codes),
+                            content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="invite-codes.csv"'
+    response["Cache-Control"] = "no-store"
+    return response

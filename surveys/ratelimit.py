@@ -1,0 +1,102 @@
+"""Per-survey rate limits that never know who is asking.
+
+A bucket is named by HMAC-SHA256(salt of the day, client address + survey
+id). The salt is random, lives only in the cache and expires at the end of
+its (UTC) day, after which yesterday's bucket names cannot be recomputed from
+an address by anyone, including us. Counters expire with their salt. Nothing
+here touches the database or a log.
+"""
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+SUBMIT = "submit"
+RECEIPT = "receipt"
+_PREFIX = "chorus:ratelimit"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    retry_after: int  # seconds until the buckets of the day are gone
+
+
+def client_address(request) -> str:
+    """The address of the client as the trusted proxy saw it.
+
+    With CHORUS_CLIENT_IP_HEADER set, only that header is read, and of a list
+    (X-Forwarded-For) only the rightmost entry, the one our proxy appended:
+    everything to its left was written by the client and proves nothing.
+    """
+    header = settings.CHORUS_CLIENT_IP_HEADER
+    if header:
+        value = request.META.get("HTTP_" + header.upper().replace("-", "_"), "")
+        rightmost = value.rsplit(",", 1)[-1].strip()
+        if rightmost:
+            return rightmost
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _today() -> dt.date:
+    return timezone.now().astimezone(dt.UTC).date()
+
+
+def _seconds_left(day: dt.date) -> int:
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    left = int((end - timezone.now()).total_seconds())
+    # A day other than today (in tests) still gets a positive TTL of at most a day.
+    return min(max(left, 1), 24 * 60 * 60)
+
+
+def _salt(day: dt.date) -> bytes:
+    key = f"{_PREFIX}:salt:{day.isoformat()}"
+    # add() is atomic: of concurrent first requests of the day, one salt wins.
+    cache.add(key, secrets.token_hex(32), timeout=_seconds_left(day))
+    return bytes.fromhex(cache.get(key))
+
+
+def bucket_key(*, address: str, survey_id, scope: str, day: dt.date | None = None) -> str:
+    day = day or _today()
+    digest = hmac.new(_salt(day), f"{address}|{survey_id}".encode(), hashlib.sha256).hexdigest()
+    return f"{_PREFIX}:{scope}:{day.isoformat()}:{digest}"
+
+
+def limit_per_day() -> int:
+    return settings.CHORUS_SUBMISSIONS_PER_DAY
+
+
+def hit(*, request, survey_id, scope: str, day: dt.date | None = None) -> Verdict:
+    """Counts one attempt; refuses it once the bucket holds the day's limit."""
+    day = day or _today()
+    limit = limit_per_day()
+    ttl = _seconds_left(day)
+    if limit <= 0:
+        return Verdict(allowed=True, retry_after=0)
+    key = bucket_key(address=client_address(request), survey_id=survey_id, scope=scope, day=day)
+    cache.add(key, 0, timeout=ttl)
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        # Expired between add() and incr(): this is the first attempt again.
+        cache.add(key, 1, timeout=ttl)
+        count = 1
+    return Verdict(allowed=count <= limit, retry_after=ttl)
+
+
+def refund(*, request, survey_id, scope: str, day: dt.date | None = None) -> None:
+    """Gives back an attempt that stored nothing (the input was rejected)."""
+    if limit_per_day() <= 0:
+        return
+    key = bucket_key(address=client_address(request), survey_id=survey_id, scope=scope, day=day)
+    try:
+        if cache.decr(key) < 0:
+            cache.incr(key)
+    except ValueError:
+        pass
