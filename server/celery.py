@@ -10,7 +10,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
 log = logging.getLogger(__name__)
 
 
-class OutboxBackedTask(DjangoTask):
+class ChorusTask(DjangoTask):
+    """Base of every Chorus task: a final failure leaves one log line that
+    names the task and the exception type, never arguments or messages,
+    which could carry data."""
+
+    abstract = True
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        log.error("%s failed after %d attempt(s): %s", self.name, self.request.retries + 1,
+                  type(exc).__name__)
+
+
+class OutboxBackedTask(ChorusTask):
     """A task whose work is also recorded in the database before dispatch.
 
     If the broker cannot take the message, the request that dispatched it
