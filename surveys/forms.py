@@ -3,6 +3,7 @@
 import datetime as dt
 
 from django import forms
+from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
 from surveys import catalog
@@ -13,19 +14,24 @@ PERIODS_OFFERED = {Survey.Period.MONTH: 24, Survey.Period.WEEK: 78}
 
 
 def period_choices(*, period: str, today: dt.date) -> list[tuple[str, str]]:
-    """The recent months (or weeks) a respondent can pick, newest first."""
+    """The recent months (or weeks) a respondent can pick, newest first.
+
+    A list of periods rather than a free date: the survey stores only the
+    period anyway, and an exact day would be one more thing that identifies.
+    """
     start = period_start_for(period=period, day=today)
     choices = []
     for _index in range(PERIODS_OFFERED[period]):
         if period == Survey.Period.MONTH:
-            label = start.strftime("%B %Y")
+            label = date_format(start, "YEAR_MONTH_FORMAT")
             previous = (start - dt.timedelta(days=1)).replace(day=1)
         else:
-            label = _("Week of %(day)s") % {"day": start.strftime("%d %b %Y")}
+            label = _("Week of %(day)s") % {"day": date_format(start, "j M Y")}
             previous = start - dt.timedelta(days=7)
         choices.append((start.isoformat(), label))
         start = previous
-    return choices
+    blank = _("Choose a month") if period == Survey.Period.MONTH else _("Choose a week")
+    return [("", blank), *choices]
 
 
 class ReportForm(forms.Form):
@@ -33,8 +39,12 @@ class ReportForm(forms.Form):
         label=_("Your unit"), max_length=1000,
         help_text=_("Pick the smallest group you are comfortable naming; larger groups protect "
                     "you better."),
+        error_messages={"required": _("Type or pick your unit.")},
     )
-    period = forms.ChoiceField(label=_("When did the feedback change?"))
+    period = forms.ChoiceField(
+        label=_("When did the feedback change?"),
+        error_messages={"required": _("Pick the month or week when it started.")},
+    )
     signals = forms.MultipleChoiceField(
         label=_("What did you see?"), required=False, widget=forms.CheckboxSelectMultiple,
         choices=[(entry.code, entry.label) for entry in catalog.SIGNALS],
@@ -47,8 +57,9 @@ class ReportForm(forms.Form):
     comment = forms.CharField(
         label=_("Anything else? (optional)"), required=False, max_length=2000,
         widget=forms.Textarea(attrs={"rows": 4, "maxlength": 2000}),
-        help_text=_("Do not include names, emails or anything that points to you or anyone "
-                    "else. Contact details are removed automatically."),
+        help_text=_("Do not include names, job titles, project names or anything else that "
+                    "points to you or to anyone else. Email addresses, phone numbers, links and "
+                    "@handles are removed automatically; names are not."),
     )
 
     invite_code = forms.CharField(
@@ -65,7 +76,20 @@ class ReportForm(forms.Form):
 
 
 class WithdrawForm(forms.Form):
-    receipt = forms.CharField(label=_("Your receipt"), max_length=64)
+    CHECK = "check"
+    WITHDRAW = "withdraw"
+
+    receipt = forms.CharField(label=_("Your receipt"), max_length=64,
+                              error_messages={"required": _("Paste your receipt.")})
+    action = forms.ChoiceField(choices=[(CHECK, _("Check")), (WITHDRAW, _("Withdraw"))],
+                               required=False)
+
+    def clean_receipt(self) -> str:
+        return self.cleaned_data["receipt"].strip()
+
+    def clean_action(self) -> str:
+        # Older pages posted no action; they only ever withdrew.
+        return self.cleaned_data["action"] or self.WITHDRAW
 
 
 class SurveyCreateForm(forms.Form):

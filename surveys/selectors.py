@@ -3,7 +3,8 @@
 from django.db.models import QuerySet
 from django.http import Http404
 
-from surveys.models import OrgUnit, Survey
+from surveys.models import OrgUnit, Report, Survey
+from surveys.services import receipt_hash
 
 
 def survey_list(*, owner) -> QuerySet[Survey]:
@@ -39,3 +40,9 @@ def unit_list(*, survey: Survey) -> QuerySet[OrgUnit]:
 def unit_paths(*, survey: Survey) -> list[str]:
     return list(OrgUnit.objects.filter(survey=survey).order_by("path")
                 .values_list("path", flat=True))
+
+
+def report_held(*, survey: Survey, receipt: str) -> bool:
+    """Whether a report with this receipt is stored: lets its holder use the
+    receipt as proof that the report was received and still counts."""
+    return Report.objects.filter(survey=survey, receipt_hash=receipt_hash(receipt)).exists()

@@ -20,6 +20,7 @@ from surveys.forms import (
     UnitsForm,
     WithdrawForm,
 )
+from surveys.models import Survey
 
 
 def _closed(request, survey):
@@ -65,12 +66,16 @@ def respondent_form(request, share_token):
                 ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
             _add_service_errors(form, error)
         else:
-            return render(request, "surveys/receipt.html",
-                          {"survey": survey, "receipt": receipt}, status=201)
+            # Rendered in the POST response, never redirected to: the receipt
+            # must not appear in a URL, the history or a cache (never_cache).
+            return render(request, "surveys/receipt.html", {
+                "survey": survey, "receipt": receipt,
+                "received_week": services.period_start_for(period=Survey.Period.WEEK, day=today),
+            }, status=201)
     status = 400 if request.method == "POST" else 200
     return render(request, "surveys/form.html", {
         "survey": survey, "form": form, "units": selectors.unit_paths(survey=survey),
-        "signals": catalog.SIGNALS,
+        "signals": catalog.SIGNALS, "comment_max": ReportForm.base_fields["comment"].max_length,
     }, status=status)
 
 
@@ -83,13 +88,20 @@ def respondent_withdraw(request, share_token):
         verdict = ratelimit.hit(request=request, survey_id=survey.id, scope=ratelimit.RECEIPT)
         if not verdict.allowed:
             return _rate_limited(request, survey, verdict, ratelimit.RECEIPT)
-    withdrawn = None
+    withdrawn = held = None
     if request.method == "POST" and form.is_valid():
-        withdrawn = services.report_withdraw(survey=survey,
-                                             receipt=form.cleaned_data["receipt"].strip())
-    status = 404 if withdrawn is False else 200
-    return render(request, "surveys/withdraw.html",
-                  {"survey": survey, "form": form, "withdrawn": withdrawn}, status=status)
+        receipt = form.cleaned_data["receipt"]
+        if form.cleaned_data["action"] == WithdrawForm.CHECK:
+            held = selectors.report_held(survey=survey, receipt=receipt)
+        else:
+            withdrawn = services.report_withdraw(survey=survey, receipt=receipt)
+    if withdrawn is False or held is False:
+        status = 404
+    else:
+        status = 400 if request.method == "POST" and not form.is_valid() else 200
+    return render(request, "surveys/withdraw.html", {
+        "survey": survey, "form": form, "withdrawn": withdrawn, "held": held,
+    }, status=status)
 
 
 @login_required
