@@ -46,13 +46,16 @@ per-period argument above is the whole proof.  Such a total is 0 or ``>= k`` aut
 Breakdowns (``protect_breakdown``)
 ----------------------------------
 Signals are not additive within a cell, but each signal's table ``s`` and its complement
-``c = n - s`` (people who did not report it) are both non-negative additive tables.  If
-``s`` is hidden where ``n`` is shown, ``s + c = n`` there couples the two tables and the
-per-table remainder rule no longer bounds what an attacker learns.  A signal is therefore
-released per (root tree, period) all or nothing: at every released cell of that tree and
-period, when ``s`` and ``c`` both pass the cell rule (0 or ``>= k``) and the remainder rule
-over the released cells' frontiers; otherwise at none of them.  Then ``s`` and ``c`` have
-exactly the released cells' mask and the cell argument applies to each separately.
+``c = n - s`` (people who did not report it) are both non-negative additive tables.  Where
+``s`` is hidden but ``n`` shown, ``s + c = n`` couples the two tables, and the per-table
+remainder rule no longer bounds what an attacker learns.  So the cells where a signal is
+hidden (among the released cells) are kept *upward closed*: hiding ``s(u)`` hides it at every
+released ancestor of ``u`` too.  Then ``s`` and ``c`` below the hidden part have the released
+cells' mask and the cell argument applies to each; and a hidden ``s(u)`` with ``n(u)`` shown
+ranges over exactly ``[F_s(u), n(u) - F_c(u)]`` (frontiers over the cells where ``s`` is
+shown), whose width must be 0 or ``>= k`` (else the signal is withheld in ``u``'s whole
+subtree for that period).  A cell's signal fails on its own when ``s``, ``c`` or their
+frontier remainders are in 1..k-1 (this includes the brief's ``n - s_i`` rule).
 Outcomes partition a cell (with "no outcome"), so they are handled together: a set of
 outcomes is released per (root tree, period), each passing on its own, and the remainder
 ``n - sum(released outcomes)`` passing as a table too; the smallest released outcome is
@@ -310,12 +313,35 @@ def protect_breakdown(
             drop = np.argmin(size, axis=0)  # first (by name) of the smallest
             c_idx, t_idx = np.nonzero(bad & keep.any(axis=0))
             keep[drop[c_idx, t_idx], c_idx, t_idx] = False
+        masks = [shown & keep[i][frame.comp, :] for i in range(len(names))]
     else:
-        keep = np.array(
-            [~(fails(x, r) | fails(n - x, rn - r)) for x, r in zip(xs, rs, strict=True)],
-            dtype=bool,
-        ).reshape(len(names), ncomp, n.shape[1])
-    return {
-        p: _released(frame, k, xs[i], shown & keep[i][frame.comp, :])
-        for i, p in enumerate(names)
-    }
+        masks = [_signal_mask(frame, k, n, shown, rn, x, r) for x, r in zip(xs, rs, strict=True)]
+    return {p: _released(frame, k, xs[i], masks[i]) for i, p in enumerate(names)}
+
+
+def _signal_mask(
+    frame: _Frame, k: int, n: np.ndarray, shown: np.ndarray, rn: np.ndarray, s: np.ndarray,
+    rs: np.ndarray,
+) -> np.ndarray:
+    """Released cells of one signal ``s``: ``shown`` minus an upward-closed hidden set.
+
+    A cell fails on its own when ``s`` or ``c = n - s``, or their remainders over the shown
+    frontier, are in 1..k-1.  Hiding ``s`` there means hiding it at every shown ancestor too
+    (upward closed), and then a hidden ``s(u)`` with ``n(u)`` shown can be anything in
+    ``[F_s(u), n(u) - F_c(u)]`` (frontiers over the cells where ``s`` is still shown): that
+    width ``n(u) - F_n(u)`` must be 0 or >= k, else the signal goes for ``u``'s whole subtree.
+    """
+    c, rc = n - s, rn - rs
+    hide = shown & ~(_ok(s, k) & _ok(c, k) & _ok(rs, k) & _ok(rc, k))
+    while True:
+        below = hide.copy()  # close upward, through hidden-n units as well
+        for level in reversed(frame.levels[1:]):
+            np.logical_or.at(below, frame.parent[level], below[level])
+        hide = below & shown
+        width = frame.remainders(n, shown & ~hide)
+        bad = hide & (width > 0) & (width < k)
+        if not bad.any():
+            return shown & ~hide
+        for level in frame.levels[1:]:  # hide the bad cells' whole subtrees
+            bad[level] |= bad[frame.parent[level]]
+        hide |= bad & shown

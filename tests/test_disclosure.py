@@ -149,19 +149,22 @@ def forests(draw, max_units=30):
 
 
 @st.composite
-def surveys(draw, max_units=30, max_periods=8, max_reports=150):
+def surveys(draw, max_units=30, max_periods=8):
+    """A random forest and periods, with a mix of empty, small and large direct counts.
+
+    Returns reports as (unit, period, category 0..7) triples; the tests map categories to
+    signals or outcomes.
+    """
     parents = draw(forests(max_units))
     periods = tuple(f"p{j}" for j in range(draw(st.integers(1, max_periods))))
-    units = sorted(parents)
-    # a few "busy" units make counts >= k common, so complementary suppression gets exercised
-    busy = draw(st.lists(st.sampled_from(units), max_size=4))
-    pool = units + busy * 6
-    reports = draw(
-        st.lists(
-            st.tuples(st.sampled_from(pool), st.sampled_from(periods), st.integers(0, 7)),
-            max_size=max_reports,
-        )
-    )
+    sizes = st.sampled_from([0, 0, 0, 1, 2, 3, 4, 6, 9])
+    direct = draw(st.lists(sizes, min_size=len(parents) * len(periods),
+                           max_size=len(parents) * len(periods)))
+    rnd = draw(st.randoms(use_true_random=False))
+    cells = itertools.product(sorted(parents), periods)
+    reports = [
+        (u, t, rnd.randrange(8)) for (u, t), m in zip(cells, direct, strict=True) for _ in range(m)
+    ]
     k = draw(st.sampled_from([3, 4, 5]))
     return parents, periods, reports, k
 
@@ -252,12 +255,13 @@ def test_a_signal_is_hidden_where_too_few_people_did_not_report_it():
     n = {("dept", "w"): 20, ("a", "w"): 10, ("b", "w"): 10}
     released = protect(Table(parents, ("w",), n), 5)
     fine = {("dept", "w"): 10, ("a", "w"): 5, ("b", "w"): 5}
-    nearly_all = {("dept", "w"): 17, ("a", "w"): 8, ("b", "w"): 9}  # 1 in b did not
+    nearly_all = {("dept", "w"): 14, ("a", "w"): 5, ("b", "w"): 9}  # 1 in b did not
     out = protect_breakdown(
         Table(parents, ("w",), n), released, {"fine": fine, "all": nearly_all}, exclusive=False
     )
     assert out["fine"].counts == {**fine, ("dept", None): 10, ("a", None): 5, ("b", None): 5}
-    assert out["all"].counts == {}
+    # b's 1 non-reporter hides the signal at b and, upward closed, at dept; a's 5 may stay
+    assert out["all"].counts == {("a", "w"): 5, ("a", None): 5}
 
 
 def test_outcomes_drop_the_smallest_until_no_outcome_is_safe():
@@ -296,7 +300,7 @@ def test_no_released_count_is_small_and_every_hidden_count_keeps_k_of_doubt(surv
 
 
 @PROPERTY
-@given(surveys(max_units=12, max_periods=4, max_reports=100))
+@given(surveys(max_units=12, max_periods=4))
 def test_a_released_signal_leaves_k_of_doubt_in_it_and_in_its_complement(survey):
     parents, periods, reports, k = survey
     # category 0..3: carries the signal; 4..7: does not
@@ -331,7 +335,7 @@ def test_a_released_signal_leaves_k_of_doubt_in_it_and_in_its_complement(survey)
 
 
 @PROPERTY
-@given(surveys(max_units=12, max_periods=4, max_reports=100))
+@given(surveys(max_units=12, max_periods=4))
 def test_released_outcomes_leave_k_of_doubt_in_every_outcome_and_in_no_outcome(survey):
     parents, periods, reports, k = survey
     names = {0: "left", 1: "left", 2: "moved", 3: "moved", 4: "quiet"}
