@@ -2,12 +2,12 @@
 the same released figures."""
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from reports import selectors
+from reports import detection, selectors
 from surveys import selectors as survey_selectors
 
 
@@ -42,3 +42,95 @@ class SharedAggregatesApi(APIView):
     def get(self, request, dashboard_token):
         survey = survey_selectors.survey_by_dashboard_token(token=dashboard_token)
         return Response(_aggregates(survey))
+
+
+class JobStartedOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+
+
+class RebuildApi(APIView):
+    @extend_schema(request=None, responses={202: JobStartedOutput})
+    def post(self, request, survey_id):
+        survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
+        job = detection.rebuild_start(survey=survey)
+        return Response(JobStartedOutput(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobDetailApi(APIView):
+    class Output(serializers.Serializer):
+        id = serializers.UUIDField()
+        kind = serializers.CharField()
+        status = serializers.CharField()
+        progress = serializers.FloatField()
+
+    @extend_schema(responses={200: Output})
+    def get(self, request, survey_id, job_id):
+        survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
+        job = detection.job_get(survey=survey, job_id=job_id)
+        return Response(self.Output(job).data)
+
+
+class DetectionsApi(APIView):
+    class Input(serializers.Serializer):
+        replicas = serializers.IntegerField(min_value=detection.MIN_REPLICAS,
+                                            max_value=detection.MAX_REPLICAS,
+                                            default=detection.DEFAULT_REPLICAS)
+        seed = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False)
+
+    @extend_schema(request=Input, responses={202: JobStartedOutput})
+    def post(self, request, survey_id):
+        survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = detection.detection_start(survey=survey, **data.validated_data)
+        return Response(JobStartedOutput(run.job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ClustersOutput(serializers.Serializer):
+    class RunOutput(serializers.Serializer):
+        id = serializers.UUIDField()
+        finished = serializers.DateTimeField()
+        replicas = serializers.IntegerField()
+        seed = serializers.IntegerField()
+
+    class ClusterOutput(serializers.Serializer):
+        class SignalOutput(serializers.Serializer):
+            code = serializers.CharField()
+            share = serializers.FloatField()
+            baseline_share = serializers.FloatField(allow_null=True)
+            lift = serializers.FloatField(allow_null=True)
+
+        model = serializers.CharField()
+        scope = serializers.ChoiceField(choices=["company", "unit"])
+        unit = serializers.CharField()
+        start = serializers.DateField()
+        end = serializers.DateField()
+        observed = serializers.IntegerField()
+        expected = serializers.FloatField()
+        relative_risk = serializers.FloatField(allow_null=True)
+        llr = serializers.FloatField()
+        p_value = serializers.FloatField()
+        signals = SignalOutput(many=True)
+        attrition_signature = serializers.BooleanField()
+        summary = serializers.CharField()
+
+    run = RunOutput(allow_null=True)
+    clusters = ClusterOutput(many=True)
+
+
+class SurveyClustersApi(APIView):
+    @extend_schema(responses={200: ClustersOutput})
+    def get(self, request, survey_id):
+        survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
+        return Response(ClustersOutput(detection.clusters_latest(survey=survey)).data)
+
+
+class SharedClustersApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    @extend_schema(responses={200: ClustersOutput}, auth=[])
+    def get(self, request, dashboard_token):
+        survey = survey_selectors.survey_by_dashboard_token(token=dashboard_token)
+        return Response(ClustersOutput(detection.clusters_latest(survey=survey)).data)

@@ -81,3 +81,103 @@ class AggregationState(models.Model):
     changes_since_publication = models.PositiveIntegerField(default=0)
     published_at = models.DateTimeField(null=True, blank=True)
     publications = models.PositiveIntegerField(default=0)
+
+
+class Job(models.Model):
+    """An organizer's background action (rebuild, detection) and how far it got.
+
+    Progress only moves forward: every update is conditional on the row still
+    being unfinished and behind, so a late or retried task cannot rewind it.
+    """
+
+    class Kind(models.TextChoices):
+        REBUILD = "rebuild", "Rebuild"
+        DETECTION = "detection", "Detection"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=9, choices=Kind.choices)
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(progress__gte=0, progress__lte=1),
+                                   name="job_progress_range"),
+        ]
+        indexes = [models.Index(fields=["survey", "kind", "status"], name="job_survey_kind_idx")]
+
+
+class DetectionRun(models.Model):
+    """One scan of a survey's reports: everything needed to reproduce it.
+
+    `inputs` holds the scan arrays once (an .npz blob), so chunk tasks receive
+    only the run id. Report rows enter the arrays in a canonical content order,
+    never in storage order, so equal data gives equal arrays and fingerprints.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="detection_runs")
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="detection_run")
+    seed = models.BigIntegerField()
+    replicas = models.PositiveIntegerField()
+    chunk_size = models.PositiveIntegerField()
+    numpy_version = models.CharField(max_length=32, blank=True)
+    code_version = models.CharField(max_length=64, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    parameters = models.JSONField(default=dict)
+    models_run = models.JSONField(default=list)
+    observed = models.JSONField(default=dict)
+    inputs = models.BinaryField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+
+class DetectionChunk(models.Model):
+    """Replica maxima of replicas [start, stop) of one model, as float64 bytes."""
+
+    run = models.ForeignKey(DetectionRun, on_delete=models.CASCADE, related_name="chunks")
+    model = models.CharField(max_length=16)
+    start = models.PositiveIntegerField()
+    stop = models.PositiveIntegerField()
+    maxima = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "model", "start"], name="detectionchunk_unique"),
+        ]
+
+
+class DetectionCluster(models.Model):
+    """A ranked cut of a finished run; only cuts with at least k observed are kept."""
+
+    run = models.ForeignKey(DetectionRun, on_delete=models.CASCADE, related_name="clusters")
+    rank = models.PositiveIntegerField()
+    model = models.CharField(max_length=16)
+    scope = models.CharField(max_length=8)
+    unit_path = models.CharField(max_length=1000)
+    start = models.DateField()
+    end = models.DateField()
+    observed = models.PositiveIntegerField()
+    n_reports = models.PositiveIntegerField()
+    expected = models.FloatField()
+    relative_risk = models.FloatField(null=True)
+    llr = models.FloatField()
+    p_raw = models.FloatField()
+    p_value = models.FloatField()
+    signals = models.JSONField(default=list)
+    summary = models.TextField(blank=True)
+    signature_dominant = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "rank"], name="detectioncluster_unique_rank"),
+        ]

@@ -1,10 +1,10 @@
 """Celery tasks: ids in, a service call, nothing else. Every task here
 recomputes from reports, so it is safe to run twice (hence acks_late)."""
 
-from celery import shared_task
+from celery import chord, shared_task
 from django.db import DatabaseError
 
-from reports import services
+from reports import detection, services
 from server.celery import ChorusTask, OutboxBackedTask
 
 # Database errors (deadlocks, a dropped connection, a failover) are worth a
@@ -28,9 +28,69 @@ def sweep() -> None:
     figures whose interval has passed."""
     for survey_id in services.surveys_with_pending_work():
         aggregate_survey.delay(str(survey_id))
+    # Detection follows publication, at most one run per survey at a time.
+    for survey_id in detection.surveys_due_for_detection():
+        detection_start_for_survey.delay(str(survey_id))
 
 
-@shared_task(name="reports.rebuild_survey", base=ChorusTask, acks_late=True,
+class JobTask(ChorusTask):
+    """A task working for an organizer's job: its final failure (not a retry)
+    marks the job failed, so the organizer is not left polling for ever."""
+
+    abstract = True
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        super().on_failure(exc, task_id, args, kwargs, einfo)
+        if kwargs.get("run_id"):
+            detection.detection_fail(run_id=kwargs["run_id"])
+        elif kwargs.get("job_id"):
+            detection.job_finish(job_id=kwargs["job_id"], succeeded=False)
+
+
+@shared_task(name="reports.rebuild_survey", base=JobTask, acks_late=True,
              reject_on_worker_lost=True, **RETRY)
-def rebuild_survey(survey_id: str) -> None:
+def rebuild_survey(survey_id: str, job_id: str | None = None) -> None:
+    if job_id:
+        detection.job_mark_running(job_id=job_id)
     services.cells_rebuild(survey_id=survey_id)
+    if job_id:
+        detection.job_finish(job_id=job_id, succeeded=True)
+
+
+@shared_task(name="reports.detection_start_for_survey", base=ChorusTask, acks_late=True)
+def detection_start_for_survey(survey_id: str) -> None:
+    # Re-checked here: two sweeps may have queued the same survey.
+    if survey_id in {str(s) for s in detection.surveys_due_for_detection()}:
+        detection.detection_start_by_id(survey_id=survey_id)
+
+
+@shared_task(name="reports.detection_prepare", base=JobTask, acks_late=True,
+             reject_on_worker_lost=True, **RETRY)
+def detection_prepare(*, run_id: str) -> None:
+    """Chord head: stores the inputs once, then fans the replicas out to chunk
+    tasks that carry only (run, model, start, stop)."""
+    plan = detection.detection_prepare(run_id=run_id)
+    rank = detection_rank.si(run_id=run_id).on_error(detection_fail.si(run_id=run_id))
+    if not plan:
+        rank.delay()
+        return
+    chord([detection_chunk.si(run_id=run_id, model=model, start=start, stop=stop)
+           for model, start, stop in plan], rank).apply_async()
+
+
+# A chord counts finished header tasks through the result backend.
+@shared_task(name="reports.detection_chunk", base=JobTask, acks_late=True,
+             reject_on_worker_lost=True, ignore_result=False, **RETRY)
+def detection_chunk(*, run_id: str, model: str, start: int, stop: int) -> None:
+    detection.detection_chunk(run_id=run_id, model=model, start=start, stop=stop)
+
+
+@shared_task(name="reports.detection_rank", base=JobTask, acks_late=True,
+             reject_on_worker_lost=True, **RETRY)
+def detection_rank(*, run_id: str) -> None:
+    detection.detection_rank(run_id=run_id)
+
+
+@shared_task(name="reports.detection_fail", base=ChorusTask)
+def detection_fail(*args, run_id: str) -> None:
+    detection.detection_fail(run_id=run_id)

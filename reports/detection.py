@@ -1,0 +1,573 @@
+"""Cluster detection on a survey's reports: jobs, scan runs, and their reads.
+
+The scan itself is `reports.scan` (plain numpy). This module adapts database
+rows to its arrays, stores each run so it can be reproduced (seed, replica
+count, numpy and code versions, a fingerprint of the input), and turns ranked
+cuts into clusters that only ever release figures about groups of at least
+the survey's minimum group size.
+
+A run is a Celery chord: `detection_prepare` computes the observed cuts and
+stores the input arrays once; chunk tasks compute replica maxima for
+(model, start, stop) from the stored arrays; `detection_rank` scores and
+stores the clusters. Chunk results are upserted on (run, model, start), so a
+retried chunk changes nothing.
+"""
+
+import datetime as dt
+import hashlib
+import io
+import math
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import Http404
+from django.utils import timezone
+
+from reports import scan
+from reports.models import AggregationState, DetectionChunk, DetectionCluster, DetectionRun, Job
+from reports.simulate import branch_units
+from surveys import catalog
+from surveys.models import OrgUnit, Report, Survey
+from surveys.services import period_start_for
+
+DEFAULT_REPLICAS = 999
+MIN_REPLICAS = 99
+MAX_REPLICAS = 9999
+CUTS_PER_MODEL = 20
+# A stuck job must not block automatic runs for ever.
+JOB_STALE_AFTER = dt.timedelta(hours=2)
+CODE_VERSION = hashlib.sha256(Path(scan.__file__).read_bytes()).hexdigest()[:16]
+
+SIGNAL_PHRASES = {
+    "prior_positive_standing": "they were in good standing before",
+    "abrupt_reversal": "the feedback turned suddenly",
+    "recap_contradicts_meeting": "a written recap contradicted the meeting",
+    "completed_work_disputed": "finished work was called incomplete",
+    "shifting_goalposts": "the goalposts kept moving",
+    "transfer_blocked": "an internal move was blocked",
+    "coaching_plan": "a coaching or improvement plan was mentioned",
+    "peers_same_treatment": "coworkers got the same treatment",
+    "exit_pressure": "they were nudged towards leaving",
+    "still_in_role": "they are still in the same role",
+    "transferred": "they moved to another team",
+    "resigned": "they resigned",
+    "let_go": "they were let go",
+    "on_plan": "they are on an improvement plan",
+    "prefer_not_to_say": "they prefer not to say what happened",
+}
+# A signal "stands out" when this many times as common as elsewhere.
+SUMMARY_MIN_LIFT = 1.5
+SUMMARY_MAX_SIGNALS = 2
+SIGNATURE_DOMINANT_SHARE = 0.5
+
+
+# --------------------------------------------------------------------------------------
+# jobs
+# --------------------------------------------------------------------------------------
+
+_UNFINISHED = (Job.Status.QUEUED, Job.Status.RUNNING)
+
+
+def job_mark_running(*, job_id) -> bool:
+    return Job.objects.filter(id=job_id, status__in=_UNFINISHED).update(
+        status=Job.Status.RUNNING) == 1
+
+
+def job_progress_set(*, job_id, progress: float) -> bool:
+    """Moves progress forward only; False when the job is finished or already further."""
+    progress = min(max(float(progress), 0.0), 1.0)
+    return Job.objects.filter(id=job_id, status__in=_UNFINISHED,
+                              progress__lt=progress).update(progress=progress) == 1
+
+
+def job_finish(*, job_id, succeeded: bool) -> bool:
+    fields = {"status": Job.Status.SUCCEEDED if succeeded else Job.Status.FAILED,
+              "finished": timezone.now()}
+    if succeeded:
+        fields["progress"] = 1.0
+    return Job.objects.filter(id=job_id, status__in=_UNFINISHED).update(**fields) == 1
+
+
+@transaction.atomic
+def rebuild_start(*, survey: Survey) -> Job:
+    from reports.tasks import rebuild_survey
+
+    job = Job.objects.create(survey=survey, kind=Job.Kind.REBUILD)
+    rebuild_survey.delay_on_commit(str(survey.id), job_id=str(job.id))
+    return job
+
+
+def job_get(*, survey: Survey, job_id) -> Job:
+    job = Job.objects.filter(survey=survey, id=job_id).first()
+    if job is None:
+        raise Http404
+    return job
+
+
+# --------------------------------------------------------------------------------------
+# inputs: database rows -> scan arrays
+# --------------------------------------------------------------------------------------
+
+
+def _next_period(day: dt.date, period: str) -> dt.date:
+    if period == Survey.Period.WEEK:
+        return day + dt.timedelta(days=7)
+    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def detection_inputs(*, survey: Survey) -> dict[str, np.ndarray]:
+    """The survey as scan arrays.
+
+    Units are ordered parents first (depth, then path). Periods run from the
+    first to the last period with reports. Reports are sorted by content
+    (unit, period, signals, outcome): rows that sort equal are
+    interchangeable, so the arrays depend only on what was reported.
+    """
+    units = list(OrgUnit.objects.filter(survey=survey).order_by("depth", "path")
+                 .values_list("id", "path", "parent_id", "headcount"))
+    index = {unit_id: i for i, (unit_id, _, _, _) in enumerate(units)}
+    parents = np.array([index[parent] if parent is not None else -1
+                        for _, _, parent, _ in units], dtype=np.int64)
+    headcount = np.array([np.nan if head is None else float(head)
+                          for _, _, _, head in units], dtype=np.float64)
+    rows = list(Report.objects.filter(survey=survey)
+                .values_list("unit_id", "period_start", "signals", "outcome"))
+    periods: list[dt.date] = []
+    if rows:
+        day, last = min(row[1] for row in rows), max(row[1] for row in rows)
+        while day <= last:
+            periods.append(day)
+            day = _next_period(day, survey.period)
+    period_index = {day: i for i, day in enumerate(periods)}
+    outcome_index = {code: i for i, code in enumerate(catalog.OUTCOME_CODES)}
+    table = np.array(
+        sorted((index[unit], period_index[period], signals, outcome_index.get(outcome, -1))
+               for unit, period, signals, outcome in rows),
+        dtype=np.int64).reshape(-1, 4)
+    return {
+        "unit_paths": np.array([path for _, path, _, _ in units], dtype=str),
+        "parents": parents,
+        "headcount": headcount,
+        "period_ordinals": np.array([day.toordinal() for day in periods], dtype=np.int64),
+        "report_units": table[:, 0].copy(),
+        "report_periods": table[:, 1].copy(),
+        "report_signals": table[:, 2].copy(),
+        "report_outcomes": table[:, 3].copy(),
+    }
+
+
+def _signature_cases(signals: np.ndarray) -> np.ndarray:
+    required = catalog.signals_to_mask(catalog.SIGNATURE_ALL)
+    any_of = catalog.signals_to_mask(catalog.SIGNATURE_ANY)
+    return ((signals & required) == required) & ((signals & any_of) != 0)
+
+
+def scan_data(arrays: dict[str, np.ndarray]) -> scan.ScanData:
+    headcount = arrays["headcount"]
+    return scan.ScanData(
+        parents=arrays["parents"], report_units=arrays["report_units"],
+        report_periods=arrays["report_periods"],
+        n_periods=max(1, arrays["period_ordinals"].size),
+        report_cases=_signature_cases(arrays["report_signals"]),
+        headcount=headcount if np.isfinite(headcount).any() else None,
+    )
+
+
+def inputs_fingerprint(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{value.dtype.str}:{value.shape};".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _pack(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _unpack(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(bytes(blob)), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+# Chunk tasks of one run on one worker share the decoded arrays and the scan's
+# per-model set-up, which costs more than a few replicas.
+_loaded: dict[str, tuple[dict, scan.ScanData]] = {}
+_LOADED_MAX = 4
+
+
+def _run_data(run: DetectionRun) -> tuple[dict, scan.ScanData]:
+    key = str(run.id)
+    if key not in _loaded:
+        while len(_loaded) >= _LOADED_MAX:
+            _loaded.pop(next(iter(_loaded)))
+        arrays = _unpack(run.inputs)
+        _loaded[key] = (arrays, scan_data(arrays))
+    return _loaded[key]
+
+
+# --------------------------------------------------------------------------------------
+# runs
+# --------------------------------------------------------------------------------------
+
+
+def chunk_size_for(replicas: int) -> int:
+    """About eight chunks per model: enough to spread over workers, each a few
+    seconds on a large survey, few enough that per-chunk overhead stays small."""
+    return int(min(max(math.ceil(replicas / 8), 50), 1000))
+
+
+def _entropy(seed: int, model: str) -> tuple[int, int]:
+    return (int(seed), scan.MODELS.index(model))
+
+
+@transaction.atomic
+def detection_start(*, survey: Survey, replicas: int = DEFAULT_REPLICAS, seed: int | None = None,
+                    chunk_size: int | None = None) -> DetectionRun:
+    from reports.tasks import detection_prepare
+
+    if not MIN_REPLICAS <= replicas <= MAX_REPLICAS:
+        raise ValueError("replicas out of range")
+    job = Job.objects.create(survey=survey, kind=Job.Kind.DETECTION)
+    run = DetectionRun.objects.create(
+        survey=survey, job=job, replicas=replicas,
+        seed=secrets.randbits(62) if seed is None else seed,
+        chunk_size=chunk_size or chunk_size_for(replicas),
+    )
+    detection_prepare.delay_on_commit(run_id=str(run.id))
+    return run
+
+
+def detection_start_by_id(*, survey_id) -> DetectionRun:
+    return detection_start(survey=Survey.objects.get(id=survey_id))
+
+
+def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
+    """Stores the input arrays and observed cuts; returns the chunk plan.
+
+    A retry reuses the stored arrays, so every chunk of a run scans the same data.
+    """
+    run = DetectionRun.objects.select_related("survey").get(id=run_id)
+    job_mark_running(job_id=run.job_id)
+    if run.inputs is None:
+        arrays = detection_inputs(survey=run.survey)
+        data = scan_data(arrays)
+        k = run.survey.min_group_size
+        models = scan.available_models(data)
+        observed = {}
+        for model in models:
+            cuts = scan.observed_cuts(data, model, min_reports=k, limit=CUTS_PER_MODEL)
+            observed[model] = [
+                {"branch": cut.branch, "start": cut.start, "end": cut.end,
+                 "observed": cut.observed, "expected": cut.expected, "llr": cut.llr,
+                 "n_reports": cut.n_reports}
+                for cut in cuts]
+        run.inputs = _pack(arrays)
+        run.fingerprint = inputs_fingerprint(arrays)
+        run.numpy_version = np.__version__
+        run.code_version = CODE_VERSION
+        run.models_run = models
+        run.observed = observed
+        run.parameters = {"min_reports": k, "max_window": scan.resolve_max_window(
+            data.n_periods, None), "leave_branch_out": True, "cuts_per_model": CUTS_PER_MODEL,
+            "period": run.survey.period, "entropy": "(seed, model index)"}
+        run.save(update_fields=["inputs", "fingerprint", "numpy_version", "code_version",
+                                "models_run", "observed", "parameters"])
+    return chunk_plan(run=run)
+
+
+def chunk_plan(*, run: DetectionRun) -> list[tuple[str, int, int]]:
+    """Only models with an observed cut need a null distribution."""
+    return [(model, start, min(start + run.chunk_size, run.replicas))
+            for model in run.models_run if run.observed.get(model)
+            for start in range(0, run.replicas, run.chunk_size)]
+
+
+def detection_chunk(*, run_id, model: str, start: int, stop: int) -> None:
+    run = DetectionRun.objects.get(id=run_id)
+    _, data = _run_data(run)
+    maxima = scan.replica_maxima(
+        data, model, entropy=_entropy(run.seed, model), start=start, stop=stop,
+        min_reports=run.parameters["min_reports"],
+        max_window=run.parameters["max_window"],
+        leave_branch_out=run.parameters["leave_branch_out"])
+    DetectionChunk.objects.bulk_create(
+        [DetectionChunk(run=run, model=model, start=start, stop=stop,
+                        maxima=maxima.astype("<f8").tobytes())],
+        update_conflicts=True, unique_fields=["run", "model", "start"],
+        update_fields=["stop", "maxima"])
+    done = DetectionChunk.objects.filter(run=run).count()
+    total = len(chunk_plan(run=run))
+    job_progress_set(job_id=run.job_id, progress=done / total if total else 1.0)
+
+
+def _maxima(run: DetectionRun, model: str) -> np.ndarray:
+    chunks = list(run.chunks.filter(model=model).order_by("start").values_list(
+        "start", "stop", "maxima"))
+    expected_start = 0
+    parts = []
+    for start, stop, blob in chunks:
+        if start != expected_start:
+            raise RuntimeError(f"replicas {expected_start}..{start} of {model} are missing")
+        parts.append(np.frombuffer(bytes(blob), dtype="<f8"))
+        expected_start = stop
+    if expected_start != run.replicas:
+        raise RuntimeError(f"replicas {expected_start}..{run.replicas} of {model} are missing")
+    return np.concatenate(parts)
+
+
+@dataclass(frozen=True)
+class SignalShare:
+    code: str
+    count: int
+    share: float
+    baseline_share: float | None
+    lift: float | None
+
+
+def _shares(*, inside: np.ndarray, arrays: dict, k: int) -> list[SignalShare]:
+    """Share of the cluster's reports with each signal and outcome, against the
+    reports outside it. A share is shown only when the reports it counts are
+    at least k; the outside share only when the outside group is at least k and
+    its count is zero or at least k, so no figure narrows down fewer than k."""
+    signals = arrays["report_signals"]
+    outcomes = arrays["report_outcomes"]
+    n_in = int(inside.sum())
+    n_out = int(inside.size - n_in)
+    flags = [(code, (signals & catalog.signal_bit(code)) != 0) for code in catalog.SIGNAL_CODES]
+    flags += [(code, outcomes == i) for i, code in enumerate(catalog.OUTCOME_CODES)]
+    out = []
+    for code, has in flags:
+        count = int((has & inside).sum())
+        if n_in < k or count < k:
+            continue
+        outside = int((has & ~inside).sum())
+        baseline = None
+        if n_out >= k and (outside == 0 or outside >= k):
+            baseline = outside / n_out
+        share = count / n_in
+        lift = share / baseline if baseline else None
+        out.append(SignalShare(code, count, share, baseline, lift))
+    out.sort(key=lambda s: (-(s.lift if s.lift is not None else math.inf), -s.share, s.code))
+    return out
+
+
+def _percent(share: float) -> str:
+    return f"{round(share * 100)}%"
+
+
+def cluster_summary(*, shares: list[SignalShare], signature_dominant: bool) -> str:
+    standing_out = [s for s in shares if s.code in catalog.SIGNAL_CODES
+                    and (s.baseline_share == 0 or (s.lift or 0) >= SUMMARY_MIN_LIFT)]
+    parts = []
+    for s in standing_out[:SUMMARY_MAX_SIGNALS]:
+        line = f"{_percent(s.share)} say {SIGNAL_PHRASES[s.code]}"
+        if s.baseline_share is not None:
+            line += f", vs {_percent(s.baseline_share)} elsewhere"
+        parts.append(line)
+    text = "; ".join(parts) + "." if parts else "No signal stands out against the other reports."
+    if signature_dominant:
+        text += (" Most reports here fit the attrition-drive pattern: good standing, an abrupt "
+                 "reversal, and a recap or coaching plan building a paper trail.")
+    return text[0].upper() + text[1:]
+
+
+def detection_rank(*, run_id) -> int:
+    """Scores the observed cuts against the replica maxima and stores the
+    clusters (at least k observed), best first; returns how many."""
+    run = DetectionRun.objects.select_related("survey").get(id=run_id)
+    arrays, _ = _run_data(run)
+    k = run.survey.min_group_size
+    n_models = len(run.models_run)
+    parents = arrays["parents"]
+    paths = arrays["unit_paths"]
+    days = [dt.date.fromordinal(int(o)) for o in arrays["period_ordinals"]]
+    cases = _signature_cases(arrays["report_signals"])
+    ranked = []
+    for model in run.models_run:
+        cuts = [cut for cut in run.observed.get(model, []) if cut["observed"] >= k]
+        if not cuts:
+            continue
+        maxima = _maxima(run, model)
+        for cut in cuts:
+            p_raw = scan.monte_carlo_p(cut["llr"], maxima)
+            ranked.append((scan.bonferroni(p_raw, n_models), -cut["llr"], model, cut, p_raw))
+    ranked.sort(key=lambda item: (item[0], item[1], scan.MODELS.index(item[2])))
+    clusters = []
+    for rank, (p_value, _, model, cut, p_raw) in enumerate(ranked):
+        branch = cut["branch"]
+        members = np.zeros(parents.size, dtype=bool)
+        members[branch_units(parents, branch)] = True
+        inside = (members[arrays["report_units"]]
+                  & (arrays["report_periods"] >= cut["start"])
+                  & (arrays["report_periods"] <= cut["end"]))
+        shares = _shares(inside=inside, arrays=arrays, k=k)
+        n_in = int(inside.sum())
+        n_cases = int((cases & inside).sum())
+        dominant = n_cases >= k and n_cases >= SIGNATURE_DOMINANT_SHARE * n_in
+        expected = float(cut["expected"])
+        clusters.append(DetectionCluster(
+            run=run, rank=rank, model=model,
+            scope="company" if parents[branch] < 0 else "unit",
+            unit_path=str(paths[branch]), start=days[cut["start"]], end=days[cut["end"]],
+            observed=cut["observed"], n_reports=n_in, expected=expected,
+            relative_risk=cut["observed"] / expected if expected > 0 else None,
+            llr=cut["llr"], p_raw=p_raw, p_value=p_value,
+            signals=[{"code": s.code, "share": s.share, "baseline_share": s.baseline_share,
+                      "lift": s.lift} for s in shares],
+            summary=cluster_summary(shares=shares, signature_dominant=dominant),
+            signature_dominant=dominant,
+        ))
+    with transaction.atomic():
+        DetectionCluster.objects.filter(run=run).delete()
+        DetectionCluster.objects.bulk_create(clusters)
+        DetectionRun.objects.filter(id=run.id, finished__isnull=True).update(
+            finished=timezone.now())
+        job_finish(job_id=run.job_id, succeeded=True)
+    _loaded.pop(str(run.id), None)
+    return len(clusters)
+
+
+def detection_fail(*, run_id) -> None:
+    run = DetectionRun.objects.filter(id=run_id).only("job_id").first()
+    if run is not None:
+        job_finish(job_id=run.job_id, succeeded=False)
+    _loaded.pop(str(run_id), None)
+
+
+def surveys_due_for_detection(*, now: dt.datetime | None = None) -> list:
+    """Surveys published since their latest run started, with no run under way."""
+    now = now or timezone.now()
+    busy = set(Job.objects.filter(kind=Job.Kind.DETECTION, status__in=_UNFINISHED,
+                                  created__gt=now - JOB_STALE_AFTER)
+               .values_list("survey_id", flat=True))
+    due = []
+    for survey_id, published_at in (AggregationState.objects.filter(published_at__isnull=False)
+                                    .values_list("survey_id", "published_at")):
+        if survey_id in busy:
+            continue
+        latest = (DetectionRun.objects.filter(survey_id=survey_id)
+                  .order_by("-created").values_list("created", flat=True).first())
+        if latest is None or published_at > latest:
+            due.append(survey_id)
+    return sorted(due, key=str)
+
+
+# --------------------------------------------------------------------------------------
+# synthetic surveys
+# --------------------------------------------------------------------------------------
+
+
+def simulated_period_starts(*, period: str, n_periods: int, today: dt.date) -> list[dt.date]:
+    """The n_periods complete periods before the current one, oldest first."""
+    current = period_start_for(period=period, day=today)
+    starts = []
+    day = current
+    for _ in range(n_periods):
+        day = period_start_for(period=period, day=day - dt.timedelta(days=1))
+        starts.append(day)
+    return starts[::-1]
+
+
+@transaction.atomic
+def reports_bulk_create(*, survey: Survey, rows: list[tuple[str, dt.date, tuple, str]]) -> int:
+    """Inserts many (unit path, period day, signals, outcome) reports at once,
+    under the same rules as `report_create` (open survey, known unit, no future
+    period, catalog codes). Receipts are not kept by anyone, so none is shown.
+    The cells are not touched: the caller rebuilds them."""
+    from surveys.services import SurveyClosed, receipt_hash
+
+    if not survey.is_open:
+        raise SurveyClosed
+    today = timezone.localdate()
+    units = dict(OrgUnit.objects.filter(survey=survey).values_list("path", "id"))
+    errors: dict[str, list[str]] = {}
+    reports = []
+    week = period_start_for(period=Survey.Period.WEEK, day=today)
+    for index, (path, day, signals, outcome) in enumerate(rows):
+        if path not in units:
+            errors[f"reports[{index}].unit"] = ["Pick a unit from this survey's list."]
+        if day > today:
+            errors[f"reports[{index}].period"] = ["The period cannot be in the future."]
+        if set(signals) - set(catalog.SIGNAL_CODES):
+            errors[f"reports[{index}].signals"] = ["Unknown signal."]
+        if outcome and outcome not in catalog.OUTCOME_CODES:
+            errors[f"reports[{index}].outcome"] = ["Unknown outcome."]
+        if errors:
+            continue
+        reports.append(Report(
+            survey=survey, unit_id=units[path],
+            period_start=period_start_for(period=survey.period, day=day),
+            signals=catalog.signals_to_mask(signals), outcome=outcome or "",
+            received_week=week, receipt_hash=receipt_hash(secrets.token_urlsafe(16))))
+    if errors:
+        raise ValidationError(errors)
+    Report.objects.bulk_create(reports, batch_size=2000)
+    return len(reports)
+
+
+def simulated_survey_create(*, owner, title: str, dataset, period: str = Survey.Period.MONTH,
+                            min_group_size: int = 5) -> Survey:
+    """A survey holding a `reports.simulate` dataset, built with the services
+    the API uses, its cells rebuilt and published."""
+    from reports.services import cells_rebuild, publication_maybe_publish
+    from surveys.services import survey_create, units_upsert
+
+    survey = survey_create(owner=owner, title=title, period=period,
+                           min_group_size=min_group_size)
+    units_upsert(survey=survey, units=[
+        {"path": path, "headcount": int(head) if head > 0 else None}
+        for path, head in zip(dataset.unit_paths, dataset.headcount.tolist(), strict=True)])
+    starts = simulated_period_starts(period=period, n_periods=dataset.n_periods,
+                                     today=timezone.localdate())
+    reports_bulk_create(survey=survey, rows=[
+        (dataset.unit_paths[unit], starts[period_index], signals, outcome or "")
+        for unit, period_index, signals, outcome in zip(
+            dataset.report_units.tolist(), dataset.report_periods.tolist(),
+            dataset.report_signals, dataset.report_outcomes, strict=True)])
+    cells_rebuild(survey_id=survey.id)
+    publication_maybe_publish(survey_id=survey.id, force=True)
+    return survey
+
+
+# --------------------------------------------------------------------------------------
+# reads
+# --------------------------------------------------------------------------------------
+
+
+def latest_run(*, survey: Survey) -> DetectionRun | None:
+    """The latest successful run made with the survey's current k or a larger
+    one: after k is raised, figures cleared under the old k are not released."""
+    return (DetectionRun.objects.filter(survey=survey, finished__isnull=False,
+                                        job__status=Job.Status.SUCCEEDED,
+                                        parameters__min_reports__gte=survey.min_group_size)
+            .defer("inputs", "observed").order_by("-finished").first())
+
+
+def clusters_latest(*, survey: Survey) -> dict:
+    """The latest completed run's clusters, best first, in API shape."""
+    run = latest_run(survey=survey)
+    if run is None:
+        return {"run": None, "clusters": []}
+    clusters = run.clusters.order_by("rank")
+    return {
+        "run": {"id": run.job_id, "finished": run.finished, "replicas": run.replicas,
+                "seed": run.seed},
+        "clusters": [
+            {"model": c.model, "scope": c.scope, "unit": c.unit_path, "start": c.start,
+             "end": c.end, "observed": c.observed, "expected": c.expected,
+             "relative_risk": c.relative_risk, "llr": c.llr, "p_value": c.p_value,
+             "signals": c.signals,
+             "attrition_signature": c.signature_dominant, "summary": c.summary}
+            for c in clusters],
+    }
+
+
+

@@ -1,0 +1,225 @@
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from reports import detection
+from reports.models import DetectionCluster, DetectionRun, Job
+from reports.simulate import Drive, OrgShape, simulate
+from reports.tasks import sweep
+from tests.factories import OrganizerFactory
+
+pytestmark = pytest.mark.django_db
+
+SHAPE = OrgShape(n_orgs=2, departments_per_org=(2, 3), teams_per_department=(3, 4))
+DRIVE = Drive("department", 2, 6.0, start=7, signature_share=0.9)
+
+
+def simulated(owner, *, seed=3, drives=(DRIVE,), min_group_size=5, n_periods=12):
+    dataset = simulate(seed, n_periods=n_periods, shape=SHAPE, base_rate=0.08,
+                       habit_shape=float("inf"), drives=drives)
+    survey = detection.simulated_survey_create(owner=owner, title="Simulated", dataset=dataset,
+                                               min_group_size=min_group_size)
+    return survey, dataset
+
+
+def run_detection(client, survey, capture, **body) -> dict:
+    with capture(execute=True):
+        response = client.post(f"/api/v1/surveys/{survey.id}/detections/", body or {},
+                               format="json")
+    assert response.status_code == 202
+    return response.json()
+
+
+def clusters(client, survey) -> dict:
+    response = client.get(f"/api/v1/surveys/{survey.id}/clusters/")
+    assert response.status_code == 200
+    return response.json()
+
+
+def stored(run: DetectionRun) -> list[tuple]:
+    return list(DetectionCluster.objects.filter(run=run).order_by("rank").values_list(
+        "model", "unit_path", "start", "end", "observed", "expected", "llr", "p_raw", "p_value",
+        "signals", "summary"))
+
+
+def test_planted_drive_is_found_with_its_unit_window_and_a_small_p_value(
+        organizer, organizer_api, django_capture_on_commit_callbacks):
+    survey, dataset = simulated(organizer)
+    run_detection(organizer_api, survey, django_capture_on_commit_callbacks, replicas=99, seed=1)
+    body = clusters(organizer_api, survey)
+    drive = dataset.drives[0]
+    unit = dataset.unit_paths[drive.unit]
+    starts = detection.simulated_period_starts(period="month", n_periods=12,
+                                               today=timezone.localdate())
+    assert body["clusters"][0]["unit"] == unit
+    window = (starts[drive.start].isoformat(), starts[drive.start + drive.length - 1].isoformat())
+    exact = [c for c in body["clusters"]
+             if c["unit"] == unit and (c["start"], c["end"]) == window and c["p_value"] <= 0.05]
+    assert {c["model"] for c in exact} >= {"wave", "per_capita"}
+    assert all(c["scope"] == "unit" and c["relative_risk"] > 2 for c in exact)
+    assert body["run"]["replicas"] == 99
+    assert body["run"]["seed"] == 1
+
+
+def test_a_survey_without_a_run_has_no_clusters(organizer_api, survey):
+    assert clusters(organizer_api, survey) == {"run": None, "clusters": []}
+
+
+def test_clusters_and_shares_below_k_are_never_returned(
+        organizer, organizer_api, django_capture_on_commit_callbacks):
+    survey, _ = simulated(organizer, min_group_size=8)
+    run_detection(organizer_api, survey, django_capture_on_commit_callbacks, replicas=99, seed=2)
+    body = clusters(organizer_api, survey)
+    assert body["clusters"]
+    run = DetectionRun.objects.get(survey=survey)
+    assert any(cut["observed"] < 8 for cuts in run.observed.values() for cut in cuts) is False
+    for cluster in body["clusters"]:
+        assert cluster["observed"] >= 8
+        stored_cluster = DetectionCluster.objects.get(run=run, rank=body["clusters"].index(
+            cluster))
+        for signal in cluster["signals"]:
+            assert round(signal["share"] * stored_cluster.n_reports) >= 8
+
+
+def test_raising_k_after_a_run_withholds_its_clusters(
+        organizer, organizer_api, django_capture_on_commit_callbacks):
+    survey, _ = simulated(organizer)
+    run_detection(organizer_api, survey, django_capture_on_commit_callbacks, replicas=99, seed=2)
+    assert clusters(organizer_api, survey)["clusters"]
+    organizer_api.patch(f"/api/v1/surveys/{survey.id}/", {"min_group_size": 50}, format="json")
+    assert clusters(organizer_api, survey) == {"run": None, "clusters": []}
+
+
+def test_shared_endpoint_returns_what_the_organizer_sees(
+        organizer, organizer_api, api, django_capture_on_commit_callbacks):
+    survey, _ = simulated(organizer)
+    run_detection(organizer_api, survey, django_capture_on_commit_callbacks, replicas=99, seed=4)
+    shared = api.get(f"/api/v1/d/{survey.dashboard_token}/clusters/")
+    assert shared.status_code == 200
+    assert shared.json() == clusters(organizer_api, survey)
+    assert api.get("/api/v1/d/not-a-token/clusters/").status_code == 404
+
+
+def test_one_chunk_and_many_chunks_store_identical_results(
+        organizer, django_capture_on_commit_callbacks):
+    survey, _ = simulated(organizer)
+    with django_capture_on_commit_callbacks(execute=True):
+        whole = detection.detection_start(survey=survey, replicas=120, seed=9, chunk_size=120)
+    with django_capture_on_commit_callbacks(execute=True):
+        split = detection.detection_start(survey=survey, replicas=120, seed=9, chunk_size=17)
+    assert split.chunks.filter(model="targeted").count() == 8
+    assert whole.chunks.filter(model="targeted").count() == 1
+    assert stored(whole)
+    assert stored(whole) == stored(split)
+    whole.refresh_from_db()
+    split.refresh_from_db()
+    assert whole.fingerprint == split.fingerprint
+
+
+def test_a_retried_chunk_changes_nothing(organizer, django_capture_on_commit_callbacks):
+    survey, _ = simulated(organizer)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = detection.detection_start(survey=survey, replicas=99, seed=5, chunk_size=50)
+    before = list(run.chunks.order_by("model", "start").values_list("model", "start", "maxima"))
+    detection.detection_chunk(run_id=run.id, model="targeted", start=50, stop=99)
+    after = list(run.chunks.order_by("model", "start").values_list("model", "start", "maxima"))
+    assert [(m, s, bytes(b)) for m, s, b in before] == [(m, s, bytes(b)) for m, s, b in after]
+
+
+def test_a_run_records_what_reproduces_it(organizer, django_capture_on_commit_callbacks):
+    survey, _ = simulated(organizer)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = detection.detection_start(survey=survey, replicas=99, seed=5)
+    run.refresh_from_db()
+    arrays = detection.detection_inputs(survey=survey)
+    assert run.fingerprint == detection.inputs_fingerprint(arrays)
+    assert len(run.fingerprint) == 64
+    assert run.numpy_version
+    assert run.code_version
+    assert run.models_run == ["targeted", "wave", "signature", "per_capita"]
+    assert run.parameters["min_reports"] == survey.min_group_size
+
+
+def test_golden_p_values_are_pinned_for_a_fixed_seed_and_input(
+        organizer, django_capture_on_commit_callbacks):
+    survey, _ = simulated(organizer, seed=11)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = detection.detection_start(survey=survey, replicas=99, seed=20260101)
+    got = [(c.model, c.unit_path, c.observed, round(c.llr, 6), c.p_raw, c.p_value)
+           for c in run.clusters.order_by("rank")[:6]]
+    assert got == GOLDEN
+
+
+# computed once by running the code (simulate seed 11, run seed 20260101, 99 replicas)
+GOLDEN: list = [
+    ("signature", "Acme/Org 1/Dept 2", 7, 20.634019, 0.01, 0.04),
+    ("per_capita", "Acme/Org 1/Dept 2", 13, 8.759387, 0.01, 0.04),
+    ("wave", "Acme/Org 1", 21, 7.253786, 0.06, 0.24),
+    ("targeted", "Acme/Org 1", 21, 7.483095, 0.24, 0.96),
+    ("targeted", "Acme/Org 2", 10, 6.920046, 0.26, 1.0),
+    ("targeted", "Acme/Org 2/Dept 2", 7, 5.072693, 0.56, 1.0),
+]
+
+
+def test_attrition_signature_is_flagged_and_explained(
+        organizer, organizer_api, django_capture_on_commit_callbacks):
+    survey, dataset = simulated(organizer, drives=(Drive("department", 2, 8.0, start=7,
+                                                         signature_share=1.0),))
+    run_detection(organizer_api, survey, django_capture_on_commit_callbacks, replicas=99, seed=3)
+    body = clusters(organizer_api, survey)
+    unit = dataset.unit_paths[dataset.drives[0].unit]
+    found = [c for c in body["clusters"] if c["unit"] == unit and c["model"] == "signature"]
+    assert found
+    cluster = found[0]
+    assert cluster["attrition_signature"] is True
+    assert "attrition-drive pattern" in cluster["summary"]
+    assert "elsewhere" in cluster["summary"]
+    codes = {s["code"]: s for s in cluster["signals"]}
+    assert codes["abrupt_reversal"]["lift"] > 1.5
+    assert codes["abrupt_reversal"]["share"] > codes["abrupt_reversal"]["baseline_share"]
+
+
+def test_detection_input_is_validated_field_by_field(organizer_api, survey):
+    response = organizer_api.post(f"/api/v1/surveys/{survey.id}/detections/",
+                                  {"replicas": 5, "seed": -1}, format="json")
+    assert response.status_code == 400
+    assert set(response.json()) >= {"replicas", "seed"}
+
+
+def test_another_organizers_survey_has_no_detections_or_clusters(api, survey):
+    api.force_authenticate(OrganizerFactory())
+    assert api.post(f"/api/v1/surveys/{survey.id}/detections/", {},
+                    format="json").status_code == 404
+    assert api.get(f"/api/v1/surveys/{survey.id}/clusters/").status_code == 404
+
+
+def test_sweep_starts_a_detection_after_a_publication_and_not_twice(
+        organizer, django_capture_on_commit_callbacks):
+    survey, _ = simulated(organizer)
+    assert detection.surveys_due_for_detection() == [survey.id]
+    Job.objects.create(survey=survey, kind=Job.Kind.DETECTION, status=Job.Status.RUNNING)
+    assert detection.surveys_due_for_detection() == []
+    Job.objects.filter(survey=survey).update(status=Job.Status.FAILED)
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep.delay()
+    run = DetectionRun.objects.get(survey=survey)
+    assert run.job.status == Job.Status.SUCCEEDED
+    assert detection.surveys_due_for_detection() == []
+
+
+def test_a_survey_without_reports_gets_an_empty_finished_run(
+        organizer_api, survey, django_capture_on_commit_callbacks):
+    run_detection(organizer_api, survey, django_capture_on_commit_callbacks, replicas=99)
+    body = clusters(organizer_api, survey)
+    assert body["run"] is not None
+    assert body["clusters"] == []
+
+
+def test_simulated_periods_are_complete_and_in_the_past():
+    starts = detection.simulated_period_starts(period="week", n_periods=3,
+                                               today=dt.date(2026, 3, 4))
+    assert starts == [dt.date(2026, 2, 9), dt.date(2026, 2, 16), dt.date(2026, 2, 23)]
+    months = detection.simulated_period_starts(period="month", n_periods=2,
+                                               today=dt.date(2026, 1, 15))
+    assert months == [dt.date(2025, 11, 1), dt.date(2025, 12, 1)]
