@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.conftest import redis_reachable, redis_url, require
-
 BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 SECRET_KEY = "stack-test-secret-key-not-for-production-0123456789"
@@ -49,6 +47,8 @@ def database_url() -> str:
 def require_postgres_and_redis() -> None:
     from django.db import connection
 
+    from tests.conftest import redis_reachable, redis_url, require
+
     require(connection.vendor == "postgresql",
             "needs PostgreSQL (set DATABASE_URL) for processes to share the test database")
     require(redis_reachable(redis_url()), f"needs Redis at {redis_url()}")
@@ -69,6 +69,13 @@ def broker_client(url: str):
     app.conf.broker_connection_timeout = 2
     app.conf.broker_connection_retry_on_startup = False
     return app
+
+
+def _json_or_text(raw: bytes) -> dict:
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError:  # an HTML error page
+        return {"text": raw.decode(errors="replace")[:2000]}
 
 
 @dataclass
@@ -135,6 +142,8 @@ class Stack:
     """Starts processes on demand and stops every one of them on close()."""
 
     def __init__(self, tmp_path: Path, *, redis: str | None = None, env: dict | None = None):
+        from tests.conftest import redis_url
+
         self.tmp_path = tmp_path
         self.redis_url = redis or redis_url()
         self.extra_env = env or {}
@@ -163,6 +172,9 @@ class Stack:
             "ALLOWED_HOSTS": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "INFO",
+            # Every test request comes from 127.0.0.1: one "network" filing
+            # many reports. The limiter stays on, its Redis path exercised.
+            "CHORUS_SUBMISSIONS_PER_DAY": "1000000",
         })
         env.update(self.extra_env)
         env.update(overrides)
@@ -215,9 +227,9 @@ class Stack:
             headers={"Content-Type": "application/json", **(headers or {})})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                return response.status, json.loads(response.read() or b"{}")
+                return response.status, _json_or_text(response.read())
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"{}")
+            return error.code, _json_or_text(error.read())
 
     # Celery
 
@@ -257,9 +269,21 @@ class Stack:
         with client.connection_for_write() as connection:
             client.send_task(name, args=list(args), connection=connection)
 
+    def start_reporters(self, *, survey_id, units: list[str], total: int,
+                        processes: int) -> list[Process]:
+        """Processes that file `total` reports between them through the
+        service, each dispatching aggregation through the broker."""
+        share = total // processes
+        return [self.spawn(f"reporter-{index}", [
+            PYTHON, "-m", "tests.stack", "file-reports", str(survey_id), ",".join(units),
+            str(share if index < processes - 1 else total - share * index), str(share * index),
+        ]) for index in range(processes)]
+
     # A private Redis, for outages
 
     def start_redis(self, port: int | None = None, *, timeout: float = 10) -> Process:
+        from tests.conftest import redis_reachable
+
         port = port or free_port()
         process = self.spawn(f"redis-{port}-{len(self.processes)}", [
             "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",

@@ -57,12 +57,11 @@ def test_reports_over_http_reach_the_dashboard_with_exact_rolled_up_counts(stack
                      what="the first publication")
     assert first == {"Acme": 3, "Acme/Retail": 3, "Acme/Retail/Marketing": 3}
 
-    for unit in ("Acme/Retail/Sales", "Acme/Retail/Sales", "Acme/Cloud"):
-        post_report(stack, survey, unit, user_agent)
+    for _ in range(3):
+        post_report(stack, survey, "Acme/Cloud", user_agent)
     second = wait_for(lambda: (lambda now: now if now != first else None)(
         released(stack, survey)), timeout=60, what="the second publication")
-    assert second == {"Acme": 6, "Acme/Retail": 5, "Acme/Retail/Marketing": 3,
-                      "Acme/Retail/Sales": None, "Acme/Cloud": None}
+    assert second == {"Acme": 6, "Acme/Retail": 3, "Acme/Retail/Marketing": 3, "Acme/Cloud": 3}
 
     dump = subprocess.run(
         ["pg_dump", "--data-only", "-h", "127.0.0.1", "-U", "postgres",
