@@ -179,8 +179,10 @@ SPECTACULAR_SETTINGS = {
 REDIS_URL = env.str("REDIS_URL", "")
 # The cache holds only rate-limit counters and their daily salt (surveys.ratelimit).
 CACHES = {
+    # Bounded like the broker below: a hung Redis must not hang a request.
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                "KEY_PREFIX": "chorus"}
+                "KEY_PREFIX": "chorus",
+                "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}}
     if REDIS_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "chorus"},
 }

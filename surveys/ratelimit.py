@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 SUBMIT = "submit"
 RECEIPT = "receipt"
@@ -79,14 +80,20 @@ def hit(*, request, survey_id, scope: str, day: dt.date | None = None) -> Verdic
     ttl = _seconds_left(day)
     if limit <= 0:
         return Verdict(allowed=True, retry_after=0)
-    key = bucket_key(address=client_address(request), survey_id=survey_id, scope=scope, day=day)
-    cache.add(key, 0, timeout=ttl)
     try:
-        count = cache.incr(key)
-    except ValueError:
-        # Expired between add() and incr(): this is the first attempt again.
-        cache.add(key, 1, timeout=ttl)
-        count = 1
+        key = bucket_key(address=client_address(request), survey_id=survey_id, scope=scope,
+                         day=day)
+        cache.add(key, 0, timeout=ttl)
+        try:
+            count = cache.incr(key)
+        except ValueError:
+            # Expired between add() and incr(): this is the first attempt again.
+            cache.add(key, 1, timeout=ttl)
+            count = 1
+    except RedisError:
+        # With Redis down, a report is still stored (its outbox row waits for
+        # the broker); losing it would cost more than one day's limit.
+        return Verdict(allowed=True, retry_after=0)
     return Verdict(allowed=count <= limit, retry_after=ttl)
 
 
@@ -94,9 +101,10 @@ def refund(*, request, survey_id, scope: str, day: dt.date | None = None) -> Non
     """Gives back an attempt that stored nothing (the input was rejected)."""
     if limit_per_day() <= 0:
         return
-    key = bucket_key(address=client_address(request), survey_id=survey_id, scope=scope, day=day)
     try:
+        key = bucket_key(address=client_address(request), survey_id=survey_id, scope=scope,
+                         day=day)
         if cache.decr(key) < 0:
             cache.incr(key)
-    except ValueError:
+    except (ValueError, RedisError):
         pass
