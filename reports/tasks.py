@@ -2,6 +2,7 @@
 recomputes from reports, so it is safe to run twice (hence acks_late)."""
 
 from celery import chord, shared_task
+from celery.exceptions import Retry
 from django.db import DatabaseError
 
 from reports import detection, services
@@ -34,17 +35,23 @@ def sweep() -> None:
 
 
 class JobTask(ChorusTask):
-    """A task working for an organizer's job: its final failure (not a retry)
-    marks the job failed, so the organizer is not left polling for ever."""
+    """A task working for an organizer's job: a failure that will not be
+    retried marks the job failed, so nobody polls a dead job for ever. Done in
+    __call__ rather than on_failure, which eager runs never reach."""
 
     abstract = True
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo):
-        super().on_failure(exc, task_id, args, kwargs, einfo)
-        if kwargs.get("run_id"):
-            detection.detection_fail(run_id=kwargs["run_id"])
-        elif kwargs.get("job_id"):
-            detection.job_finish(job_id=kwargs["job_id"], succeeded=False)
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except Retry:
+            raise
+        except Exception:
+            if kwargs.get("run_id"):
+                detection.detection_fail(run_id=kwargs["run_id"])
+            elif kwargs.get("job_id"):
+                detection.job_finish(job_id=kwargs["job_id"], succeeded=False)
+            raise
 
 
 @shared_task(name="reports.rebuild_survey", base=JobTask, acks_late=True,
