@@ -18,13 +18,62 @@ class AggregatesOutput(serializers.Serializer):
         reports = serializers.IntegerField(allow_null=True)
         suppressed = serializers.BooleanField()
 
+    class UnitTotalOutput(serializers.Serializer):
+        unit = serializers.CharField()
+        reports = serializers.IntegerField(allow_null=True)
+        suppressed = serializers.BooleanField()
+
+    class BreakdownOutput(serializers.Serializer):
+        unit = serializers.CharField()
+        period = serializers.DateField()
+        signals = serializers.DictField(child=serializers.IntegerField())
+        outcomes = serializers.DictField(child=serializers.IntegerField())
+
     min_group_size = serializers.IntegerField()
     cells = CellOutput(many=True)
+    units = UnitTotalOutput(many=True, help_text="Reports per unit over all periods.")
+    breakdowns = BreakdownOutput(
+        many=True, help_text="Released signal and outcome counts per cell; a code that is "
+                             "absent is hidden in that cell.")
 
 
 def _aggregates(survey) -> dict:
-    return AggregatesOutput({"min_group_size": survey.min_group_size,
-                             "cells": selectors.released_cells(survey=survey)}).data
+    rel = selectors.release(survey=survey)
+    cells = selectors.cells_from(rel)
+    return AggregatesOutput({
+        "min_group_size": rel.k, "cells": cells, "units": selectors.unit_totals_from(rel),
+        "breakdowns": [cell for cell in cells if cell.signals or cell.outcomes],
+    }).data
+
+
+class ExportOutput(serializers.Serializer):
+    survey = serializers.CharField()
+    min_group_size = serializers.IntegerField()
+    published_at = serializers.DateTimeField(allow_null=True)
+    next_publication_at = serializers.DateTimeField(allow_null=True)
+    overview = serializers.JSONField()
+    periods = serializers.ListField(child=serializers.DateField())
+    timeline = serializers.JSONField()
+    cells = serializers.JSONField()
+    units = serializers.JSONField()
+    clusters = serializers.JSONField()
+
+
+class SurveyExportApi(APIView):
+    @extend_schema(responses={200: ExportOutput})
+    def get(self, request, survey_id):
+        survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
+        return Response(selectors.export_document(survey=survey))
+
+
+class SharedExportApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    @extend_schema(responses={200: ExportOutput}, auth=[])
+    def get(self, request, dashboard_token):
+        survey = survey_selectors.survey_by_dashboard_token(token=dashboard_token)
+        return Response(selectors.export_document(survey=survey))
 
 
 class SurveyAggregatesApi(APIView):

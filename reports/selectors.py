@@ -1,11 +1,147 @@
-"""Reads for dashboards. Everything released goes through `released_cells`,
-the one place where suppression is applied, so the page, the API and the
-exports cannot disagree."""
+"""Reads for dashboards.
 
-from dataclasses import dataclass
+Dashboards read published figures only (`PublishedCell`), never reports. Disclosure control
+runs once, in `release`, over the whole published table: reports per cell along the tree,
+unit totals along time, and signal and outcome counts within cells. Everything a dashboard,
+the API or an export shows is then either a released number or a sum of released numbers
+(a window or a set of roots is summed only when every term in it is released), so no
+combination of pages, API calls and exports tells an attacker more than the release itself.
+"""
 
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.cache import cache
+
+from reports import detection, disclosure
 from reports.models import AggregationState, PublishedCell
+from surveys import catalog
 from surveys.models import Survey
+
+_CACHE_SECONDS = 60 * 60
+
+
+@dataclass(frozen=True)
+class Release:
+    """The released table of one survey at one publication point."""
+
+    k: int
+    parents: dict[str, str | None]
+    periods: tuple[str, ...]
+    reports: disclosure.Released
+    signals: dict[str, disclosure.Released]
+    outcomes: dict[str, disclosure.Released]
+    present: frozenset[tuple[str, str]]  # (unit, period) with a published cell
+    published_at: dt.datetime | None = None
+    publications: int = 0
+    children: dict[str | None, list[str]] = field(default_factory=dict)
+
+    @property
+    def units(self) -> list[str]:
+        return sorted(self.parents)
+
+    @property
+    def roots(self) -> list[str]:
+        return self.children.get(None, [])
+
+    def cell(self, unit: str, period: str | None) -> int | None:
+        return self.reports.counts.get((unit, period))
+
+    def window(self, unit: str, periods: tuple[str, ...] | list[str]) -> int | None:
+        """Reports over several periods: shown only when every period is."""
+        return _sum_all(self.reports.counts.get((unit, period)) for period in periods)
+
+    def overall(self, period: str | None) -> int | None:
+        """All roots together: shown only when every root is."""
+        return _sum_all(self.cell(root, period) for root in self.roots)
+
+    def part_window(self, released: disclosure.Released, unit: str,
+                    periods: tuple[str, ...] | list[str]) -> int | None:
+        return _sum_all(released.counts.get((unit, period)) for period in periods)
+
+
+def _sum_all(values) -> int | None:
+    total = 0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+def _parent_path(path: str) -> str | None:
+    parent = path.rpartition("/")[0]
+    return parent or None
+
+
+def _compute_release(*, survey: Survey, state: AggregationState | None) -> Release:
+    k = survey.min_group_size
+    rows = list(PublishedCell.objects.filter(survey=survey)
+                .values_list("unit__path", "period_start", "reports", "signals", "outcomes")
+                .order_by())
+    parents: dict[str, str | None] = {}
+    cells: dict[tuple[str, str], int] = {}
+    signal_cells: dict[str, dict[tuple[str, str], int]] = {code: {} for code in
+                                                            catalog.SIGNAL_CODES}
+    outcome_cells: dict[str, dict[tuple[str, str], int]] = {code: {} for code in
+                                                             catalog.OUTCOME_CODES}
+    periods: set[str] = set()
+    for path, period_start, count, signals, outcomes in rows:
+        period = period_start.isoformat()
+        periods.add(period)
+        cells[(path, period)] = count
+        for code, value in (signals or {}).items():
+            if code in signal_cells:
+                signal_cells[code][(path, period)] = value
+        for code, value in (outcomes or {}).items():
+            if code in outcome_cells:
+                outcome_cells[code][(path, period)] = value
+        # Every ancestor of a unit with reports has a cell too; walking up anyway keeps
+        # the tree whole if one were missing.
+        while path is not None and path not in parents:
+            parents[path] = _parent_path(path)
+            path = parents[path]
+    ordered_periods = tuple(sorted(periods))
+    table = disclosure.Table(parents=parents, periods=ordered_periods, cells=cells)
+    reports = disclosure.protect(table, k)
+    signals = disclosure.protect_breakdown(table, reports, signal_cells, exclusive=False)
+    outcomes = disclosure.protect_breakdown(table, reports, outcome_cells, exclusive=True)
+    children: dict[str | None, list[str]] = {}
+    for unit in sorted(parents):
+        children.setdefault(parents[unit], []).append(unit)
+    return Release(
+        k=k, parents=parents, periods=ordered_periods, reports=reports, signals=signals,
+        outcomes=outcomes, present=frozenset(cells),
+        published_at=state.published_at if state else None,
+        publications=state.publications if state else 0, children=children,
+    )
+
+
+def publication_status(*, survey: Survey) -> AggregationState | None:
+    return AggregationState.objects.filter(survey=survey).first()
+
+
+def release(*, survey: Survey) -> Release:
+    """The released table, computed once per publication point (and group size).
+
+    Published cells change only at publication, which bumps the counter in the key, so a
+    cached release is never stale; the cache only saves recomputing suppression.
+    """
+    state = publication_status(survey=survey)
+    publications = state.publications if state else 0
+    key = f"chorus:release:v1:{survey.id}:{publications}:{survey.min_group_size}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    computed = _compute_release(survey=survey, state=state)
+    cache.set(key, computed, _CACHE_SECONDS)
+    return computed
+
+
+# -- the API's cells --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -13,49 +149,385 @@ class ReleasedCell:
     unit: str
     period: str
     reports: int | None
+    signals: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)
 
     @property
     def suppressed(self) -> bool:
         return self.reports is None
 
 
+@dataclass(frozen=True)
+class ReleasedTotal:
+    unit: str
+    reports: int | None
+
+    @property
+    def suppressed(self) -> bool:
+        return self.reports is None
+
+
+def _parts_at(parts: dict[str, disclosure.Released], unit: str, period: str | None) -> dict:
+    return {code: value for code, part in parts.items()
+            if (value := part.counts.get((unit, period))) is not None}
+
+
+def cells_from(rel: Release) -> list[ReleasedCell]:
+    return [
+        ReleasedCell(unit=unit, period=period, reports=rel.cell(unit, period),
+                     signals=_parts_at(rel.signals, unit, period),
+                     outcomes=_parts_at(rel.outcomes, unit, period))
+        for unit in rel.units for period in rel.periods if (unit, period) in rel.present
+    ]
+
+
 def released_cells(*, survey: Survey) -> list[ReleasedCell]:
-    """Published cells, with every count between 1 and k − 1 withheld."""
-    k = survey.min_group_size
-    rows = (PublishedCell.objects.filter(survey=survey)
-            .values_list("unit__path", "period_start", "reports")
-            .order_by("unit__path", "period_start"))
-    return [ReleasedCell(unit=path, period=period.isoformat(),
-                         reports=count if count >= k else None)
-            for path, period, count in rows]
+    """Published cells after the full disclosure control; hidden counts are None."""
+    return cells_from(release(survey=survey))
 
 
-def publication_status(*, survey: Survey) -> AggregationState | None:
-    return AggregationState.objects.filter(survey=survey).first()
+def unit_totals_from(rel: Release) -> list[ReleasedTotal]:
+    return [ReleasedTotal(unit=unit, reports=rel.cell(unit, None)) for unit in rel.units]
+
+
+# -- what the dashboard shows -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class DashboardTable:
-    min_group_size: int
-    periods: list[str]
-    rows: list[tuple[str, list[ReleasedCell | None]]]
-    total_released: int | None
-    published_at: object
+class Overview:
+    reports: int | None
+    reports_at_least: int
+    units_total: int
+    units_with_reports: int
+    first_period: str | None
+    last_period: str | None
+    published_at: dt.datetime | None
+    next_publication_at: dt.datetime | None
+
+    @property
+    def first_date(self) -> dt.date | None:
+        return dt.date.fromisoformat(self.first_period) if self.first_period else None
+
+    @property
+    def last_date(self) -> dt.date | None:
+        return dt.date.fromisoformat(self.last_period) if self.last_period else None
 
 
-def dashboard_table(*, survey: Survey) -> DashboardTable:
-    """The released cells laid out as unit rows × period columns."""
-    cells = released_cells(survey=survey)
-    periods = sorted({cell.period for cell in cells})
-    by_unit: dict[str, dict[str, ReleasedCell]] = {}
-    for cell in cells:
-        by_unit.setdefault(cell.unit, {})[cell.period] = cell
-    rows = [(unit, [by_unit[unit].get(period) for period in periods])
-            for unit in sorted(by_unit)]
-    roots = [unit for unit in by_unit if "/" not in unit]
-    root_counts = [cell.reports for unit in roots for cell in by_unit[unit].values()]
-    total = (sum(root_counts) if root_counts and None not in root_counts else None)
-    state = publication_status(survey=survey)
-    return DashboardTable(min_group_size=survey.min_group_size, periods=periods, rows=rows,
-                          total_released=total,
-                          published_at=state.published_at if state else None)
+@dataclass(frozen=True)
+class Bar:
+    period: str
+    reports: int | None
+
+    @property
+    def suppressed(self) -> bool:
+        return self.reports is None
+
+    @property
+    def date(self) -> dt.date:
+        return dt.date.fromisoformat(self.period)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    unit: str | None  # None: all units
+    bars: list[Bar]
+    total: int | None
+
+
+@dataclass(frozen=True)
+class HeatNode:
+    unit: str
+    name: str
+    depth: int
+    cells: list[Bar]
+    total: int | None
+    children: list[HeatNode]
+    more: bool = False  # has sub-units that are not drawn
+
+
+@dataclass(frozen=True)
+class Share:
+    code: str
+    label: str
+    count: int
+    percent: int
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    unit: str
+    periods: tuple[str, ...]
+    reports: int
+    signals: list[Share]
+    outcomes: list[Share]
+    hidden_signals: int
+
+    @property
+    def first_date(self) -> dt.date:
+        return dt.date.fromisoformat(self.periods[0])
+
+    @property
+    def last_date(self) -> dt.date:
+        return dt.date.fromisoformat(self.periods[-1])
+
+
+@dataclass(frozen=True)
+class ClusterCard:
+    unit: str
+    start: str
+    end: str
+    sentence: str
+    reports: int | None
+    ratio: float | None
+    p_value: float | None
+    top_signal: Share | None
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    survey: Survey
+    k: int
+    periods: tuple[str, ...]
+    overview: Overview
+    timeline: Timeline
+    heatmap: list[HeatNode]
+    breakdown: Breakdown | None
+    clusters: list[ClusterCard]
+    units: list[str]
+    selected_unit: str | None
+    table_rows: list[tuple[str, list[Bar], int | None]]
+
+    @property
+    def date_format(self) -> str:
+        return "j M Y" if self.survey.period == Survey.Period.WEEK else "M Y"
+
+    @property
+    def period_dates(self) -> list[dt.date]:
+        return [dt.date.fromisoformat(period) for period in self.periods]
+
+
+
+def _next_publication(state_published_at: dt.datetime | None) -> dt.datetime | None:
+    if state_published_at is None:
+        return None
+    return state_published_at + dt.timedelta(seconds=settings.CHORUS_PUBLISH_INTERVAL_SECONDS)
+
+
+def overview_from(rel: Release) -> Overview:
+    covered = {unit for unit, period in rel.present}
+    shown_root_cells = [value for (unit, period), value in rel.reports.counts.items()
+                        if period is not None and rel.parents.get(unit) is None]
+    return Overview(
+        reports=rel.overall(None) if rel.roots else 0,
+        reports_at_least=sum(shown_root_cells),
+        units_total=len(rel.parents),
+        units_with_reports=len(covered),
+        first_period=rel.periods[0] if rel.periods else None,
+        last_period=rel.periods[-1] if rel.periods else None,
+        published_at=rel.published_at,
+        next_publication_at=_next_publication(rel.published_at),
+    )
+
+
+def timeline_from(rel: Release, *, unit: str | None, periods: tuple[str, ...]) -> Timeline:
+    if unit is None:
+        bars = [Bar(period, rel.overall(period)) for period in periods]
+    else:
+        bars = [Bar(period, rel.cell(unit, period)) for period in periods]
+    return Timeline(unit=unit, bars=bars, total=_sum_all(bar.reports for bar in bars))
+
+
+# Below this depth a unit's sub-units are drawn only on the way to the selected unit, so a
+# large organisation's page stays small; any unit opens on its own with ?unit=.
+OPEN_DEPTH = 2
+
+
+def heatmap_from(rel: Release, *, periods: tuple[str, ...],
+                 selected: str | None) -> list[HeatNode]:
+    on_path = set()
+    while selected is not None:
+        on_path.add(selected)
+        selected = rel.parents.get(selected)
+
+    def node(unit: str, depth: int) -> HeatNode:
+        cells = [Bar(period, rel.cell(unit, period)) for period in periods]
+        kids = rel.children.get(unit, [])
+        shown = depth < OPEN_DEPTH or unit in on_path
+        return HeatNode(unit=unit, name=unit.rsplit("/", 1)[-1], depth=depth, cells=cells,
+                        total=_sum_all(cell.reports for cell in cells),
+                        children=[node(child, depth + 1) for child in kids] if shown else [],
+                        more=bool(kids) and not shown)
+
+    return [node(root, 0) for root in rel.roots]
+
+
+def _preorder(nodes: list[HeatNode]) -> list[HeatNode]:
+    out: list[HeatNode] = []
+    stack = list(reversed(nodes))
+    while stack:
+        current = stack.pop()
+        out.append(current)
+        stack.extend(reversed(current.children))
+    return out
+
+
+_SIGNAL_LABELS = {entry.code: str(entry.label) for entry in catalog.SIGNALS}
+_OUTCOME_LABELS = {entry.code: str(entry.label) for entry in catalog.OUTCOMES}
+
+
+def breakdown_from(rel: Release, *, unit: str, periods: tuple[str, ...]) -> Breakdown | None:
+    """Signals and outcomes for a unit over a window, when its report count is released.
+
+    Falls back from the whole window to its latest single period whose count is released.
+    """
+    candidates = [periods] + [(period,) for period in reversed(periods)]
+    for window in candidates:
+        total = rel.window(unit, window)
+        if total:
+            break
+    else:
+        return None
+
+    def shares(parts, labels, codes) -> list[Share]:
+        out = []
+        for code in codes:
+            count = rel.part_window(parts[code], unit, window)
+            if count:
+                out.append(Share(code, labels[code], count, round(100 * count / total)))
+        return sorted(out, key=lambda share: -share.count)
+
+    signals = shares(rel.signals, _SIGNAL_LABELS, catalog.SIGNAL_CODES)
+    hidden = sum(1 for code in catalog.SIGNAL_CODES
+                 if rel.part_window(rel.signals[code], unit, window) is None)
+    return Breakdown(unit=unit, periods=window, reports=total, signals=signals,
+                     outcomes=shares(rel.outcomes, _OUTCOME_LABELS, catalog.OUTCOME_CODES),
+                     hidden_signals=hidden)
+
+
+def period_window(rel: Release, *, start: dt.date | None, end: dt.date | None) -> tuple[str, ...]:
+    return tuple(period for period in rel.periods
+                 if (start is None or period >= start.isoformat())
+                 and (end is None or period <= end.isoformat()))
+
+
+def clusters_from(rel: Release, *, survey: Survey) -> list[ClusterCard]:
+    """Cluster cards from the latest detection run, with every count taken from the release.
+
+    A detection run reads live reports, so its own counts are not repeated here: the card's
+    count and signal share are released cells summed over the cluster's unit and periods,
+    and a cluster whose window is not fully released gets no count at all.
+    """
+    return [_card(rel, cluster, period=survey.period)
+            for cluster in detection.clusters_latest(survey=survey)["clusters"]]
+
+
+def _period_end(start: dt.date, period: str) -> dt.date:
+    if period == Survey.Period.WEEK:
+        return start + dt.timedelta(days=6)
+    following = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return following - dt.timedelta(days=1)
+
+
+def _card(rel: Release, cluster: dict, *, period: str) -> ClusterCard:
+    unit = cluster["unit"]
+    start, end = cluster["start"], cluster["end"]
+    window = tuple(p for p in rel.periods if start.isoformat() <= p <= end.isoformat())
+    reports = rel.window(unit, window) if window and unit in rel.parents else None
+    ratio, p_value = cluster.get("relative_risk"), cluster.get("p_value")
+    top = None
+    if reports:
+        top_count, top_code = 0, None
+        for code in catalog.SIGNAL_CODES:
+            count = rel.part_window(rel.signals[code], unit, window)
+            if count and count > top_count:
+                top_count, top_code = count, code
+        if top_code:
+            top = Share(top_code, _SIGNAL_LABELS[top_code], top_count,
+                        round(100 * top_count / reports))
+    last_day = _period_end(end, period)
+    return ClusterCard(unit=unit, start=start.isoformat(), end=last_day.isoformat(),
+                       sentence=cluster_sentence(unit=unit, start=start, end=last_day,
+                                                 reports=reports, ratio=ratio, p_value=p_value,
+                                                 top=top),
+                       reports=reports, ratio=ratio, p_value=p_value, top_signal=top)
+
+
+def _day_span(first: dt.date, last: dt.date) -> str:
+    if first.year == last.year and first.month == last.month:
+        return f"{first.day}–{last.day} {first:%b %Y}" if first != last else f"{first:%-d %b %Y}"
+    if first.year == last.year:
+        return f"{first:%-d %b}–{last:%-d %b %Y}"
+    return f"{first:%-d %b %Y}–{last:%-d %b %Y}"
+
+
+def _p_text(p_value: float | None) -> str:
+    if p_value is None:
+        return ""
+    if p_value < 0.001:
+        return "p < 0.001"
+    return f"p = {p_value:.3f}".rstrip("0").rstrip(".") if p_value < 0.01 else f"p = {p_value:.2f}"
+
+
+def cluster_sentence(*, unit: str, start: dt.date, end: dt.date, reports: int | None,
+                     ratio: float | None, p_value: float | None, top: Share | None) -> str:
+    parts = [f"{unit}, {_day_span(start, end)}: "]
+    parts.append(f"{reports} reports" if reports is not None
+                 else "a count that stays hidden to protect small groups")
+    if ratio is not None:
+        stat = f", {ratio:.1f}× what the rest of the organisation would predict"
+        p_text = _p_text(p_value)
+        parts.append(f"{stat} ({p_text})" if p_text else stat)
+    sentence = "".join(parts)
+    if top is not None:
+        phrase = detection.SIGNAL_PHRASES.get(top.code, top.label.lower())
+        sentence += f"; {top.percent}% say {phrase}"
+    return sentence + "."
+
+
+def dashboard(*, survey: Survey, unit: str | None = None, start: dt.date | None = None,
+              end: dt.date | None = None) -> Dashboard:
+    """Everything the dashboard page shows, from one release."""
+    rel = release(survey=survey)
+    if unit is not None and unit not in rel.parents:
+        unit = None
+    periods = period_window(rel, start=start, end=end)
+    focus = unit or (rel.roots[0] if len(rel.roots) == 1 else None)
+    heat = heatmap_from(rel, periods=periods, selected=unit)
+    table_rows = [(node.unit, node.cells, node.total) for node in _preorder(heat)]
+    return Dashboard(
+        survey=survey, k=rel.k, periods=periods, overview=overview_from(rel),
+        timeline=timeline_from(rel, unit=unit, periods=periods),
+        heatmap=heat,
+        breakdown=breakdown_from(rel, unit=focus, periods=periods) if focus else None,
+        clusters=clusters_from(rel, survey=survey), units=rel.units, selected_unit=unit,
+        table_rows=table_rows,
+    )
+
+
+def export_document(*, survey: Survey) -> dict:
+    """What the dashboard shows, as plain data: the API export and the JSON download."""
+    rel = release(survey=survey)
+    overview = overview_from(rel)
+    return {
+        "survey": survey.title,
+        "min_group_size": rel.k,
+        "published_at": rel.published_at.isoformat() if rel.published_at else None,
+        "next_publication_at": (overview.next_publication_at.isoformat()
+                                if overview.next_publication_at else None),
+        "overview": {"reports": overview.reports, "reports_at_least": overview.reports_at_least,
+                     "units_with_reports": overview.units_with_reports,
+                     "first_period": overview.first_period, "last_period": overview.last_period},
+        "periods": list(rel.periods),
+        "timeline": [{"period": bar.period, "reports": bar.reports}
+                     for bar in timeline_from(rel, unit=None, periods=rel.periods).bars],
+        "cells": [{"unit": cell.unit, "period": cell.period, "reports": cell.reports,
+                   "suppressed": cell.suppressed, "signals": cell.signals,
+                   "outcomes": cell.outcomes} for cell in cells_from(rel)],
+        "units": [{"unit": total.unit, "reports": total.reports, "suppressed": total.suppressed,
+                   "signals": _parts_at(rel.signals, total.unit, None),
+                   "outcomes": _parts_at(rel.outcomes, total.unit, None)}
+                  for total in unit_totals_from(rel)],
+        "clusters": [{"unit": card.unit, "start": card.start, "end": card.end,
+                      "reports": card.reports, "ratio": card.ratio, "p_value": card.p_value,
+                      "sentence": card.sentence} for card in clusters_from(rel, survey=survey)],
+    }

@@ -35,6 +35,10 @@ api_v1 = [
          name="api-report-withdraw"),
     path("d/<str:dashboard_token>/aggregates/", report_api.SharedAggregatesApi.as_view(),
          name="api-shared-aggregates"),
+    path("surveys/<uuid:survey_id>/export/", report_api.SurveyExportApi.as_view(),
+         name="api-survey-export"),
+    path("d/<str:dashboard_token>/export/", report_api.SharedExportApi.as_view(),
+         name="api-shared-export"),
 ]
 
 urlpatterns = [
@@ -49,6 +53,12 @@ urlpatterns = [
          name="organizer-units-csv"),
     path("organizer/surveys/<uuid:survey_id>/invites.csv", survey_views.organizer_invites_csv,
          name="organizer-invites-csv"),
+    path("organizer/surveys/<uuid:survey_id>/export.csv", report_views.organizer_export_csv,
+         name="organizer-export-csv"),
+    path("organizer/surveys/<uuid:survey_id>/export.json", report_views.organizer_export_json,
+         name="organizer-export-json"),
+    path("organizer/surveys/<uuid:survey_id>/dashboard-link/",
+         report_views.organizer_dashboard_link_rotate, name="organizer-dashboard-rotate"),
     path("s/<str:share_token>/", survey_views.respondent_form, name="respondent-form"),
     path("s/<str:share_token>/withdraw/", survey_views.respondent_withdraw,
          name="respondent-withdraw"),

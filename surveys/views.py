@@ -10,7 +10,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from reports import selectors as report_selectors
+from reports.views import dashboard_context
 from surveys import catalog, ratelimit, selectors, services
 from surveys.forms import (
     InvitesForm,
@@ -131,7 +131,7 @@ def organizer_survey(request, survey_id):
         "share_url": request.build_absolute_uri(f"/s/{survey.share_token}/"),
         "dashboard_url": request.build_absolute_uri(f"/d/{survey.dashboard_token}/"),
         "unit_count": selectors.unit_list(survey=survey).count(),
-        "table": report_selectors.dashboard_table(survey=survey),
+        **dashboard_context(request, survey)[0],
     })
 
 

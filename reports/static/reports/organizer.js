@@ -1,0 +1,74 @@
+// Organizer tools: start a rebuild or a detection run through the API and follow its
+// progress without reloading. Without JavaScript the forms still post to the API.
+(function () {
+  "use strict";
+  var box = document.getElementById("jobs");
+  if (!box) { return; }
+  var panel = box.querySelector(".job");
+  var bar = panel.querySelector("progress");
+  var status = panel.querySelector(".job-status");
+  var placeholder = "00000000-0000-0000-0000-000000000000";
+  var busy = false;
+
+  function show(text, state) {
+    panel.hidden = false;
+    status.textContent = text;
+    status.className = "job-status" + (state ? " " + state : "");
+  }
+
+  function setButtons(disabled) {
+    box.querySelectorAll("button").forEach(function (button) { button.disabled = disabled; });
+  }
+
+  function poll(url, label) {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error(String(response.status)); }
+        return response.json();
+      })
+      .then(function (job) {
+        var percent = Math.round((job.progress || 0) * 100);
+        bar.value = percent;
+        if (job.status === "succeeded") {
+          show(label + ": done. Reload the page to see the result.", "succeeded");
+          busy = false; setButtons(false);
+        } else if (job.status === "failed") {
+          show(label + ": failed. Try again, or contact the administrator.", "failed");
+          busy = false; setButtons(false);
+        } else {
+          show(label + ": " + (job.status === "queued" ? "waiting to start" : percent + "%"));
+          window.setTimeout(function () { poll(url, label); }, 1000);
+        }
+      })
+      .catch(function () {
+        show(label + ": lost contact with the server. Reload to check.", "failed");
+        busy = false; setButtons(false);
+      });
+  }
+
+  box.querySelectorAll("form.job-start").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (busy) { return; }
+      busy = true; setButtons(true);
+      var label = form.dataset.label;
+      var token = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+      bar.value = 0;
+      show(label + ": starting");
+      fetch(form.action, {
+        method: "POST", credentials: "same-origin",
+        headers: { "X-CSRFToken": token, "Content-Type": "application/json", Accept: "application/json" },
+        body: "{}"
+      })
+        .then(function (response) {
+          if (response.status !== 202) { throw new Error(String(response.status)); }
+          return response.json();
+        })
+        .then(function (job) { poll(box.dataset.jobsUrl.replace(placeholder, job.id), label); })
+        .catch(function () {
+          show(label + ": could not start.", "failed");
+          busy = false; setButtons(false);
+        });
+    });
+  });
+})();
