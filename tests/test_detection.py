@@ -1,12 +1,15 @@
 import datetime as dt
+import io
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from reports import detection
-from reports.models import DetectionCluster, DetectionRun, Job
+from reports.models import DetectionCluster, DetectionRun, Job, PublishedCell
 from reports.simulate import Drive, OrgShape, simulate
 from reports.tasks import sweep
+from surveys.models import Survey
 from tests.factories import OrganizerFactory
 
 pytestmark = pytest.mark.django_db
@@ -223,3 +226,30 @@ def test_simulated_periods_are_complete_and_in_the_past():
     months = detection.simulated_period_starts(period="month", n_periods=2,
                                                today=dt.date(2026, 1, 15))
     assert months == [dt.date(2025, 11, 1), dt.date(2025, 12, 1)]
+
+
+def test_simulate_command_builds_a_published_survey_and_prints_its_links(
+        django_capture_on_commit_callbacks):
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("simulate", "--owner", "sim", "--periods", "8", "--orgs", "2", "--detect",
+                     "--drive", "department:2:6", stdout=out)
+    survey = Survey.objects.get(owner__username="sim")
+    text = out.getvalue()
+    assert f"/s/{survey.share_token}/" in text
+    assert f"/d/{survey.dashboard_token}/" in text
+    assert PublishedCell.objects.filter(survey=survey).exists()
+    assert DetectionRun.objects.filter(survey=survey, finished__isnull=False).exists()
+
+
+def test_simulate_command_rejects_a_malformed_drive():
+    with pytest.raises(CommandError, match="LEVEL:LENGTH:RR"):
+        call_command("simulate", "--drive", "department", stdout=io.StringIO())
+
+
+def test_evaluate_detection_command_prints_the_table():
+    out = io.StringIO()
+    call_command("evaluate_detection", "--scenarios", "1", "--replicas", "19",
+                 "--cells", "department/L4/RR5/in-season", stdout=out)
+    assert "combined_robust" in out.getvalue()
+    assert "department/L4/RR5/in-season" in out.getvalue()
