@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from reports.views import dashboard_context
@@ -34,11 +35,21 @@ def _rate_limited(request, survey, verdict: ratelimit.Verdict, scope: str):
     return response
 
 
+# Respondent pages are exempt from CSRF checks on purpose. They carry no
+# session or login for a forged request to ride on: anyone with the link may
+# file a report, and withdrawing needs the receipt itself. And with
+# `Referrer-Policy: no-referrer` browsers send `Origin: null` on a form POST,
+# which Django's origin check rejects. Without the token no CSRF cookie is set
+# either, so a respondent's browser keeps nothing from Chorus.
+respondent_page = csrf_exempt
+
+
 def _add_service_errors(form, error: ValidationError) -> None:
     for field, messages in error.message_dict.items():
         form.add_error(field if field in form.fields else None, messages)
 
 
+@respondent_page
 @never_cache
 @require_http_methods(["GET", "POST"])
 def respondent_form(request, share_token):
@@ -79,6 +90,7 @@ def respondent_form(request, share_token):
     }, status=status)
 
 
+@respondent_page
 @never_cache
 @require_http_methods(["GET", "POST"])
 def respondent_withdraw(request, share_token):

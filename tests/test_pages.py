@@ -116,7 +116,18 @@ def test_form_collects_nothing_beyond_its_fields(client, survey):
     response = client.get(form_path(survey))
     names = {attrs["name"] for tag, attrs in tags(response)
              if tag in {"input", "select", "textarea"} and "name" in attrs}
-    assert names == {"csrfmiddlewaretoken", "unit", "period", "signals", "outcome", "comment"}
+    assert names == {"unit", "period", "signals", "outcome", "comment"}
+
+
+def test_form_post_is_accepted_with_the_null_origin_no_referrer_causes(survey):
+    # Under `Referrer-Policy: no-referrer` browsers send `Origin: null`.
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(form_path(survey), answers(), HTTP_ORIGIN="null")
+    assert response.status_code == 201
+    receipt = receipt_of(response)
+    response = client.post(f"/s/{survey.share_token}/withdraw/", {"receipt": receipt},
+                           HTTP_ORIGIN="null")
+    assert response.status_code == 200
 
 
 def test_form_warns_against_names_in_the_comment(client, survey):
@@ -343,9 +354,10 @@ def test_respondent_pages_are_never_cached(survey):
         assert "no-store" in response["Cache-Control"], name
 
 
-def test_respondent_pages_set_no_cookie_but_csrf(survey):
+def test_respondent_pages_set_no_cookie(survey):
     for name, response in respondent_responses(survey).items():
-        assert set(response.cookies) <= {"csrftoken"}, name
+        assert not response.cookies, name
+        assert "Set-Cookie" not in response, name
 
 
 # Comment scrubbing: what is removed, and what must survive.
