@@ -178,3 +178,29 @@ def test_two_workers_count_five_thousand_concurrent_reports_exactly(stack, surve
     assert {(path, period): count for path, period, count in rows} == dict(expected)
     assert Report.objects.filter(survey=survey).count() == total
     assert not PendingChange.objects.filter(survey=survey).exists()
+
+
+def test_reports_taken_while_redis_hangs_answer_within_bounded_time(stack, survey):
+    require(shutil.which("redis-server") is not None, "needs redis-server on PATH")
+    redis = stack.start_redis()
+    stack.redis_url = f"redis://127.0.0.1:{redis.extra['port']}/0"
+    stack.start_web()
+    stack.start_worker()
+    stack.start_beat(sweep_seconds=1)
+    # Stopped, not gone: connections are accepted and never answered.
+    os.kill(redis.popen.pid, signal.SIGSTOP)
+    try:
+        latencies = []
+        for index in range(5):
+            started = time.perf_counter()
+            status, body = stack.request("POST", f"/api/v1/s/{survey.share_token}/reports/", {
+                "unit": LEAVES[index], "period": "2026-01-10", "signals": []})
+            latencies.append(time.perf_counter() - started)
+            assert status == 201, body
+    finally:
+        os.kill(redis.popen.pid, signal.SIGCONT)
+    print("report POST with Redis hung: "
+          + ", ".join(f"{latency * 1000:.0f} ms" for latency in latencies))
+    assert max(latencies) < 10
+    wait_for(lambda: equals_recount(survey), timeout=90, interval=0.5,
+             what="the outbox to be aggregated once Redis answers again")
