@@ -69,8 +69,11 @@ def test_respondent_picks_a_unit_by_typing_and_reaches_the_published_dashboard(
     page.goto(f"{live_server.url}/s/{survey.share_token}/")
 
     unit = page.get_by_role("combobox", name="Your unit")
-    unit.press_sequentially("market")
+    unit.press_sequentially("ac")
     options = page.get_by_role("listbox", name="Matching units").get_by_role("option")
+    assert options.count() == len(UNITS) + 4  # and the parents they imply
+    screenshot(page, "form-unit-filter")
+    unit.press_sequentially("me ret market")
     assert options.all_inner_texts() == ["Acme / Retail / Marketing"]
     unit.press("ArrowDown")
     unit.press("Enter")
