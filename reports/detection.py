@@ -230,7 +230,9 @@ def _entropy(seed: int, model: str) -> tuple[int, int]:
 
 @transaction.atomic
 def detection_start(*, survey: Survey, replicas: int = DEFAULT_REPLICAS, seed: int | None = None,
-                    chunk_size: int | None = None) -> DetectionRun:
+                    chunk_size: int | None = None,
+                    models: list[str] | None = None) -> DetectionRun:
+    """Starts a run; `models` limits it to some of the available models."""
     from reports.tasks import detection_prepare
 
     if not MIN_REPLICAS <= replicas <= MAX_REPLICAS:
@@ -240,6 +242,7 @@ def detection_start(*, survey: Survey, replicas: int = DEFAULT_REPLICAS, seed: i
         survey=survey, job=job, replicas=replicas,
         seed=secrets.randbits(62) if seed is None else seed,
         chunk_size=chunk_size or chunk_size_for(replicas),
+        parameters={"models": list(models)} if models else {},
     )
     detection_prepare.delay_on_commit(run_id=str(run.id))
     return run
@@ -261,6 +264,8 @@ def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
         data = scan_data(arrays)
         k = run.survey.min_group_size
         models = scan.available_models(data)
+        if run.parameters.get("models"):
+            models = [model for model in models if model in run.parameters["models"]]
         observed = {}
         for model in models:
             cuts = scan.observed_cuts(data, model, min_reports=k, limit=CUTS_PER_MODEL)
@@ -275,7 +280,7 @@ def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
         run.code_version = CODE_VERSION
         run.models_run = models
         run.observed = observed
-        run.parameters = {"min_reports": k, "max_window": scan.resolve_max_window(
+        run.parameters = {**run.parameters, "min_reports": k, "max_window": scan.resolve_max_window(
             data.n_periods, None), "leave_branch_out": True, "cuts_per_model": CUTS_PER_MODEL,
             "period": run.survey.period, "entropy": "(seed, model index)"}
         run.save(update_fields=["inputs", "fingerprint", "numpy_version", "code_version",
