@@ -58,9 +58,11 @@ def _seconds_left(day: dt.date) -> int:
 
 def _salt(day: dt.date) -> bytes:
     key = f"{_PREFIX}:salt:{day.isoformat()}"
+    fresh = secrets.token_hex(32)
     # add() is atomic: of concurrent first requests of the day, one salt wins.
-    cache.add(key, secrets.token_hex(32), timeout=_seconds_left(day))
-    return bytes.fromhex(cache.get(key))
+    cache.add(key, fresh, timeout=_seconds_left(day))
+    # Evicted in between: this request's bucket is lost, nothing worse.
+    return bytes.fromhex(cache.get(key) or fresh)
 
 
 def bucket_key(*, address: str, survey_id, scope: str, day: dt.date | None = None) -> str:
