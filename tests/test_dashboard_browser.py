@@ -1,0 +1,129 @@
+"""The shared dashboard in a real browser: Debian's Chromium through Playwright, against the
+live test server. Screenshots land in tests/artifacts/ (git-ignored)."""
+
+import datetime as dt
+import os
+import random
+
+import pytest
+from django.utils import timezone
+
+from reports import services as report_services
+from reports.models import DetectionCluster, DetectionRun, Job
+from surveys.models import Report
+from tests.browser import AXE, CHROMIUM, CHROMIUM_ARGS, RequestLog, axe_violations, screenshot
+from tests.conftest import require
+from tests.factories import OrganizerFactory, survey_with_units
+
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+TEAMS = {"Acme/Retail/Marketing": 7, "Acme/Retail/Sales": 3, "Acme/Retail/Stores": 1,
+         "Acme/Cloud/Platform": 4, "Acme/Cloud/Support": 2, "Acme/Finance": 3}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(os.path.exists(CHROMIUM), f"Chromium is not installed at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def seeded():
+    rnd = random.Random(7)
+    survey = survey_with_units(owner=OrganizerFactory(), paths=list(TEAMS), min_group_size=3,
+                               title="Feedback changes in 2025")
+    ids = dict(survey.units.values_list("path", "id"))
+    reports = []
+    for month in range(1, 10):
+        for path, rate in TEAMS.items():
+            surge = 4 if path == "Acme/Retail/Marketing" and month in (5, 6) else 1
+            for _ in range(rnd.randint(0, rate * surge)):
+                reports.append(Report(
+                    survey=survey, unit_id=ids[path], period_start=dt.date(2025, month, 1),
+                    signals=rnd.choice([3, 3, 7, 1, 11, 0]), received_week=dt.date(2025, 10, 6),
+                    receipt_hash=f"{survey.id}-{len(reports)}"))
+    Report.objects.bulk_create(reports)
+    report_services.cells_rebuild(survey_id=survey.id)
+    report_services.publication_maybe_publish(survey_id=survey.id, force=True)
+    job = Job.objects.create(survey=survey, kind=Job.Kind.DETECTION,
+                             status=Job.Status.SUCCEEDED, progress=1.0)
+    run = DetectionRun.objects.create(survey=survey, job=job, seed=1, replicas=999,
+                                      chunk_size=100, finished=timezone.now(),
+                                      parameters={"min_reports": 3})
+    DetectionCluster.objects.create(
+        run=run, rank=0, model="poisson", scope="unit", unit_path="Acme/Retail/Marketing",
+        start=dt.date(2025, 5, 1), end=dt.date(2025, 6, 1), observed=40, n_reports=40,
+        expected=9.8, relative_risk=4.1, llr=20.0, p_raw=0.001, p_value=0.001)
+    return survey
+
+
+def test_shared_dashboard_in_a_browser(browser, live_server, seeded):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    log = RequestLog(page)
+    problems = []
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(f"{live_server.url}/d/{seeded.dashboard_token}/")
+
+    assert page.locator("h1").inner_text() == "Feedback changes in 2025"
+    assert page.locator("svg.chart .bar").count() == 9
+    screenshot(page, "dashboard-shared")
+
+    retail = page.locator('details.hm-group[data-unit="Acme/Retail"]')
+    assert not retail.evaluate("node => node.open")
+    marketing = page.locator('.hm-row[data-unit="Acme/Retail/Marketing"]')
+    assert not marketing.is_visible()
+    retail.locator("summary").first.click()
+    assert retail.evaluate("node => node.open")
+    assert marketing.is_visible()
+
+    hidden = page.locator(".heatmap .hm-cell.hidden")
+    if hidden.count():
+        assert "hidden" in hidden.first.inner_text()
+        assert "fewer than 3" in hidden.first.get_attribute("title")
+
+    page.locator("details.as-table > summary").nth(1).click()
+    suppressed = page.locator("#figures-table td.suppressed[data-period]")
+    assert suppressed.count() == hidden.count()
+    if suppressed.count():
+        assert suppressed.first.inner_text() == "hidden"
+    assert "fewer than 3" in page.locator("#figures-table caption").inner_text()
+
+    cards = page.locator("details.cluster")
+    if cards.count():
+        card = cards.first
+        if not card.evaluate("node => node.open"):
+            card.locator("summary").click()
+        sentence = card.locator(".cluster-sentence").inner_text()
+        assert sentence.startswith("Acme/Retail/Marketing, 1 May–30 Jun 2025")
+        assert "4.1× what the rest of the organisation would predict (p = 0.001)" in sentence
+    screenshot(page, "dashboard-shared-expanded")
+
+    page.select_option("#f-unit", "Acme/Cloud")
+    page.locator(".filters button").click()
+    page.wait_for_url("**unit=Acme%2FCloud**")
+    assert "Reports over time in Acme/Cloud" in page.locator("#timeline-heading").inner_text()
+    screenshot(page, "dashboard-shared-cloud")
+
+    assert log.foreign(live_server.url) == []
+    assert problems == []
+    context.close()
+
+
+def test_shared_dashboard_on_a_phone_has_no_serious_accessibility_problems(
+        browser, live_server, seeded):
+    require(AXE.exists(), f"axe-core is not installed at {AXE}")
+    context = browser.new_context(viewport={"width": 390, "height": 844}, bypass_csp=True)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/d/{seeded.dashboard_token}/")
+    screenshot(page, "dashboard-shared-phone")
+    assert axe_violations(page) == []
+    context.close()
