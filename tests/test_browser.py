@@ -90,7 +90,10 @@ def test_respondent_picks_a_unit_by_typing_and_reaches_the_published_dashboard(
     page.get_by_role("heading", name="Your report was received").wait_for()
     receipt = page.locator("#receipt").inner_text().strip()
     assert len(receipt) >= 22
-    assert page.get_by_role("button", name="Copy").is_visible()
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page.get_by_role("button", name="Copy").click()
+    page.get_by_role("status").filter(has_text="Copied").wait_for()
+    assert page.evaluate("() => navigator.clipboard.readText()") == receipt
     onward = page.get_by_role("link", name="See whether it's just you")
     assert not onward.is_visible()
     screenshot(page, "receipt")
