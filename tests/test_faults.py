@@ -1,6 +1,7 @@
-"""Aggregation under faults, with real processes: a Redis outage, a worker
-killed in the middle of a rebuild, and two workers racing on thousands of
-concurrent reports. In every case the cells end equal to a recount."""
+"""Aggregation under faults, with real processes: Redis down or hung, a
+worker killed in the middle of a rebuild, and two workers racing on
+thousands of concurrent reports. In every case the cells end equal to a
+recount."""
 
 import datetime as dt
 import os
