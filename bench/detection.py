@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -115,10 +116,16 @@ def timed_run(survey, *, concurrency: int, replicas: int, chunk_size: int | None
               log_path: Path):
     from reports import detection
     from reports.models import Job
+    from server.celery import app
 
     worker = start_worker(concurrency, log_path)
     try:
-        time.sleep(8)  # let the worker boot before the clock starts
+        # The clock starts once the worker answers, so boot time is not counted.
+        deadline = time.monotonic() + 120
+        while not app.control.ping(destination=[f"bench-{concurrency}@{socket.gethostname()}"],
+                                   timeout=1):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise SystemExit(f"worker did not start; see {log_path}")
         started = time.perf_counter()
         run = detection.detection_start(survey=survey, replicas=replicas, seed=2024,
                                         chunk_size=chunk_size, models=["targeted"])
