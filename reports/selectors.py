@@ -378,15 +378,19 @@ _OUTCOME_LABELS = {entry.code: str(entry.label) for entry in catalog.OUTCOMES}
 def breakdown_from(rel: Release, *, unit: str, periods: tuple[str, ...]) -> Breakdown | None:
     """Signals and outcomes for a unit over a window, when its report count is released.
 
-    Falls back from the whole window to its latest single period whose count is released.
+    Falls back from the whole window to its latest single period whose count (and, if any
+    period has one, a signal count) is released.
     """
     candidates = [periods] + [(period,) for period in reversed(periods)]
-    for window in candidates:
-        total = rel.window(unit, window)
-        if total:
-            break
-    else:
+    usable = [(window, total) for window in candidates if (total := rel.window(unit, window))]
+    if not usable:
         return None
+    # Prefer a window where some signal count can be shown at all.
+    window, total = next(
+        ((window, total) for window, total in usable
+         if any(rel.part_window(rel.signals[code], unit, window)
+                for code in catalog.SIGNAL_CODES)),
+        usable[0])
 
     def shares(parts, labels, codes) -> list[Share]:
         out = []
