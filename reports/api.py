@@ -126,6 +126,10 @@ class DetectionsApi(APIView):
                                             max_value=detection.MAX_REPLICAS,
                                             default=detection.DEFAULT_REPLICAS)
         seed = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False)
+        models = serializers.ListField(
+            child=serializers.ChoiceField(choices=detection.scan.MODELS), required=False,
+            allow_empty=False, max_length=len(detection.scan.MODELS),
+            help_text="Defaults to the targeted and signature models.")
 
     @extend_schema(request=Input, responses={202: JobStartedOutput})
     def post(self, request, survey_id):

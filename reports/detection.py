@@ -38,6 +38,10 @@ DEFAULT_REPLICAS = 999
 MIN_REPLICAS = 99
 MAX_REPLICAS = 9999
 CUTS_PER_MODEL = 20
+# The models whose null holds on real org data. In evaluation, `wave` alarms on
+# any company-wide review season and `per_capita` on teams that simply report
+# more by habit; they run only when asked for by name.
+DEFAULT_MODELS = ("targeted", "signature")
 # A stuck job must not block automatic runs for ever.
 JOB_STALE_AFTER = dt.timedelta(hours=2)
 CODE_VERSION = hashlib.sha256(Path(scan.__file__).read_bytes()).hexdigest()[:16]
@@ -237,15 +241,33 @@ def detection_start(*, survey: Survey, replicas: int = DEFAULT_REPLICAS, seed: i
 
     if not MIN_REPLICAS <= replicas <= MAX_REPLICAS:
         raise ValueError("replicas out of range")
+    if not detection_sees_only_published(survey_id=survey.id):
+        raise ValidationError({"detail": [
+            "New reports are waiting for the next publication; detection runs on published "
+            "figures only, so that a result cannot date a single report."]})
     job = Job.objects.create(survey=survey, kind=Job.Kind.DETECTION)
     run = DetectionRun.objects.create(
         survey=survey, job=job, replicas=replicas,
         seed=secrets.randbits(62) if seed is None else seed,
         chunk_size=chunk_size or chunk_size_for(replicas),
-        parameters={"models": list(models)} if models else {},
+        parameters={"models": list(models or DEFAULT_MODELS)},
     )
     detection_prepare.delay_on_commit(run_id=str(run.id))
     return run
+
+
+class UnpublishedChanges(Exception):
+    pass
+
+
+def detection_sees_only_published(*, survey_id) -> bool:
+    """True when the live reports are exactly what the last publication counted."""
+    from reports.models import PendingChange
+
+    state = AggregationState.objects.filter(survey_id=survey_id).first()
+    return (state is not None and state.published_at is not None
+            and state.changes_since_publication == 0
+            and not PendingChange.objects.filter(survey_id=survey_id).exists())
 
 
 def detection_start_by_id(*, survey_id) -> DetectionRun:
@@ -259,6 +281,10 @@ def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
     """
     run = DetectionRun.objects.select_related("survey").get(id=run_id)
     job_mark_running(job_id=run.job_id)
+    if run.inputs is None and not detection_sees_only_published(survey_id=run.survey_id):
+        # Reports arrived between the start and now: scanning them would let
+        # two runs differ by fewer than k reports.
+        raise UnpublishedChanges(run_id)
     if run.inputs is None:
         arrays = detection_inputs(survey=run.survey)
         data = scan_data(arrays)
@@ -460,7 +486,8 @@ def surveys_due_for_detection(*, now: dt.datetime | None = None) -> list:
             continue
         latest = (DetectionRun.objects.filter(survey_id=survey_id)
                   .order_by("-created").values_list("created", flat=True).first())
-        if latest is None or published_at > latest:
+        if (latest is None or published_at > latest) and detection_sees_only_published(
+                survey_id=survey_id):
             due.append(survey_id)
     return sorted(due, key=str)
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def production_env(**extra) -> dict:
     env = {key: value for key, value in os.environ.items()
-           if key not in {"DATABASE_URL", "REDIS_URL", "DEBUG"}}
+           if key not in {"DATABASE_URL", "REDIS_URL", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
     env.update(CHORUS_PRODUCTION="true", SECRET_KEY=secrets.token_urlsafe(50),
                ALLOWED_HOSTS="chorus.example.org", **extra)
     return env

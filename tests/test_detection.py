@@ -7,10 +7,11 @@ from django.utils import timezone
 
 from reports import detection
 from reports.models import DetectionCluster, DetectionRun, Job, PublishedCell
+from reports.scan import MODELS
 from reports.simulate import Drive, OrgShape, simulate
 from reports.tasks import sweep
 from surveys.models import Survey
-from tests.factories import OrganizerFactory
+from tests.factories import OrganizerFactory, file_reports
 
 pytestmark = pytest.mark.django_db
 
@@ -27,8 +28,9 @@ def simulated(owner, *, seed=3, drives=(DRIVE,), min_group_size=5, n_periods=12)
 
 
 def run_detection(client, survey, capture, **body) -> dict:
+    body.setdefault("models", list(MODELS))
     with capture(execute=True):
-        response = client.post(f"/api/v1/surveys/{survey.id}/detections/", body or {},
+        response = client.post(f"/api/v1/surveys/{survey.id}/detections/", body,
                                format="json")
     assert response.status_code == 202
     return response.json()
@@ -63,6 +65,30 @@ def test_planted_drive_is_found_with_its_unit_window_and_a_small_p_value(
     assert all(c["scope"] == "unit" and c["relative_risk"] > 2 for c in exact)
     assert body["run"]["replicas"] == 99
     assert body["run"]["seed"] == 1
+
+
+def test_a_default_run_uses_only_the_models_robust_to_reporting_habits_and_seasons(
+        organizer, organizer_api, django_capture_on_commit_callbacks):
+    survey, _ = simulated(organizer)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = organizer_api.post(f"/api/v1/surveys/{survey.id}/detections/",
+                                      {"replicas": 99, "seed": 1}, format="json")
+    assert response.status_code == 202
+    run = DetectionRun.objects.get(survey=survey)
+    assert run.models_run == ["targeted", "signature"]
+
+
+def test_detection_waits_for_unpublished_reports_to_be_published(
+        organizer, organizer_api, django_capture_on_commit_callbacks):
+    survey, _ = simulated(organizer)
+    # One new report, fewer than k: not yet published, so a run now could date it.
+    file_reports(survey, 1, unit=survey.units.order_by("-depth").first().path,
+                 period=timezone.localdate().replace(day=1) - dt.timedelta(days=40))
+    response = organizer_api.post(f"/api/v1/surveys/{survey.id}/detections/",
+                                  {"replicas": 99}, format="json")
+    assert response.status_code == 400
+    assert "publication" in str(response.json())
+    assert not DetectionRun.objects.filter(survey=survey).exists()
 
 
 def test_a_survey_without_a_run_has_no_clusters(organizer_api, survey):
@@ -133,7 +159,8 @@ def test_a_retried_chunk_changes_nothing(organizer, django_capture_on_commit_cal
 def test_a_run_records_what_reproduces_it(organizer, django_capture_on_commit_callbacks):
     survey, _ = simulated(organizer)
     with django_capture_on_commit_callbacks(execute=True):
-        run = detection.detection_start(survey=survey, replicas=99, seed=5)
+        run = detection.detection_start(survey=survey, replicas=99, seed=5,
+                                         models=list(MODELS))
     run.refresh_from_db()
     arrays = detection.detection_inputs(survey=survey)
     assert run.fingerprint == detection.inputs_fingerprint(arrays)
@@ -148,7 +175,8 @@ def test_golden_p_values_are_pinned_for_a_fixed_seed_and_input(
         organizer, django_capture_on_commit_callbacks):
     survey, _ = simulated(organizer, seed=11)
     with django_capture_on_commit_callbacks(execute=True):
-        run = detection.detection_start(survey=survey, replicas=99, seed=20260101)
+        run = detection.detection_start(survey=survey, replicas=99, seed=20260101,
+                                         models=list(MODELS))
     got = [(c.model, c.unit_path, c.observed, round(c.llr, 6), c.p_raw, c.p_value)
            for c in run.clusters.order_by("rank")[:6]]
     assert got == GOLDEN
@@ -211,12 +239,11 @@ def test_sweep_starts_a_detection_after_a_publication_and_not_twice(
     assert detection.surveys_due_for_detection() == []
 
 
-def test_a_survey_without_reports_gets_an_empty_finished_run(
-        organizer_api, survey, django_capture_on_commit_callbacks):
-    run_detection(organizer_api, survey, django_capture_on_commit_callbacks, replicas=99)
-    body = clusters(organizer_api, survey)
-    assert body["run"] is not None
-    assert body["clusters"] == []
+def test_a_survey_with_nothing_published_cannot_run_detection(organizer_api, survey):
+    response = organizer_api.post(f"/api/v1/surveys/{survey.id}/detections/", {"replicas": 99},
+                                  format="json")
+    assert response.status_code == 400
+    assert clusters(organizer_api, survey) == {"run": None, "clusters": []}
 
 
 def test_simulated_periods_are_complete_and_in_the_past():
