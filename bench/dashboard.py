@@ -75,7 +75,8 @@ def build(owner, *, reports: int, title: str):
                                         comment, received_week, receipt_hash)
             SELECT gen_random_uuid(), %(survey)s,
                    CASE WHEN p.g %% 100 = 0 THEN d.id ELSE t.id END,
-                   (date '2024-01-01' + make_interval(months => (p.g * 7919) %% %(periods)s))::date,
+                   (date '2024-01-01'
+                    + make_interval(months => ((p.g::bigint * 7919) %% %(periods)s)::int))::date,
                    p.s, '', '', date '2026-01-05', md5(%(survey)s::text || p.g::text)
             FROM picks p JOIN teams t ON t.n = p.t
             JOIN depts d ON d.n = 1 + (p.g / 100) %% (SELECT count(*) FROM depts)

@@ -38,12 +38,19 @@ class AggregatesOutput(serializers.Serializer):
 
 
 def _aggregates(survey) -> dict:
+    # Built as plain dicts in AggregatesOutput's shape: serializing tens of thousands of
+    # cells field by field would dominate the response time.
     rel = selectors.release(survey=survey)
     cells = selectors.cells_from(rel)
-    return AggregatesOutput({
-        "min_group_size": rel.k, "cells": cells, "units": selectors.unit_totals_from(rel),
-        "breakdowns": [cell for cell in cells if cell.signals or cell.outcomes],
-    }).data
+    return {
+        "min_group_size": rel.k,
+        "cells": [{"unit": c.unit, "period": c.period, "reports": c.reports,
+                   "suppressed": c.suppressed} for c in cells],
+        "units": [{"unit": t.unit, "reports": t.reports, "suppressed": t.suppressed}
+                  for t in selectors.unit_totals_from(rel)],
+        "breakdowns": [{"unit": c.unit, "period": c.period, "signals": c.signals,
+                        "outcomes": c.outcomes} for c in cells if c.signals or c.outcomes],
+    }
 
 
 class ExportOutput(serializers.Serializer):
