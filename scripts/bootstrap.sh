@@ -33,6 +33,8 @@ if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
     spec="."
     [ -n "$extras" ] && spec=".[$extras]"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
+    # requirements.lock pins every package to the versions the suite last passed with.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+        --constraint requirements.lock -e "$spec"
     touch "$stamp"
 fi
