@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from reports import detection
 from surveys import services
 from surveys.models import Survey
 
@@ -46,6 +47,8 @@ class Command(BaseCommand):
                 services.units_upsert(survey=survey, units=units)
         if created:
             self._add_reports(survey)
+            if detection.detection_sees_only_published(survey_id=survey.id):
+                detection.detection_start(survey=survey, replicas=999, seed=2026)
         base = base_url.rstrip("/")
         self.stdout.write(
             "\nChorus is running (embedded: SQLite, tasks in-process).\n"
@@ -56,7 +59,8 @@ class Command(BaseCommand):
         )
 
     def _add_reports(self, survey: Survey) -> None:
-        """A background of scattered reports plus a burst in Retail/Marketing."""
+        """A background of scattered reports plus a burst in Retail/Marketing; 65 in
+        all, a multiple of k = 5, so every report is published."""
         rng = random.Random(7)  # noqa: S311 - demo data, not a secret
         today = timezone.localdate()
         months = [(today.replace(day=1) - dt.timedelta(days=31 * back)).replace(day=1)
@@ -68,7 +72,7 @@ class Command(BaseCommand):
                 unit=rng.choice(teams), period=rng.choice(months),
                 signals=tuple(rng.sample(["shifting_goalposts", "completed_work_disputed",
                                           "prior_positive_standing"], k=rng.randint(0, 2)))))
-        for _ in range(24):
+        for _ in range(25):
             drafts.append(services.ReportDraft(
                 unit=f"Acme/Retail/Marketing/{rng.choice(TEAMS['Acme/Retail/Marketing'])}",
                 period=months[1],
