@@ -345,3 +345,51 @@ class ReportWithdrawApi(APIView):
         if not services.report_withdraw(survey=survey, receipt=receipt):
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ReportAmendApi(ReportWithdrawApi):
+    """The report a receipt names: DELETE withdraws it, PATCH amends it."""
+
+    class AmendInput(serializers.Serializer):
+        unit = serializers.CharField(max_length=services.MAX_PATH_LENGTH, required=False)
+        period = serializers.DateField(required=False)
+        signals = serializers.ListField(child=serializers.CharField(max_length=64),
+                                        max_length=len(catalog.SIGNAL_CODES) * 2, required=False)
+        outcome = serializers.CharField(max_length=64, required=False, allow_blank=True,
+                                        allow_null=True)
+        comment = serializers.CharField(max_length=2000, required=False, allow_blank=True,
+                                        allow_null=True)
+
+    class AnswersOutput(serializers.Serializer):
+        unit = serializers.CharField()
+        period = serializers.DateField()
+        signals = serializers.ListField(child=serializers.CharField())
+        outcome = serializers.CharField()
+        comment = serializers.CharField()
+
+    @extend_schema(request=AmendInput, responses={200: AnswersOutput, 410: None, 413: None,
+                                                  429: None}, auth=[])
+    def patch(self, request, share_token, receipt):
+        """Changes any of the answers of the report with this receipt and
+        returns them all. Validated like a new report (400 with field errors);
+        a closed survey answers 410, an unknown receipt 404. Counts against
+        the same daily limit as other receipt look-ups (429)."""
+        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_REPORT_BODY_BYTES:
+            raise PayloadTooLarge
+        survey = selectors.survey_by_share_token(token=share_token)
+        if not survey.is_open:
+            raise Gone
+        data = self.AmendInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        for name in ("outcome", "comment"):
+            if name in changes and changes[name] is None:
+                changes[name] = ""
+        rate_limit(request, survey=survey, scope=ratelimit.RECEIPT)
+        try:
+            report = services.report_amend(survey=survey, receipt=receipt, changes=changes)
+        except services.SurveyClosed as closed:
+            raise Gone from closed
+        if report is None:
+            return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+        return Response(self.AnswersOutput(selectors.answers_of(report)).data)

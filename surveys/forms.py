@@ -13,6 +13,12 @@ from surveys.services import period_start_for
 PERIODS_OFFERED = {Survey.Period.MONTH: 24, Survey.Period.WEEK: 78}
 
 
+def period_label(*, period: str, start: dt.date) -> str:
+    if period == Survey.Period.MONTH:
+        return date_format(start, "YEAR_MONTH_FORMAT")
+    return _("Week of %(day)s") % {"day": date_format(start, "j M Y")}
+
+
 def period_choices(*, period: str, today: dt.date) -> list[tuple[str, str]]:
     """The recent months (or weeks) a respondent can pick, newest first.
 
@@ -23,12 +29,10 @@ def period_choices(*, period: str, today: dt.date) -> list[tuple[str, str]]:
     choices = []
     for _index in range(PERIODS_OFFERED[period]):
         if period == Survey.Period.MONTH:
-            label = date_format(start, "YEAR_MONTH_FORMAT")
             previous = (start - dt.timedelta(days=1)).replace(day=1)
         else:
-            label = _("Week of %(day)s") % {"day": date_format(start, "j M Y")}
             previous = start - dt.timedelta(days=7)
-        choices.append((start.isoformat(), label))
+        choices.append((start.isoformat(), period_label(period=period, start=start)))
         start = previous
     blank = _("Choose a month") if period == Survey.Period.MONTH else _("Choose a week")
     return [("", blank), *choices]
@@ -68,11 +72,50 @@ class ReportForm(forms.Form):
                     "It is used up when you send, and is not kept with your report."),
     )
 
+    # One per rendering of the form, so that a reload of the receipt page,
+    # which posts the same form again, files nothing (see report_create_once).
+    submission_token = forms.CharField(required=False, max_length=64,
+                                       widget=forms.HiddenInput)
+
     def __init__(self, *args, survey: Survey, today: dt.date, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["period"].choices = period_choices(period=survey.period, today=today)
         if survey.access != Survey.Access.INVITE:
             del self.fields["invite_code"]
+
+
+class ReceiptForm(forms.Form):
+    receipt = forms.CharField(label=_("Your receipt"), max_length=64,
+                              error_messages={"required": _("Paste your receipt.")})
+
+    def clean_receipt(self) -> str:
+        return self.cleaned_data["receipt"].strip()
+
+
+class AmendForm(ReportForm):
+    """The answers of a stored report, to change; the receipt rides along
+    hidden, so it never appears in a URL."""
+
+    receipt = forms.CharField(max_length=64, widget=forms.HiddenInput,
+                              error_messages={"required": _("Paste your receipt.")})
+
+    def __init__(self, *args, survey: Survey, today: dt.date, **kwargs):
+        super().__init__(*args, survey=survey, today=today, **kwargs)
+        self.fields.pop("invite_code", None)
+        del self.fields["submission_token"]
+        # A report older than the periods offered keeps its own period on offer.
+        chosen = str(self["period"].value() or "")
+        field = self.fields["period"]
+        if chosen and chosen not in {value for value, _label in field.choices}:
+            try:
+                start = dt.date.fromisoformat(chosen)
+            except ValueError:
+                return
+            field.choices = [*field.choices,
+                             (chosen, period_label(period=survey.period, start=start))]
+
+    def clean_receipt(self) -> str:
+        return self.cleaned_data["receipt"].strip()
 
 
 class WithdrawForm(forms.Form):

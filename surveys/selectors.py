@@ -3,6 +3,7 @@
 from django.db.models import QuerySet
 from django.http import Http404
 
+from surveys import catalog
 from surveys.models import OrgUnit, Report, Survey
 from surveys.services import receipt_hash
 
@@ -46,3 +47,17 @@ def report_held(*, survey: Survey, receipt: str) -> bool:
     """Whether a report with this receipt is stored: lets its holder use the
     receipt as proof that the report was received and still counts."""
     return Report.objects.filter(survey=survey, receipt_hash=receipt_hash(receipt)).exists()
+
+
+def report_answers(*, survey: Survey, receipt: str) -> dict | None:
+    """The answers of the report with this receipt, for its holder to amend,
+    or None. Only what the respondent typed or picked: never received_week."""
+    report = (Report.objects.select_related("unit")
+              .filter(survey=survey, receipt_hash=receipt_hash(receipt)).first())
+    return None if report is None else answers_of(report)
+
+
+def answers_of(report: Report) -> dict:
+    return {"unit": report.unit.path, "period": report.period_start,
+            "signals": catalog.mask_to_signals(report.signals), "outcome": report.outcome,
+            "comment": report.comment}

@@ -1,5 +1,6 @@
 """Writes for surveys, org trees and anonymous intake."""
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -8,10 +9,13 @@ import secrets
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
 
 from reports.services import org_tree_index, report_changes_record
 from surveys import catalog
@@ -347,3 +351,120 @@ def report_withdraw(*, survey: Survey, receipt: str) -> bool:
     report.delete()
     report_changes_record(survey=survey, changes=[(report.unit_id, report.period_start)])
     return True
+
+
+AMENDABLE_FIELDS = ("unit", "period", "signals", "outcome", "comment")
+
+
+@transaction.atomic
+def report_amend(*, survey: Survey, receipt: str, changes: dict) -> Report | None:
+    """Changes the answers of the report with this receipt; returns it, or
+    None when no report matches (a wrong and a withdrawn receipt look alike).
+
+    `changes` holds any of AMENDABLE_FIELDS ("period" a date, "signals" a
+    sequence of codes); the rest keep their stored values. The result is
+    validated and scrubbed exactly as a new report is.
+    """
+    if not survey.is_open:
+        raise SurveyClosed
+    unknown = set(changes) - set(AMENDABLE_FIELDS)
+    if unknown:
+        raise ValidationError({name: [_("This answer cannot be changed.")]
+                               for name in sorted(unknown)})
+    report = (Report.objects.select_for_update().select_related("unit")
+              .filter(survey=survey, receipt_hash=receipt_hash(receipt)).first())
+    if report is None:
+        return None
+    draft = ReportDraft(
+        unit=changes.get("unit", report.unit.path),
+        period=changes.get("period", report.period_start),
+        signals=tuple(changes.get("signals", catalog.mask_to_signals(report.signals))),
+        outcome=changes.get("outcome", report.outcome) or "",
+        comment=changes.get("comment", report.comment) or "",
+        # On an invite-only survey the code was used up when the report was
+        # filed; holding the receipt is what admits this change instead.
+        invite_code=receipt,
+    )
+    unit = report_validate(survey=survey, draft=draft, today=timezone.localdate())
+    before = (report.unit_id, report.period_start)
+    counted_before = (report.unit_id, report.period_start, report.signals, report.outcome)
+    report.unit = unit
+    report.period_start = period_start_for(period=survey.period, day=draft.period)
+    report.signals = catalog.signals_to_mask(draft.signals)
+    report.outcome = draft.outcome
+    report.comment = comment_scrub(draft.comment)
+    # received_week stays: it records when the report arrived, which an amend
+    # does not change. Moving it would store a second date tied to this
+    # report (when its holder came back) and show the amend as a new arrival.
+    # Nothing else records that an amend happened.
+    report.save(update_fields=["unit", "period_start", "signals", "outcome", "comment"])
+    after = (report.unit_id, report.period_start)
+    if (report.unit_id, report.period_start, report.signals, report.outcome) != counted_before:
+        # Both cells: the old one loses the report, the new one gains it.
+        # Comments are in no cell, so a comment-only change recounts nothing.
+        report_changes_record(survey=survey, changes=sorted({before, after}))
+    return report
+
+
+class AlreadyReceived(Exception):
+    """The submission token was used before: the report is already stored."""
+
+
+SUBMISSION_TOKEN_MAX_LENGTH = 64
+_SUBMISSION_PREFIX = "chorus:submission"
+
+
+def submission_token_new() -> str:
+    """A random token for one rendering of the report form. It is not stored
+    when issued, only its HMAC once a report is filed with it."""
+    return secrets.token_urlsafe(32)
+
+
+def _submission_key(token: str) -> str:
+    digest = salted_hmac(_SUBMISSION_PREFIX, token, algorithm="sha256").hexdigest()
+    return f"{_SUBMISSION_PREFIX}:{digest}"
+
+
+def _submission_ttl() -> int:
+    # Expire at a UTC midnight at least a day away: the key's TTL then tells
+    # the day a report was filed, as received_week does, never its time.
+    now = timezone.now().astimezone(dt.UTC)
+    expiry = dt.datetime.combine(now.date() + dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC)
+    return int((expiry - now).total_seconds())
+
+
+def submission_token_spent(*, token: str) -> bool:
+    if not token:
+        return False
+    try:
+        return cache.get(_submission_key(token)) is not None
+    except RedisError:
+        return False
+
+
+def report_create_once(*, survey: Survey, draft: ReportDraft, submission_token: str) -> str:
+    """report_create, at most once per submission token: a reloaded receipt
+    page re-posts the form, and must not file the report twice.
+
+    Raises AlreadyReceived for a token already used. Not atomic itself, on
+    purpose: the cache is not transactional, so report_create commits inside
+    the try below and any failure, including at commit, gives the token back
+    for the corrected form to use. An empty token (a page rendered before
+    tokens existed) files as before; with the cache down, reports are taken
+    rather than refused, as the rate limit does.
+    """
+    key = _submission_key(submission_token) if submission_token else None
+    if key is not None:
+        try:
+            claimed = cache.add(key, 1, timeout=_submission_ttl())
+        except RedisError:
+            key, claimed = None, True
+        if not claimed:
+            raise AlreadyReceived
+    try:
+        return report_create(survey=survey, draft=draft)
+    except BaseException:
+        if key is not None:
+            with contextlib.suppress(RedisError):
+                cache.delete(key)
+        raise

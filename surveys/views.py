@@ -1,5 +1,7 @@
 """Respondent and organizer pages."""
 
+import datetime as dt
+
 from django.contrib import messages as notices
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -11,10 +13,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from reports import selectors as report_selectors
+from reports import services as report_services
 from reports.views import dashboard_context
 from surveys import catalog, ratelimit, selectors, services
 from surveys.forms import (
+    AmendForm,
     InvitesForm,
+    ReceiptForm,
     ReportForm,
     SurveyCreateForm,
     UnitsCsvForm,
@@ -64,11 +70,20 @@ def respondent_form(request, share_token):
             unit=values["unit"], period=timezone.datetime.fromisoformat(values["period"]).date(),
             signals=tuple(values["signals"]), outcome=values["outcome"],
             comment=values["comment"], invite_code=values.get("invite_code", ""))
+        token = values["submission_token"]
+        # Checked before the limit too, so that reloading the receipt page
+        # after the day's last report does not answer "try tomorrow".
+        if services.submission_token_spent(token=token):
+            return _already_received(request, survey)
         verdict = ratelimit.hit(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
         if not verdict.allowed:
             return _rate_limited(request, survey, verdict, ratelimit.SUBMIT)
         try:
-            receipt = services.report_create(survey=survey, draft=draft)
+            receipt = services.report_create_once(survey=survey, draft=draft,
+                                                  submission_token=token)
+        except services.AlreadyReceived:
+            ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
+            return _already_received(request, survey)
         except services.SurveyClosed:
             return _closed(request, survey)
         except ValidationError as error:
@@ -85,9 +100,81 @@ def respondent_form(request, share_token):
             }, status=201)
     status = 400 if request.method == "POST" else 200
     return render(request, "surveys/form.html", {
-        "survey": survey, "form": form, "units": selectors.unit_paths(survey=survey),
-        "signals": catalog.SIGNALS, "comment_max": ReportForm.base_fields["comment"].max_length,
+        **_answers_context(survey), "form": form,
+        # A form sent back for corrections keeps its token: nothing was filed with it.
+        "submission_token": form["submission_token"].value() or services.submission_token_new(),
     }, status=status)
+
+
+def _already_received(request, survey):
+    return render(request, "surveys/already_received.html", {"survey": survey})
+
+
+def _answers_context(survey) -> dict:
+    return {"survey": survey, "units": selectors.unit_paths(survey=survey),
+            "signals": catalog.SIGNALS,
+            "comment_max": ReportForm.base_fields["comment"].max_length}
+
+
+@respondent_page
+@never_cache
+@require_http_methods(["GET", "POST"])
+def respondent_amend(request, share_token):
+    """Receipt first; then the stored answers, prefilled, to change and save.
+
+    Every POST is a receipt look-up and counts against the same daily limit
+    as checking or withdrawing. The receipt travels in the POST body only.
+    """
+    survey = selectors.survey_by_share_token(token=share_token)
+    if not survey.is_open:
+        return _closed(request, survey)
+    today = timezone.localdate()
+    context = {**_answers_context(survey), "lookup": ReceiptForm(), "form": None,
+               "saved": False, "unknown": False}
+    if request.method == "GET":
+        return render(request, "surveys/amend.html", context)
+    verdict = ratelimit.hit(request=request, survey_id=survey.id, scope=ratelimit.RECEIPT)
+    if not verdict.allowed:
+        return _rate_limited(request, survey, verdict, ratelimit.RECEIPT)
+    if request.POST.get("step") == "save":
+        return _amend_save(request, survey, today, context)
+    lookup = ReceiptForm(request.POST)
+    context["lookup"] = lookup
+    if not lookup.is_valid():
+        return render(request, "surveys/amend.html", context, status=400)
+    receipt = lookup.cleaned_data["receipt"]
+    answers = selectors.report_answers(survey=survey, receipt=receipt)
+    if answers is None:
+        context["unknown"] = True
+        return render(request, "surveys/amend.html", context, status=404)
+    context["form"] = AmendForm(initial={**answers, "period": answers["period"].isoformat(),
+                                         "receipt": receipt}, survey=survey, today=today)
+    return render(request, "surveys/amend.html", context)
+
+
+def _amend_save(request, survey, today, context):
+    form = AmendForm(request.POST, survey=survey, today=today)
+    context["form"] = form
+    if form.is_valid():
+        values = form.cleaned_data
+        changes = {
+            "unit": values["unit"], "period": dt.date.fromisoformat(values["period"]),
+            "signals": tuple(values["signals"]), "outcome": values["outcome"],
+            "comment": values["comment"]}
+        try:
+            report = services.report_amend(survey=survey, receipt=values["receipt"],
+                                           changes=changes)
+        except services.SurveyClosed:
+            return _closed(request, survey)
+        except ValidationError as error:
+            _add_service_errors(form, error)
+        else:
+            if report is None:
+                context.update(form=None, unknown=True)
+                return render(request, "surveys/amend.html", context, status=404)
+            context.update(form=None, saved=True)
+            return render(request, "surveys/amend.html", context)
+    return render(request, "surveys/amend.html", context, status=400)
 
 
 @respondent_page
@@ -143,6 +230,8 @@ def organizer_survey(request, survey_id):
         "share_url": request.build_absolute_uri(f"/s/{survey.share_token}/"),
         "dashboard_url": request.build_absolute_uri(f"/d/{survey.dashboard_token}/"),
         "unit_count": selectors.unit_list(survey=survey).count(),
+        "publication": (publication := report_selectors.publication_status(survey=survey)),
+        "publication_not_before": report_services.publication_not_before(state=publication),
         **dashboard_context(request, survey)[0],
     })
 

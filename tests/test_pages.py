@@ -116,7 +116,8 @@ def test_form_collects_nothing_beyond_its_fields(client, survey):
     response = client.get(form_path(survey))
     names = {attrs["name"] for tag, attrs in tags(response)
              if tag in {"input", "select", "textarea"} and "name" in attrs}
-    assert names == {"unit", "period", "signals", "outcome", "comment"}
+    # submission_token is random per rendering and kept only as an HMAC once used.
+    assert names == {"unit", "period", "signals", "outcome", "comment", "submission_token"}
 
 
 def test_form_post_is_accepted_with_the_null_origin_no_referrer_causes(survey):

@@ -237,7 +237,20 @@
     });
   }
 
+  // A second click would cancel the first page load: its answer, the one
+  // page that shows the receipt, would be lost and the second answer would
+  // only say the report was already received.
+  function submitOnce(form) {
+    form.addEventListener("submit", function (event) {
+      if (form.getAttribute("data-sending")) { event.preventDefault(); return; }
+      form.setAttribute("data-sending", "true");
+    });
+    // A page restored from the back/forward cache may be sent again.
+    window.addEventListener("pageshow", function () { form.removeAttribute("data-sending"); });
+  }
+
   document.querySelectorAll("[data-unit-picker]").forEach(unitPicker);
+  document.querySelectorAll("form[data-submit-once]").forEach(submitOnce);
   document.querySelectorAll("textarea[data-counter]").forEach(counter);
   document.querySelectorAll("button[data-copy]").forEach(copyButton);
 }());
