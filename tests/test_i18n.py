@@ -1,0 +1,209 @@
+"""The respondent pages are ready for translation: every string they show
+goes through Django's translation machinery, and makemessages finds them."""
+
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.utils import translation
+
+from surveys import catalog
+from tests.conftest import require
+
+ROOT = Path(settings.BASE_DIR)
+SURVEY_TEMPLATES = ROOT / "surveys" / "templates" / "surveys"
+# Pages a respondent can reach: everything under surveys/ but the organizer's,
+# and the shared frame and error pages. A new respondent template is linted
+# without being listed.
+RESPONDENT_TEMPLATES = sorted(
+    [path for path in SURVEY_TEMPLATES.glob("*.html") if not path.name.startswith("organizer_")]
+    + [ROOT / "server" / "templates" / name for name in ("base.html", "404.html", "500.html")])
+# Python modules whose strings respondents read: field labels and help,
+# the signal catalog, and the services' validation messages.
+RESPONDENT_MODULES = [ROOT / "surveys" / name for name in ("forms.py", "catalog.py",
+                                                            "services.py")]
+# Words that stay as they are in every language.
+ALLOWED_BARE_WORDS = {"Chorus"}
+# Attributes whose values people read or hear.
+SHOWN_ATTRIBUTES = {"title", "alt", "placeholder", "aria-label", "aria-description",
+                    "aria-roledescription", "aria-valuetext"}
+# data-* attributes that carry element ids or flags for chorus.js, not text.
+DATA_IDENTIFIERS = {"data-copy", "data-counter", "data-unit-picker", "data-submit-once",
+                    "data-path", "data-sending"}
+
+_TRANSLATED_BLOCK = re.compile(
+    r"{%\s*blocktrans(?:late)?\b.*?%}.*?{%\s*endblocktrans(?:late)?\s*%}", re.S)
+_COMMENT_BLOCK = re.compile(r"{%\s*comment\s*%}.*?{%\s*endcomment\s*%}", re.S)
+# Blocks of base.html that fill an attribute (a link target, a class name).
+_ATTRIBUTE_BLOCK = re.compile(r"{%\s*block\s+(?:brand_href|main_class)\s*%}.*?{%\s*endblock\s*%}",
+                              re.S)
+_TEMPLATE_SYNTAX = re.compile(r"{%.*?%}|{{.*?}}|{#.*?#}", re.S)
+
+
+class ShownText(HTMLParser):
+    """Collects the text a page shows: text nodes outside script and style,
+    and the attributes read aloud or displayed."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.shown: list[str] = []
+        self._hidden_depth = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in {"script", "style"}:
+            self._hidden_depth += 1
+        for name, value in attrs:
+            if value and (name in SHOWN_ATTRIBUTES
+                          or (name.startswith("data-") and name not in DATA_IDENTIFIERS)):
+                self.shown.append(value)
+            if value and tag == "input" and name == "value" and (
+                    dict(attrs).get("type") in {"submit", "button", "reset"}):
+                self.shown.append(value)
+
+    def handle_endtag(self, tag):
+        if tag in {"script", "style"}:
+            self._hidden_depth -= 1
+
+    def handle_data(self, data):
+        if not self._hidden_depth:
+            self.shown.append(data)
+
+
+def bare_text(source: str) -> list[str]:
+    """What is left of a template once translated text and template syntax are
+    removed: words found here would reach the page untranslated."""
+    source = _COMMENT_BLOCK.sub(" ", source)
+    source = _ATTRIBUTE_BLOCK.sub("", source)
+    source = _TRANSLATED_BLOCK.sub(" ", source)
+    source = _TEMPLATE_SYNTAX.sub("", source)
+    parser = ShownText()
+    parser.feed(source)
+    parser.close()
+    words = re.findall(r"[^\W\d_][\w'’-]*", " ".join(parser.shown))
+    return [word for word in words if word not in ALLOWED_BARE_WORDS]
+
+
+def po_msgids(path: Path) -> set[str]:
+    """The msgids (and plural msgids) of a .po file."""
+    ids: set[str] = set()
+    current: list[str] | None = None
+    for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
+        if line.startswith(("msgid ", "msgid_plural ")):
+            if current is not None:
+                ids.add("".join(current))
+            current = [_po_string(line.split(" ", 1)[1])]
+        elif line.startswith('"') and current is not None:
+            current.append(_po_string(line))
+        elif current is not None:
+            ids.add("".join(current))
+            current = None
+    ids.discard("")
+    return ids
+
+
+def _po_string(quoted: str) -> str:
+    body = quoted.strip()[1:-1]
+    return re.sub(r'\\(["\\nt])', lambda m: {"n": "\n", "t": "\t"}.get(m[1], m[1]), body)
+
+
+@pytest.fixture(scope="module")
+def german_catalogue(tmp_path_factory) -> set[str]:
+    """Runs makemessages -l de over copies of the respondent templates and
+    modules, into a scratch locale directory."""
+    require(shutil.which("xgettext") is not None,
+            "needs GNU gettext (xgettext): apt-get install gettext")
+    work = tmp_path_factory.mktemp("i18n")
+    for path in [*RESPONDENT_TEMPLATES, *RESPONDENT_MODULES]:
+        target = work / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    (work / "locale").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
+        call_command("makemessages", locale=["de"], extensions=["html", "py"], verbosity=0,
+                     no_obsolete=True)
+    return po_msgids(work / "locale" / "de" / "LC_MESSAGES" / "django.po")
+
+
+FORM_STRINGS = [
+    "Send my report",
+    "Your unit",
+    "When did the feedback change?",
+    "What did you see?",
+    "Tick all that apply. Leave all unticked if none do.",
+    "Anything else? (optional)",
+    "Please check the answers marked below.",
+    "Pick a unit from this survey's list.",
+    "The period cannot be in the future.",
+    "Matching units",
+    "No names, please.",
+]
+RECEIPT_STRINGS = [
+    "Your report was received",
+    "This code is shown only once, on this page.",
+    "It cannot be recovered.",
+    "I have saved my receipt",
+    "This report was already received",
+]
+PRIVACY_STRINGS = [
+    "What happens to your answer",
+    "What is stored",
+    "Only the answers on this page, and the week your report arrived.",
+    "What is not stored",
+    "No account, name, email, IP address, browser details or exact time. This page loads "
+    "nothing from other sites and has no analytics.",
+    "Chorus keeps no IP addresses, browser details or exact times, and loads nothing from other "
+    "sites.",
+]
+AMEND_STRINGS = ["Change a report", "Save my changes", "Show my answers",
+                 "No report matches that receipt. Check it for typos; a withdrawn report no "
+                 "longer matches."]
+
+
+@pytest.mark.parametrize("text", FORM_STRINGS + RECEIPT_STRINGS + PRIVACY_STRINGS
+                         + AMEND_STRINGS)
+def test_makemessages_collects_the_key_respondent_strings(german_catalogue, text):
+    assert text in german_catalogue
+
+
+def test_makemessages_collects_text_with_placeholders_from_blocktranslate(german_catalogue):
+    assert any("any total smaller than %(k)s is hidden" in msgid for msgid in german_catalogue)
+    assert any(msgid.startswith("Thank you. Your report to “%(title)s” is stored")
+               for msgid in german_catalogue)
+
+
+def test_makemessages_collects_every_signal_and_outcome_label(german_catalogue):
+    with translation.override(None):
+        texts = {str(entry.label) for entry in (*catalog.SIGNALS, *catalog.OUTCOMES)}
+        texts |= {str(entry.description) for entry in catalog.SIGNALS if entry.description}
+    assert texts - german_catalogue == set()
+
+
+@pytest.mark.parametrize("template", RESPONDENT_TEMPLATES, ids=lambda path: path.name)
+def test_respondent_templates_show_no_untranslated_text(template):
+    assert bare_text(template.read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.parametrize("source", [
+    "<p>Thank you</p>",
+    '<button aria-label="Close">{% translate "x" %}</button>',
+    '<div data-chosen="Chosen: %(unit)s"></div>',
+    "<p>{% translate 'Hello' %} world</p>",
+    "<p>{% blocktranslate %}Hello{% endblocktranslate %} again</p>",
+])
+def test_the_lint_finds_bare_text(source):
+    assert bare_text(source)
+
+
+def test_the_lint_accepts_translated_text_template_syntax_and_identifiers():
+    source = ('{% load i18n %}<title>{% translate "Hi" %} · Chorus</title>'
+              '<p title="{% translate \'Tip\' %}">{% blocktranslate with n=3 %}{{ n }} left'
+              '{% endblocktranslate %} {{ survey.title }}</p>'
+              '<button data-copy="receipt" value="withdraw">{% translate "Go" %}</button>'
+              '<script>var label = "not shown";</script>{# a note #}'
+              '{% comment %}Notes for us.{% endcomment %}')
+    assert bare_text(source) == []
