@@ -16,6 +16,7 @@ retried chunk changes nothing.
 import datetime as dt
 import hashlib
 import io
+import logging
 import math
 import secrets
 from dataclasses import dataclass
@@ -45,6 +46,10 @@ DEFAULT_MODELS = ("targeted", "signature")
 # A stuck job must not block automatic runs for ever.
 JOB_STALE_AFTER = dt.timedelta(hours=2)
 CODE_VERSION = hashlib.sha256(Path(scan.__file__).read_bytes()).hexdigest()[:16]
+
+# Celery's per-task lines are off (they would date reports); a chunk line
+# names only its run and replica range, so operators still see where it ran.
+logger = logging.getLogger(__name__)
 
 SIGNAL_PHRASES = {
     "prior_positive_standing": "they were in good standing before",
@@ -270,7 +275,16 @@ def detection_sees_only_published(*, survey_id) -> bool:
             and not PendingChange.objects.filter(survey_id=survey_id).exists())
 
 
-def detection_start_by_id(*, survey_id) -> DetectionRun:
+@transaction.atomic
+def detection_start_if_due(*, survey_id) -> DetectionRun | None:
+    """Starts the automatic run that follows a publication, unless one is
+    under way. Two sweeps may have queued the same survey and their tasks may
+    run at once on two workers: the survey's aggregation row is locked first,
+    so the second sees the first one's run."""
+    list(AggregationState.objects.select_for_update(no_key=True)
+         .filter(survey_id=survey_id).values_list("pk", flat=True))
+    if str(survey_id) not in {str(s) for s in surveys_due_for_detection()}:
+        return None
     return detection_start(survey=Survey.objects.get(id=survey_id))
 
 
@@ -336,6 +350,7 @@ def detection_chunk(*, run_id, model: str, start: int, stop: int) -> None:
         update_fields=["stop", "maxima"])
     done = DetectionChunk.objects.filter(run=run).count()
     total = len(chunk_plan(run=run))
+    logger.info("detection run %s: %s replicas %d-%d done", run.id, model, start, stop)
     job_progress_set(job_id=run.job_id, progress=done / total if total else 1.0)
 
 

@@ -66,9 +66,7 @@ def rebuild_survey(survey_id: str, job_id: str | None = None) -> None:
 
 @shared_task(name="reports.detection_start_for_survey", base=ChorusTask, acks_late=True)
 def detection_start_for_survey(survey_id: str) -> None:
-    # Re-checked here: two sweeps may have queued the same survey.
-    if survey_id in {str(s) for s in detection.surveys_due_for_detection()}:
-        detection.detection_start_by_id(survey_id=survey_id)
+    detection.detection_start_if_due(survey_id=survey_id)
 
 
 @shared_task(name="reports.detection_prepare", base=JobTask, acks_late=True,
