@@ -3,6 +3,7 @@ goes through Django's translation machinery, and makemessages finds them."""
 
 import re
 import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from django.utils import translation
 
 from surveys import catalog
 from tests.conftest import require
+from tests.factories import report_payload
 
 ROOT = Path(settings.BASE_DIR)
 SURVEY_TEMPLATES = ROOT / "surveys" / "templates" / "surveys"
@@ -111,9 +113,9 @@ def _po_string(quoted: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def german_catalogue(tmp_path_factory) -> set[str]:
+def german_po(tmp_path_factory) -> Path:
     """Runs makemessages -l de over copies of the respondent templates and
-    modules, into a scratch locale directory."""
+    modules, into a scratch locale directory; returns the .po file."""
     require(shutil.which("xgettext") is not None,
             "needs GNU gettext (xgettext): apt-get install gettext")
     work = tmp_path_factory.mktemp("i18n")
@@ -126,7 +128,12 @@ def german_catalogue(tmp_path_factory) -> set[str]:
         patch.chdir(work)
         call_command("makemessages", locale=["de"], extensions=["html", "py"], verbosity=0,
                      no_obsolete=True)
-    return po_msgids(work / "locale" / "de" / "LC_MESSAGES" / "django.po")
+    return work / "locale" / "de" / "LC_MESSAGES" / "django.po"
+
+
+@pytest.fixture(scope="module")
+def german_catalogue(german_po) -> set[str]:
+    return po_msgids(german_po)
 
 
 FORM_STRINGS = [
@@ -207,3 +214,80 @@ def test_the_lint_accepts_translated_text_template_syntax_and_identifiers():
               '<script>var label = "not shown";</script>{# a note #}'
               '{% comment %}Notes for us.{% endcomment %}')
     assert bare_text(source) == []
+
+
+
+def pseudo_translated(po_text: str) -> str:
+    """Translates every message to itself between « and », placeholders
+    kept, so that text on a page without the marks has escaped translation."""
+    blocks = []
+    for block in po_text.split("\n\n"):
+        # The header comes out of makemessages fuzzy, and msgfmt drops fuzzy entries.
+        lines = [line for line in block.splitlines() if line != "#, fuzzy"]
+        head = []
+        for line in lines:
+            if line.startswith("msgstr"):
+                break
+            head.append(line)
+        ids: dict[str, list[str]] = {}
+        for line in head:
+            if line.startswith(("msgid ", "msgid_plural ")):
+                key, _space, first = line.partition(" ")
+                ids[key] = [first]
+            elif line.startswith('"') and ids:
+                ids[key].append(line)
+        if ids.get("msgid", ['""']) == ['""']:
+            blocks.append("\n".join(lines))
+        elif "msgid_plural" in ids:
+            blocks.append("\n".join([*head, 'msgstr[0] "«"', *ids["msgid"], '"»"',
+                                     'msgstr[1] "«"', *ids["msgid_plural"], '"»"']))
+        else:
+            blocks.append("\n".join([*head, 'msgstr "«"', *ids["msgid"], '"»"']))
+    return "\n\n".join(blocks)
+
+
+@pytest.fixture
+def pseudo_german(german_po, settings):
+    """The respondent pages in "de", every string replaced by «itself»."""
+    require(shutil.which("msgfmt") is not None,
+            "needs GNU gettext (msgfmt): apt-get install gettext")
+    locale = german_po.parent.parent.parent.with_name("pseudo") / "locale"
+    messages = locale / "de" / "LC_MESSAGES"
+    messages.mkdir(parents=True, exist_ok=True)
+    (messages / "django.po").write_text(pseudo_translated(german_po.read_text(encoding="utf-8")),
+                                        encoding="utf-8")
+    subprocess.run(["msgfmt", "--check-format", "-o", str(messages / "django.mo"),
+                    str(messages / "django.po")], check=True)
+    settings.LOCALE_PATHS = [str(locale)]
+    settings.LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+    with translation.override("de"):
+        yield
+
+
+def shown_text(response) -> str:
+    parser = ShownText()
+    parser.feed(response.content.decode())
+    return " ".join(parser.shown)
+
+
+@pytest.mark.django_db
+def test_pages_render_translated_strings_from_templates_forms_catalog_and_services(
+        client, survey, pseudo_german):
+    page = shown_text(client.get(f"/s/{survey.share_token}/"))
+    for text in ("Send my report", "What is not stored", "Your unit", "Choose a month",
+                 "I was in good standing before", "Skip this question"):
+        assert f"«{text}»" in page
+    assert "«Matching units»" in client.get(f"/s/{survey.share_token}/").content.decode()
+    rejected = shown_text(client.post(f"/s/{survey.share_token}/",
+                                      {**report_payload(unit="Acme/Nowhere"), "period": ""}))
+    assert "«Pick the month or week when it started.»" in rejected
+    amend = shown_text(client.get(f"/s/{survey.share_token}/amend/"))
+    assert "«Change a report»" in amend
+    assert "«Your receipt»" in amend
+
+
+@pytest.mark.django_db
+def test_a_service_message_is_translated_when_it_is_raised(api, survey, pseudo_german):
+    response = api.post(f"/api/v1/s/{survey.share_token}/reports/",
+                        report_payload(unit="Acme/Nowhere"), format="json")
+    assert response.json()["unit"] == ["«Pick a unit from this survey's list.»"]
