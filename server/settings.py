@@ -160,6 +160,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "server.schema.ChorusAutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON only (views that take files add their own parsers): form encodings
+    # cannot say null or an empty list, so they would not mean what the schema says.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "server.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -173,6 +176,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "server.errors.document_error_responses"],
 }
 
 # Celery. No REDIS_URL: tasks run in-process on commit (the embedded default).
@@ -254,3 +259,11 @@ if CHORUS_SUBMISSIONS_PER_DAY < 0:
 # X-Forwarded-For, of which only the rightmost entry is used). Unset: the
 # address of the connection. Never set it without such a proxy in front.
 CHORUS_CLIENT_IP_HEADER = env.str("CHORUS_CLIENT_IP_HEADER", "")
+# Failed organizer logins per username and per client within a window
+# (server.auth); 0 turns the limit off.
+CHORUS_LOGIN_ATTEMPTS = env.int("CHORUS_LOGIN_ATTEMPTS", 10)
+CHORUS_LOGIN_WINDOW_SECONDS = env.int("CHORUS_LOGIN_WINDOW_SECONDS", 15 * 60)
+if CHORUS_LOGIN_ATTEMPTS < 0:
+    raise ValueError("CHORUS_LOGIN_ATTEMPTS must be 0 or more")
+if CHORUS_LOGIN_WINDOW_SECONDS < 1:
+    raise ValueError("CHORUS_LOGIN_WINDOW_SECONDS must be 1 or more")

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from reports import api as report_api
 from reports import views as report_views
+from server import auth
 from surveys import api as survey_api
 from surveys import views as survey_views
 
@@ -42,9 +43,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="home"),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True),
-         name="login"),
+    path("", auth.LoginView.as_view(), name="home"),
+    path("accounts/login/", auth.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("organizer/", survey_views.organizer_surveys, name="organizer-surveys"),
     path("organizer/surveys/<uuid:survey_id>/", survey_views.organizer_survey,

@@ -6,10 +6,9 @@ selector, and render: no rules live here.
 """
 
 from django.conf import settings
-from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import APIException, AuthenticationFailed, Throttled
@@ -18,6 +17,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from server import auth
 from surveys import catalog, ratelimit, selectors, services
 from surveys.models import Survey
 
@@ -36,6 +36,17 @@ class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
     default_code = "too_large"
+
+
+# Bodies for these come from server.errors.document_error_responses.
+CLOSED = OpenApiResponse(description="The survey is closed.")
+TOO_LARGE = OpenApiResponse(description="The request body is too large.")
+THROTTLED = OpenApiResponse(description="Too many attempts; Retry-After says when to retry.")
+WRONG_CREDENTIALS = OpenApiResponse(description="Unknown username or wrong password.")
+
+
+class LoginThrottled(Throttled):
+    default_detail = "Too many failed logins. Please try again later."
 
 
 class SubmissionsThrottled(Throttled):
@@ -120,11 +131,15 @@ class AuthTokenApi(APIView):
     class Output(serializers.Serializer):
         token = serializers.CharField()
 
-    @extend_schema(request=Input, responses={200: Output}, auth=[])
+    @extend_schema(request=Input, responses={200: Output, 401: WRONG_CREDENTIALS, 429: THROTTLED},
+                   auth=[])
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(request, **data.validated_data)
+        try:
+            user = auth.login_authenticate(request=request, **data.validated_data)
+        except auth.LoginLocked as locked:
+            raise LoginThrottled(wait=locked.retry_after) from locked
         if user is None:
             raise AuthenticationFailed("Unknown username or wrong password.")
         token, _ = Token.objects.get_or_create(user=user)
@@ -176,14 +191,25 @@ class SurveyDetailApi(APIView):
         return Response(SurveyOutput(survey, context={"request": request}).data)
 
 
-class UnitsApi(APIView):
-    class UnitInput(serializers.Serializer):
-        path = serializers.CharField(max_length=services.MAX_PATH_LENGTH, trim_whitespace=True)
-        headcount = serializers.IntegerField(min_value=0, max_value=10_000_000, required=False,
-                                             allow_null=True)
+class StrictCharField(serializers.CharField):
+    """Text that must arrive as a JSON string: DRF would quietly turn 7 into "7"."""
 
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class UnitInput(serializers.Serializer):
+    path = StrictCharField(max_length=services.MAX_PATH_LENGTH, trim_whitespace=True)
+    headcount = serializers.IntegerField(min_value=0, max_value=10_000_000, required=False,
+                                         allow_null=True)
+
+
+class UnitsApi(APIView):
     class ReplaceInput(serializers.Serializer):
-        units = serializers.ListField(allow_empty=False, max_length=services.MAX_UNITS)
+        units = serializers.ListField(child=UnitInput(), allow_empty=False,
+                                      max_length=services.MAX_UNITS)
 
     class ReplaceOutput(serializers.Serializer):
         units = serializers.IntegerField()
@@ -203,10 +229,7 @@ class UnitsApi(APIView):
         survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
         data = self.ReplaceInput(data=request.data)
         data.is_valid(raise_exception=True)
-        units = self.UnitInput(data=data.validated_data["units"], many=True)
-        if not units.is_valid():
-            raise serializers.ValidationError({"units": units.errors})
-        count = services.units_upsert(survey=survey, units=units.validated_data)
+        count = services.units_upsert(survey=survey, units=data.validated_data["units"])
         return Response(self.ReplaceOutput({"units": count}).data)
 
 
@@ -221,11 +244,11 @@ class UnitsCsvApi(APIView):
         units = serializers.IntegerField()
 
     @extend_schema(
-        request={"text/csv": {"type": "string"},
+        request={"text/csv": {"type": "string", "format": "binary"},
                  "multipart/form-data": {"type": "object",
                                          "properties": {"file": {"type": "string",
                                                                  "format": "binary"}}}},
-        responses={200: Output})
+        responses={200: Output, 413: TOO_LARGE})
     def post(self, request, survey_id):
         survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
         upload = request.data.get("file")
@@ -301,7 +324,8 @@ class ReportCreateApi(APIView):
     class Output(serializers.Serializer):
         receipt = serializers.CharField()
 
-    @extend_schema(request=Input, responses={201: Output}, auth=[])
+    @extend_schema(request=Input, responses={201: Output, 410: CLOSED, 413: TOO_LARGE,
+                                             429: THROTTLED}, auth=[])
     def post(self, request, share_token):
         """Files a report. An invite-only survey needs an unused "invite_code";
         a missing, wrong or used one answers 400 with an "invite_code" field
@@ -336,7 +360,7 @@ class ReportWithdrawApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
 
-    @extend_schema(request=None, responses={204: None}, auth=[])
+    @extend_schema(request=None, responses={204: None, 429: THROTTLED}, auth=[])
     def delete(self, request, share_token, receipt):
         """Withdraws the report with this receipt. Look-ups are limited per
         network and day like reports (429 with Retry-After)."""
