@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
@@ -23,20 +23,27 @@ _COUNT_FIELDS = ("reports", "signals", "outcomes")
 
 @transaction.atomic
 def org_tree_index(*, survey: Survey, units: Iterable[OrgUnit]) -> None:
-    """Adds closure rows for new units (each unit is its own ancestor)."""
-    rows = []
-    for unit in units:
-        parts = unit.path.split("/")
-        ancestor_paths = ["/".join(parts[: depth + 1]) for depth in range(len(parts))]
-        rows.extend((unit, path) for path in ancestor_paths)
-    if not rows:
+    """Adds closure rows (each unit is its own ancestor) for the given new units and
+    any other unit of the survey still without them, by one statement walking up
+    `parent`, so 20,000 units cost one round trip."""
+    if not list(units):
         return
-    ids = dict(OrgUnit.objects.filter(survey=survey, path__in={path for _, path in rows})
-               .values_list("path", "id"))
-    UnitAncestor.objects.bulk_create(
-        [UnitAncestor(survey=survey, unit=unit, ancestor_id=ids[path]) for unit, path in rows],
-        ignore_conflicts=True,
-    )
+    survey_value = Survey._meta.pk.get_db_prep_value(survey.id, connection)
+    with connection.cursor() as cursor:
+        # "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint.
+        cursor.execute("""
+            WITH RECURSIVE chain (unit_id, ancestor_id) AS (
+                SELECT u.id, u.id FROM surveys_orgunit u
+                WHERE u.survey_id = %s AND NOT EXISTS (
+                    SELECT 1 FROM reports_unitancestor a
+                    WHERE a.unit_id = u.id AND a.ancestor_id = u.id)
+                UNION ALL
+                SELECT chain.unit_id, p.parent_id
+                FROM chain JOIN surveys_orgunit p ON p.id = chain.ancestor_id
+                WHERE p.parent_id IS NOT NULL)
+            INSERT INTO reports_unitancestor (survey_id, unit_id, ancestor_id)
+            SELECT %s, unit_id, ancestor_id FROM chain WHERE true
+            ON CONFLICT DO NOTHING""", [survey_value, survey_value])
 
 
 def report_changes_record(*, survey: Survey, changes: list[tuple[int, dt.date]]) -> None:
@@ -69,7 +76,9 @@ def _signal_sums() -> dict:
 
 def _rolled_up_counts(*, survey_id, period_start: dt.date | None,
                       ancestor_ids: Iterable[int] | None) -> dict[tuple[int, dt.date], dict]:
-    """Counts per (ancestor, period) over the reports in each ancestor's subtree."""
+    """Counts per (ancestor, period) over the reports in each ancestor's subtree.
+
+    The portable recount: every other path must give exactly these numbers."""
     reports = Report.objects.filter(survey_id=survey_id)
     if period_start is not None:
         reports = reports.filter(period_start=period_start)
@@ -110,19 +119,151 @@ def _cells_write(*, survey_id, counts: dict, scope_keys: set | None) -> None:
                             unit_id__in=unit_ids).delete()
 
 
-@transaction.atomic
-def cells_apply_pending(*, survey_id, batch: int = PENDING_BATCH) -> int:
-    """Recomputes the cells named by up to `batch` outbox rows; returns how many
-    rows it handled (the caller goes again while that equals `batch`)."""
-    state = _state_locked(survey_id)
+# -- PostgreSQL: cells written by single statements ------------------------------------------
+#
+# Counts travel as one column per signal (s0..) and per outcome (o0..) until the last step
+# builds the JSON, so no row passes through Python. Zero counts are left out of the JSON,
+# as the portable recount does.
+
+_SIGNAL_COLUMNS = [f"s{index}" for index in range(len(catalog.SIGNAL_CODES))]
+_OUTCOME_COLUMNS = [f"o{index}" for index in range(len(catalog.OUTCOME_CODES))]
+
+
+def _uses_sql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _report_counts_sql() -> str:
+    """Columns counting a group of surveys_report rows `r`."""
+    signals = [f"sum((r.signals >> {index}) & 1)::bigint AS s{index}"
+               for index in range(len(catalog.SIGNAL_CODES))]
+    outcomes = [f"count(*) FILTER (WHERE r.outcome = '{code}') AS o{index}"
+                for index, code in enumerate(catalog.OUTCOME_CODES)]
+    return ", ".join(["count(*) AS n", *signals, *outcomes])
+
+
+def _cell_counts_sql() -> str:
+    """The same columns summed over a group of reports_cell rows `c`."""
+    signals = [f"sum((c.signals ->> '{code}')::bigint) AS s{index}"
+               for index, code in enumerate(catalog.SIGNAL_CODES)]
+    outcomes = [f"sum((c.outcomes ->> '{code}')::bigint) AS o{index}"
+                for index, code in enumerate(catalog.OUTCOME_CODES)]
+    return ", ".join(["sum(c.reports)::bigint AS n", *signals, *outcomes])
+
+
+def _summed_sql() -> str:
+    return ", ".join(f"sum({column})::bigint AS {column}"
+                     for column in ["n", *_SIGNAL_COLUMNS, *_OUTCOME_COLUMNS])
+
+
+def _json_sql(codes: tuple[str, ...], columns: list[str]) -> str:
+    pairs = ", ".join(f"'{code}', NULLIF({column}, 0)" for code, column in zip(codes, columns,
+                                                                              strict=True))
+    return f"jsonb_strip_nulls(jsonb_build_object({pairs}))"
+
+
+def _write_fresh_sql(*, scope: str) -> str:
+    """Upserts the cells in `fresh` and deletes the cells of `scope` missing from it;
+    selects how many cells `fresh` holds. Unchanged cells are not rewritten."""
+    return f"""
+        written AS (
+            INSERT INTO reports_cell (survey_id, unit_id, period_start, reports, signals,
+                                      outcomes)
+            SELECT %(survey)s, unit_id, period_start, n,
+                   {_json_sql(catalog.SIGNAL_CODES, _SIGNAL_COLUMNS)},
+                   {_json_sql(catalog.OUTCOME_CODES, _OUTCOME_COLUMNS)}
+            FROM fresh
+            ON CONFLICT (survey_id, unit_id, period_start) DO UPDATE
+            SET reports = EXCLUDED.reports, signals = EXCLUDED.signals,
+                outcomes = EXCLUDED.outcomes
+            WHERE (reports_cell.reports, reports_cell.signals, reports_cell.outcomes)
+                  IS DISTINCT FROM (EXCLUDED.reports, EXCLUDED.signals, EXCLUDED.outcomes)),
+        dropped AS (
+            DELETE FROM reports_cell c WHERE {scope}
+            AND NOT EXISTS (SELECT 1 FROM fresh f
+                            WHERE f.unit_id = c.unit_id AND f.period_start = c.period_start))
+        SELECT count(*) FROM fresh"""  # noqa: S608 - code names only
+
+
+def _rebuild_sql(*, survey_id) -> int:
+    # Reports are first counted per (unit, period): a few rows per cell instead of one
+    # per report, which then roll up over the closure cheaply.
+    sql = f"""
+        WITH own AS (
+            SELECT r.unit_id, r.period_start, {_report_counts_sql()}
+            FROM surveys_report r WHERE r.survey_id = %(survey)s
+            GROUP BY r.unit_id, r.period_start),
+        fresh AS MATERIALIZED (
+            SELECT a.ancestor_id AS unit_id, own.period_start, {_summed_sql()}
+            FROM own JOIN reports_unitancestor a ON a.unit_id = own.unit_id
+            GROUP BY a.ancestor_id, own.period_start),
+        {_write_fresh_sql(scope="c.survey_id = %(survey)s")}"""  # noqa: S608 - names only
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"survey": str(survey_id)})
+        return cursor.fetchone()[0]
+
+
+def _apply_sql(*, survey_id, targets: list[tuple[int, dt.date]]) -> None:
+    """Recomputes the cells of `targets`, all units of one depth, from the reports filed
+    at each unit itself plus the cells of its children: the work is bounded by the cells
+    touched, never by the reports below them."""
+    sql = f"""
+        WITH targets (unit_id, period_start) AS (
+            SELECT * FROM unnest(%(units)s::integer[], %(periods)s::date[])),
+        parts AS (
+            SELECT r.unit_id, r.period_start, {_report_counts_sql()}
+            FROM surveys_report r JOIN targets t
+                ON t.unit_id = r.unit_id AND t.period_start = r.period_start
+            WHERE r.survey_id = %(survey)s
+            GROUP BY r.unit_id, r.period_start
+            UNION ALL
+            SELECT u.parent_id, c.period_start, {_cell_counts_sql()}
+            FROM targets t JOIN surveys_orgunit u ON u.parent_id = t.unit_id
+            JOIN reports_cell c ON c.survey_id = %(survey)s AND c.unit_id = u.id
+                AND c.period_start = t.period_start
+            GROUP BY u.parent_id, c.period_start),
+        fresh AS MATERIALIZED (
+            SELECT unit_id, period_start, {_summed_sql()} FROM parts
+            GROUP BY unit_id, period_start),
+        {_write_fresh_sql(scope='''c.survey_id = %(survey)s AND (c.unit_id, c.period_start)
+                                   IN (SELECT unit_id, period_start FROM targets)''')}"""  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"survey": str(survey_id), "units": [unit for unit, _ in targets],
+                             "periods": [period for _, period in targets]})
+
+
+def _apply_pending_sql(*, survey_id, batch: int) -> int:
+    with connection.cursor() as cursor:
+        # Delete before counting: a report committed after this statement keeps its own
+        # outbox row, and every report whose row is gone is visible to the counts below.
+        cursor.execute("""
+            DELETE FROM reports_pendingchange WHERE id IN (
+                SELECT id FROM reports_pendingchange WHERE survey_id = %s LIMIT %s)
+            RETURNING unit_id, period_start""", [str(survey_id), batch])
+        pending = cursor.fetchall()
+        if not pending:
+            return 0
+        changed = sorted(set(pending))
+        cursor.execute("""
+            SELECT DISTINCT u.depth, a.ancestor_id, c.period_start
+            FROM unnest(%s::integer[], %s::date[]) AS c (unit_id, period_start)
+            JOIN reports_unitancestor a ON a.unit_id = c.unit_id
+            JOIN surveys_orgunit u ON u.id = a.ancestor_id""",
+                       [[unit for unit, _ in changed], [period for _, period in changed]])
+        by_depth: dict[int, list[tuple[int, dt.date]]] = defaultdict(list)
+        for depth, unit_id, period in cursor.fetchall():
+            by_depth[depth].append((unit_id, period))
+    # Deepest first, so every parent sums children that are already up to date.
+    for depth in sorted(by_depth, reverse=True):
+        _apply_sql(survey_id=survey_id, targets=by_depth[depth])
+    return len(pending)
+
+
+def _apply_pending_portable(*, survey_id, batch: int) -> int:
     pending = list(PendingChange.objects.filter(survey_id=survey_id)
                    .values_list("id", "unit_id", "period_start")[:batch])
     if not pending:
-        publication_maybe_publish(survey_id=survey_id, state=state)
         return 0
-    # Delete before counting: a report committed after this statement keeps
-    # its own outbox row, and every report whose row is gone is visible to
-    # the counting queries below.
     PendingChange.objects.filter(id__in=[row[0] for row in pending]).delete()
     units_by_period: dict[dt.date, set[int]] = defaultdict(set)
     for _, unit_id, period in pending:
@@ -134,30 +275,54 @@ def cells_apply_pending(*, survey_id, batch: int = PENDING_BATCH) -> int:
                                    ancestor_ids=ancestor_ids)
         _cells_write(survey_id=survey_id, counts=counts,
                      scope_keys={(unit_id, period) for unit_id in ancestor_ids})
-    state.changes_since_publication += len(pending)
-    state.save(update_fields=["changes_since_publication"])
-    publication_maybe_publish(survey_id=survey_id, state=state)
     return len(pending)
 
 
-@transaction.atomic
-def cells_rebuild(*, survey_id) -> int:
-    """Recomputes every cell of a survey from its reports; returns the cell count."""
-    _state_locked(survey_id)
-    PendingChange.objects.filter(survey_id=survey_id).delete()
+def _rebuild_portable(*, survey_id) -> int:
     counts = _rolled_up_counts(survey_id=survey_id, period_start=None, ancestor_ids=None)
     Cell.objects.filter(survey_id=survey_id).delete()
     _cells_write(survey_id=survey_id, counts=counts, scope_keys=None)
     return len(counts)
 
 
+@transaction.atomic
+def cells_apply_pending(*, survey_id, batch: int = PENDING_BATCH) -> int:
+    """Recomputes the cells named by up to `batch` outbox rows; returns how many
+    rows it handled (the caller goes again while that equals `batch`)."""
+    state = _state_locked(survey_id)
+    apply = _apply_pending_sql if _uses_sql() else _apply_pending_portable
+    handled = apply(survey_id=survey_id, batch=batch)
+    if handled:
+        state.changes_since_publication += handled
+        state.save(update_fields=["changes_since_publication"])
+    publication_maybe_publish(survey_id=survey_id, state=state)
+    return handled
+
+
+@transaction.atomic
+def cells_rebuild(*, survey_id, portable: bool = False) -> int:
+    """Recomputes every cell of a survey from its reports; returns the cell count.
+
+    `portable` forces the database-neutral path that SQLite always takes."""
+    _state_locked(survey_id)
+    PendingChange.objects.filter(survey_id=survey_id).delete()
+    if _uses_sql() and not portable:
+        return _rebuild_sql(survey_id=survey_id)
+    return _rebuild_portable(survey_id=survey_id)
+
+
+def publication_not_before(*, state: AggregationState | None) -> dt.datetime | None:
+    """The earliest time of the next publication (None: no interval to wait for)."""
+    if state is None or state.published_at is None:
+        return None
+    return state.published_at + dt.timedelta(seconds=settings.CHORUS_PUBLISH_INTERVAL_SECONDS)
+
+
 def publication_due(*, state: AggregationState, min_group_size: int, now: dt.datetime) -> bool:
     if state.changes_since_publication < min_group_size:
         return False
-    if state.published_at is None:
-        return True
-    interval = dt.timedelta(seconds=settings.CHORUS_PUBLISH_INTERVAL_SECONDS)
-    return now - state.published_at >= interval
+    not_before = publication_not_before(state=state)
+    return not_before is None or now >= not_before
 
 
 def publication_maybe_publish(*, survey_id, state: AggregationState | None = None,
@@ -175,13 +340,15 @@ def publication_maybe_publish(*, survey_id, state: AggregationState | None = Non
                                              now=now):
             return False
         PublishedCell.objects.filter(survey_id=survey_id).delete()
-        PublishedCell.objects.bulk_create(
-            [PublishedCell(survey_id=survey_id, unit_id=cell.unit_id,
-                           period_start=cell.period_start, reports=cell.reports,
-                           signals=cell.signals, outcomes=cell.outcomes)
-             for cell in Cell.objects.filter(survey_id=survey_id).iterator(chunk_size=5000)],
-            batch_size=5000,
-        )
+        # Copied inside the database: a large survey has hundreds of thousands of cells.
+        # In a fixed order, so the stored order never depends on how cells were written.
+        columns = ("survey_id", "unit_id", "period_start", "reports", "signals", "outcomes")
+        select, params = (Cell.objects.filter(survey_id=survey_id)
+                          .order_by("unit_id", "period_start")
+                          .values_list(*columns).query.sql_with_params())
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO reports_publishedcell ({', '.join(columns)}) {select}",
+                           params)
         state.changes_since_publication = 0
         state.published_at = now
         state.publications += 1

@@ -285,7 +285,7 @@ def test_dashboard_reads_take_a_fixed_number_of_queries(organizer, what,
                 "organizer export": f"/organizer/surveys/{survey.id}/export.csv"}[what]
 
     # survey, publication state, published cells, then the latest detection run (if shown)
-    expected = {"page": 4, "aggregates": 3, "export": 4, "organizer page": 5 + session,
+    expected = {"page": 4, "aggregates": 3, "export": 4, "organizer page": 6 + session,
                 "organizer export": 4 + session}[what]
     for survey in (small, large):
         cache.clear()
