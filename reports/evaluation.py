@@ -7,13 +7,13 @@
   relative risk 1.5/2/3/5; null without and with a review season; drives inside a review
   season; signature-carrying drives of modest relative risk;
 * methods: each scan model on its own (raw Monte Carlo p <= alpha), ``targeted_classic``
-  (targeted without leave-branch-out, to show the gain), ``combined`` (any model with
+  (targeted without leave-branch-out, to show the gain), ``combined`` (the detector a
+  default run uses: any model of ``DEFAULT_MODELS``, ``targeted`` and ``signature``, with
   Bonferroni-adjusted p <= alpha; its cut is the one with the smallest adjusted p, ties
-  broken by model order in ``reports.scan.MODELS``), ``combined_robust`` (the same over
-  the models conditioned on each branch's own total, ``targeted`` and ``signature``,
-  Bonferroni over those two: they are insensitive to unit reporting habits and
-  company-wide seasons, which the ``wave`` and ``per_capita`` nulls are not), and two
-  baselines on the same data:
+  broken by model order in ``reports.scan.MODELS``; those two models condition on each
+  branch's own total, so unit reporting habits and company-wide seasons do not move their
+  nulls, unlike ``wave`` and ``per_capita``), ``combined_all`` (the same over every
+  available model), and two baselines on the same data:
   ``naive_threshold`` (alarm when any team has >= k reports in one period) and ``ears_c2``
   (EARS C2 on every branch's series: 7-period baseline, 2-period lag, sd floored at 0.5),
   both calibrated on separate null scenarios (no review season) to a false-alarm rate
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,18 +45,20 @@ __all__ = [
     "default_cells",
     "evaluate",
     "format_table",
+    "targets_summary",
 ]
 
 LEVELS = ("team", "department", "org")
 LENGTHS = (1, 2, 4, 8)
 RELATIVE_RISKS = (1.5, 2.0, 3.0, 5.0)
 SCAN_METHODS = ("targeted", "wave", "signature", "per_capita")
-ROBUST_MODELS = ("targeted", "signature")
+# Kept equal to reports.detection.DEFAULT_MODELS (that module needs Django).
+DEFAULT_MODELS = ("targeted", "signature")
 METHODS = (
     *SCAN_METHODS,
     "targeted_classic",
     "combined",
-    "combined_robust",
+    "combined_all",
     "naive_threshold",
     "ears_c2",
 )
@@ -252,7 +254,7 @@ def _scan_outcomes(ds, cfg: EvalConfig, n_replicas: int, entropy, include_classi
         cut = cuts[0]
         out[label] = (scan.monte_carlo_p(cut.llr, maxima), ds.leaf_cells(cut.branch, cut.start,
                                                                           cut.end))
-    for label, group in (("combined", models), ("combined_robust", ROBUST_MODELS)):
+    for label, group in (("combined", DEFAULT_MODELS), ("combined_all", models)):
         used = [m for m in scan.MODELS if m in group and m in models]
         best = (1.0, set())
         for m in used:
@@ -298,13 +300,17 @@ def evaluate(
     config: EvalConfig | None = None,
     include_classic: bool = True,
     methods: Sequence[str] | None = None,
+    n_null_scenarios: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[EvalRow]:
-    """Run ``n_scenarios`` seeded scenarios per cell and return one row per (cell, method).
+    """Run ``n_scenarios`` seeded scenarios per drive cell (``n_null_scenarios``, default
+    the same, per null cell) and return one row per (cell, method).
 
     n_replicas: Monte Carlo replicas per model and scenario (p-value resolution
     1/(n_replicas+1)).  n_calibration: null scenarios used to calibrate the baselines
     (default ``max(100, 2 * n_scenarios)``).  seed: master seed; every scenario's seed is
     derived from (seed, cell name, scenario index) so cells are reproducible on their own.
+    progress: called with each cell's name once the cell is done.
     """
     cfg = config or EvalConfig()
     cells = list(default_cells() if cells is None else cells)
@@ -316,7 +322,8 @@ def evaluate(
     for cell in cells:
         alarms: dict[str, list[bool]] = {m: [] for m in wanted}
         jacc: dict[str, list[float]] = {m: [] for m in wanted}
-        for k in range(n_scenarios):
+        count = n_null_scenarios if cell.is_null and n_null_scenarios else n_scenarios
+        for k in range(count):
             sseed = _seed(seed, cell.name, k)
             ds = _dataset(cell, cfg, sseed)
             planted = set(ds.planted_cells)
@@ -360,6 +367,8 @@ def evaluate(
                     ),
                 )
             )
+        if progress is not None:
+            progress(cell.name)
     return rows
 
 
@@ -392,6 +401,55 @@ def format_table(rows: Sequence[EvalRow]) -> str:
                 parts.append(f"{fmt(r.alarm_rate)} {fmt(r.localization)} {fmt(r.extended_power)}")
         lines.append(f"{cell:{width}}  {n:>3}  " + "  ".join(parts))
     return "\n".join(lines)
+
+
+SMALL_DRIVES = ("team/L1/", "team/L2/")
+SINGLE_MODELS = SCAN_METHODS
+BASELINES = ("naive_threshold", "ears_c2")
+
+
+def targets_summary(rows: Sequence[EvalRow], *, alpha: float = 0.05) -> list[str]:
+    """One line per target of the combined detector (the default model set), each
+    starting with PASS or MISS, so a reader sees at once which ones hold."""
+    by = {(r.cell, r.method): r for r in rows}
+    lines = []
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    for cell in ("null", "null+season"):
+        r = by.get((cell, "combined"))
+        if r is None:
+            continue
+        se = math.sqrt(alpha * (1 - alpha) / r.n_scenarios)
+        ok = abs(r.alarm_rate - alpha) <= 0.02
+        lines.append(f"{verdict(ok)} false alarms on {cell}: {r.alarm_rate:.3f} "
+                     f"(target {alpha} +- 0.02; {r.n_scenarios} scenarios, binomial sd "
+                     f"{se:.3f})")
+    r = by.get(("department/L4/RR3", "combined"))
+    if r is not None:
+        lines.append(f"{verdict(r.alarm_rate >= 0.9)} power on department/L4/RR3: "
+                     f"{r.alarm_rate:.2f} (target >= 0.9; extended {r.extended_power:.2f})")
+    drive_cells = sorted({r.cell for r in rows if r.kind == "drive"
+                          and r.relative_risk >= 2 and (r.cell, "combined") in by})
+    for base in BASELINES:
+        compared = [c for c in drive_cells if (c, base) in by]
+        lost = [c for c in compared
+                if not by[(c, "combined")].extended_power > by[(c, base)].extended_power]
+        lines.append(f"{verdict(not lost)} extended power above {base} on "
+                     f"{len(compared) - len(lost)}/{len(compared)} drive cells with RR >= 2"
+                     + (f"; not on: {', '.join(lost)}" if lost else ""))
+    small = sorted({r.cell for r in rows if r.kind == "drive"
+                    and any(r.cell.startswith(p) for p in SMALL_DRIVES)
+                    and (r.cell, "combined") in by})
+    for single in SINGLE_MODELS:
+        compared = [c for c in small if (c, single) in by]
+        lost = [c for c in compared
+                if not by[(c, "combined")].extended_power > by[(c, single)].extended_power]
+        lines.append(f"{verdict(not lost)} extended power above {single} on "
+                     f"{len(compared) - len(lost)}/{len(compared)} team-level 1-2 period cells"
+                     + (f"; not on: {', '.join(lost)}" if lost else ""))
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -18,13 +18,19 @@ Models (``MODELS``)
 ``targeted``
     Conditioned on branch and time (space-time permutation flavour).  ``n_g`` = reports in
     branch g, ``C`` = all reports, ``C_W`` = all reports in window W, ``c`` = reports of g
-    in W.  With ``leave_branch_out=True`` (default) the time profile comes from the rest of
-    the company: ``E = n_g * max(C_W - c, 0.5) / (C - n_g)`` (the 0.5 is a continuity
-    floor so that a window in which nobody outside the branch reported gives a large but
-    finite LLR; branches with ``n_g == C`` yield no cut).  With ``leave_branch_out=False``
-    the classic ``E = n_g * C_W / C`` is used (a big drive inflates ``C_W`` and hides
-    itself).  Poisson LLR ``c ln(c/E) + (C-c) ln((C-c)/(C-E))`` for ``c > E``.  Null
-    replicas permute report periods against report units.
+    in W.  With ``leave_branch_out=True`` (default) the branch is compared with the rest of
+    the company: the LLR is that of the 2 x 2 table branch/rest x window/rest (inside share
+    ``c / n_g`` against the rest's share ``(C_W - c) / (C - n_g)``, the Bernoulli formula
+    with window reports as cases), so a big drive does not hide in the company-wide time
+    profile it inflates, and a large branch is not credited with the rest's noise as if
+    its time profile were known exactly (which made a plain leave-out Poisson statistic
+    heavy-tailed on org-sized branches and cost power on departments).  ``Cut.expected``
+    is ``n_g * max(C_W - c, 0.5) / (C - n_g)`` (the count at the rest's rate; the 0.5
+    keeps a window in which nobody outside reported finite); branches with ``n_g == C``
+    yield no cut.  With ``leave_branch_out=False`` the classic ``E = n_g * C_W / C`` and
+    the Poisson LLR ``c ln(c/E) + (C-c) ln((C-c)/(C-E))`` for ``c > E`` are used (a big
+    drive inflates ``C_W`` and hides itself).  Null replicas permute report periods against
+    report units.
 ``wave``
     Conditioned on branch, uniform in time.  Binomial LLR of ``c`` out of ``n_g`` against
     share ``w/T``.  Null replicas redraw every report's period uniformly.
@@ -365,6 +371,18 @@ class _XLogXTable:
         llr = t[c] + t[n - c] - t[n] + t[out_c] + t[ctrl] - t[out_n] - null
         return np.where(ok, np.maximum(llr, 0.0), 0.0)
 
+    def table2x2(self, c, n, cw, big_n: int) -> np.ndarray:
+        """Targeted leave-branch-out LLR: ``c`` of the branch's ``n`` reports in a window
+        holding ``cw`` of all ``big_n`` reports (the Bernoulli LLR with window reports as
+        cases, arguments broadcast); zero unless the branch's share is the larger."""
+        t = self.tab
+        out_n = big_n - n
+        out_c = cw - c
+        ok = (out_n > 0) & (c * out_n > out_c * n)
+        llr = (t[c] + t[n - c] - t[n] + t[out_c] + t[np.maximum(out_n - out_c, 0)] - t[out_n]
+               - t[cw] - t[big_n - cw] + t[big_n])
+        return np.where(ok, np.maximum(llr, 0.0), 0.0)
+
 
 # --------------------------------------------------------------------------------------
 # model set-up
@@ -438,6 +456,9 @@ class _Model:
             c_t = np.bincount(data.report_periods, minlength=T)
             cs = np.concatenate([[0], np.cumsum(c_t)])
             self.cw = [cs[w:] - cs[:-w] for w in range(1, self.wmax + 1)]
+            self.cw_min = np.array([a.min() for a in self.cw], dtype=np.int64)
+            self.cw_max = np.array([a.max() for a in self.cw], dtype=np.int64)
+            self.table = _XLogXTable(self.N)
         elif model == "signature":
             cases = data.report_cases
             self.cases = cases
@@ -491,6 +512,13 @@ class _Model:
         raise AssertionError("signature has no simple expected count")
 
     def llr(self, w: int, c: np.ndarray, rows, start=None, n=None) -> np.ndarray:
+        if self.model == "targeted" and self.leave_out:
+            cw = self.cw[w - 1] if start is None else self.cw[w - 1][start]
+            n_g = self.n_g[rows]
+            if c.ndim == 2:
+                n_g = n_g[:, None]
+                cw = np.broadcast_to(cw, c.shape)
+            return self.table.table2x2(np.asarray(c, dtype=np.int64), n_g, cw, self.N)
         if self.model == "targeted" or self.model == "per_capita":
             return poisson_llr(c, self.expected(w, c, rows, start), self.C)
         if self.model == "wave":
@@ -534,6 +562,8 @@ class _Model:
             view = buf[: T - w + 1]
             view += one[w - 1 :]
             cmax_wu[w - 1] = view.max(axis=0)
+        if self.model == "targeted" and self.leave_out:
+            return self._max_table_llr(cmax_wu, one, min_reports)
         cmax = cmax_wu.T  # [U, W]
         eligible = cmax >= min_reports
         if not eligible.any():
@@ -550,17 +580,10 @@ class _Model:
             cwmin = np.array([a.min() for a in self.cw], dtype=np.float64)[None, :]
             cwmax = np.array([a.max() for a in self.cw], dtype=np.float64)[None, :]
             n_g = self.n_g[:, None].astype(np.float64)
-            if self.leave_out:
-                rest = self.C - n_g
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    e_lo = n_g * np.maximum(cwmin - cmax, _LEAVE_OUT_FLOOR) / rest
-                    e_hi = n_g * np.maximum(cwmax - cmax, _LEAVE_OUT_FLOOR) / rest
-                e_lo = np.where(rest > 0, e_lo, np.inf)
-                e_hi = np.where(rest > 0, e_hi, np.inf)
-            else:
-                e_lo = n_g * cwmin / self.C
-                e_hi = n_g * cwmax / self.C
-            upper = poisson_llr(cmax, e_lo, self.C)
+            e_lo = n_g * cwmin / self.C
+            e_hi = n_g * cwmax / self.C
+            # a window nobody reported in gives no bound (E -> 0), so check such pairs
+            upper = np.where(e_lo > 0, poisson_llr(cmax, e_lo, self.C), np.inf)
             lower = poisson_llr(cmax, e_hi, self.C)
         else:  # signature
             tab = self.table
@@ -583,6 +606,37 @@ class _Model:
                 val = self.table.bernoulli(c, self.nw[wi][rows], self.C, self.N)
             else:
                 val = self.llr(w, c, rows)
+            val = np.where(c >= min_reports, val, 0.0)
+            best = max(best, float(val.max()))
+        return best
+
+    def _max_table_llr(self, cmax_wu: np.ndarray, one: np.ndarray, min_reports: int) -> float:
+        """Branch and bound for the targeted 2 x 2 table LLR on the eligible (width, branch)
+        pairs only (most pairs of a large tree hold fewer than k reports).  The LLR grows
+        with ``c`` and falls with the window's company total, so the largest window count
+        with the smallest total bounds a pair from above, and with the largest total from
+        below (a value some cut of the pair reaches or beats)."""
+        w_idx, u_idx = np.nonzero(cmax_wu >= min_reports)
+        if w_idx.size == 0:
+            return 0.0
+        c = cmax_wu[w_idx, u_idx].astype(np.int64)
+        n = self.n_g[u_idx]
+        table = self.table
+        lower = table.table2x2(c, n, self.cw_max[w_idx], self.N)
+        best = float(lower.max())
+        upper = table.table2x2(c, n, np.maximum(self.cw_min[w_idx], c), self.N)
+        cutoff = best - _TOL_REL * abs(best) - _TOL_ABS
+        keep = (upper >= cutoff) & (upper > 0)
+        if not keep.any():
+            return best
+        w_idx, u_idx = w_idx[keep], u_idx[keep]
+        cs = np.zeros((self.T + 1, one.shape[1]), dtype=np.int64)
+        np.cumsum(one, axis=0, out=cs[1:])
+        for wi in np.unique(w_idx):
+            rows = u_idx[w_idx == wi]
+            w = int(wi) + 1
+            c = cs[w:, rows] - cs[:-w, rows]  # [starts, rows]
+            val = table.table2x2(c, self.n_g[rows][None, :], self.cw[wi][:, None], self.N)
             val = np.where(c >= min_reports, val, 0.0)
             best = max(best, float(val.max()))
         return best

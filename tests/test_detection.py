@@ -278,5 +278,6 @@ def test_evaluate_detection_command_prints_the_table():
     out = io.StringIO()
     call_command("evaluate_detection", "--scenarios", "1", "--replicas", "19",
                  "--cells", "department/L4/RR5/in-season", stdout=out)
-    assert "combined_robust" in out.getvalue()
+    assert "combined_all" in out.getvalue()
+    assert "department/L4/RR3" not in out.getvalue() or "power on" in out.getvalue()
     assert "department/L4/RR5/in-season" in out.getvalue()

@@ -86,13 +86,9 @@ def brute_force_cuts(data: ScanData, model: str, min_reports: int, leave_out: bo
                     if model == "targeted":
                         c_w = int(c_t[s : s + w].sum())
                         if leave_out:
-                            if big_n - n_g == 0:
-                                e = math.inf
-                            else:
-                                e = n_g * max(c_w - c, 0.5) / (big_n - n_g)
+                            llr = float(bernoulli_llr(c, n_g, c_w, big_n))
                         else:
-                            e = n_g * c_w / big_n
-                        llr = float(poisson_llr(c, e, big_n))
+                            llr = float(poisson_llr(c, n_g * c_w / big_n, big_n))
                     elif model == "wave":
                         llr = float(binomial_llr(c, n_g, w / t_all))
                     else:
@@ -143,23 +139,25 @@ def test_bernoulli_signature_llr_matches_hand_computation():
     assert float(bernoulli_llr(6, 20, 6, 20)) == 0.0  # cut holding every report
 
 
-def test_targeted_leave_branch_out_expected_matches_hand_computation():
+def test_targeted_leave_branch_out_is_the_branch_by_window_table_llr():
     # root 0 -> units 1, 2; 4 periods, max_window 2
     parents = np.array([-1, 0, 0])
     units = np.array([1, 1, 1, 1, 2, 2, 2, 2, 2, 2])
     periods = np.array([0, 0, 0, 3, 0, 1, 1, 2, 3, 3])
     data = ScanData(parents, units, periods, 4)
-    cuts = observed_cuts(data, "targeted", min_reports=1, limit=1)
-    top = cuts[0]
-    assert (top.branch, top.start, top.end, top.observed) == (1, 0, 0, 3)
-    # n_g = 4, C = 10, C_W = 4 (period 0), outside-branch reports in W = 1
-    e = 4 * (4 - 3) / (10 - 4)
-    assert top.expected == pytest.approx(e)
-    assert top.llr == pytest.approx(3 * math.log(3 / e) + 7 * math.log(7 / (10 - e)))
-    classic = observed_cuts(data, "targeted", min_reports=1, limit=1, leave_branch_out=False)
-    e_classic = 4 * 4 / 10
-    assert classic[0].expected == pytest.approx(e_classic)
-    assert classic[0].llr < top.llr
+    cuts = observed_cuts(data, "targeted", min_reports=1, limit=20)
+    cut = next(c for c in cuts if (c.branch, c.start, c.end) == (1, 0, 0))
+    assert cut.observed == 3
+    # branch 1 x period 0: 3 in, 1 of the branch's other reports, 1 outside the branch in
+    # the window, 5 outside both; margins 4/6 (branch) and 4/6 (window) of 10
+    table = [(3, 1.6), (1, 2.4), (1, 2.4), (5, 3.6)]
+    assert cut.llr == pytest.approx(sum(o * math.log(o / e) for o, e in table))
+    # expected at the rest of the company's rate: n_g * (C_W - c) / (C - n_g)
+    assert cut.expected == pytest.approx(4 * (4 - 3) / (10 - 4))
+    classic = observed_cuts(data, "targeted", min_reports=1, limit=20, leave_branch_out=False)
+    same = next(c for c in classic if (c.branch, c.start, c.end) == (1, 0, 0))
+    assert same.expected == pytest.approx(4 * 4 / 10)
+    assert same.llr < cut.llr
 
 
 def test_per_capita_expected_uses_subtree_headcount_and_window_share():
@@ -375,13 +373,14 @@ def test_golden_p_values_and_llrs_are_pinned():
     assert got == GOLDEN
 
 
-# computed once by running the code (seed 777, entropy 4242, 199 replicas), pinned here
+# computed by running the code (seed 777, entropy 4242, 199 replicas), pinned here; re-run
+# when the targeted model became the branch x window table LLR
 GOLDEN: list = [
     ("per_capita", 8, 6, 7, 31, 26.433109025, 0.005, 0.02),
     ("wave", 8, 6, 7, 31, 16.75816511, 0.005, 0.02),
-    ("targeted", 2, 6, 7, 47, 12.545097214, 0.01, 0.04),
     ("signature", 8, 5, 7, 16, 11.125576683, 0.01, 0.04),
-    ("targeted", 3, 9, 10, 26, 6.218973414, 0.215, 0.86),
+    ("targeted", 8, 6, 8, 36, 10.345798217, 0.02, 0.08),
+    ("targeted", 3, 9, 10, 26, 4.819856905, 0.82, 1.0),
     ("per_capita", 4, 6, 7, 14, 3.81325682, 0.87, 1.0),
     ("wave", 3, 9, 10, 26, 3.69445313, 0.975, 1.0),
     ("signature", 4, 7, 10, 5, 1.967093857, 0.92, 1.0),
