@@ -463,3 +463,81 @@ def test_amend_on_a_week_survey_stores_the_monday(api, organizer):
     receipt = filed(api, survey, unit="Acme/Cloud")
     response = api.patch(report_path(survey, receipt), {"period": "2026-02-05"}, format="json")
     assert response.json()["period"] == "2026-02-02"
+
+
+# In a real browser
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    import os
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    require(os.path.exists(CHROMIUM), f"Chromium is not installed at {CHROMIUM}")
+    # Playwright's sync API runs an event loop in this thread.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def fill_report(page, survey, live_server):
+    page.goto(f"{live_server.url}{form_path(survey)}")
+    page.get_by_label("Your unit").fill("Acme/Retail/Marketing")
+    page.get_by_label("When did the feedback change?").select_option(
+        timezone.localdate().replace(day=1).isoformat())
+    page.get_by_label("The feedback turned suddenly").check()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_form_lets_only_its_first_submit_through(chromium, live_server, survey):
+    # A second click while the first answer loads would cancel that answer,
+    # the one page that shows the receipt.
+    context = chromium.new_context()
+    page = context.new_page()
+    fill_report(page, survey, live_server)
+    prevented = page.evaluate("""() => {
+        const form = document.querySelector("form[data-submit-once]");
+        return [1, 2].map(() => {
+            const event = new Event("submit", {cancelable: true});
+            form.dispatchEvent(event);
+            return event.defaultPrevented;
+        });
+    }""")
+    assert prevented == [False, True]
+    context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_respondent_reloads_the_receipt_page_then_amends_the_report(chromium, live_server,
+                                                                       survey):
+    context = chromium.new_context()
+    page = context.new_page()
+    fill_report(page, survey, live_server)
+    page.get_by_role("button", name="Send my report").click()
+    page.get_by_role("heading", name="Your report was received").wait_for()
+    receipt = page.locator("#receipt").inner_text()
+    page.reload()
+    page.get_by_role("heading", name="This report was already received").wait_for()
+    assert receipt not in page.content()
+    assert Report.objects.count() == 1
+
+    page.get_by_role("link", name="Change a report you sent").click()
+    page.get_by_label("Your receipt").fill(receipt)
+    page.get_by_role("button", name="Show my answers").click()
+    unit = page.get_by_label("Your unit")
+    assert unit.input_value() == "Acme/Retail/Marketing"
+    assert page.get_by_label("The feedback turned suddenly").is_checked()
+    unit.fill("Acme/Cloud")
+    page.get_by_label("The feedback turned suddenly").uncheck()
+    page.get_by_role("button", name="Save my changes").click()
+    page.get_by_text("Your answers were changed.").wait_for()
+    report = Report.objects.get()
+    assert (report.unit.path, report.signals) == ("Acme/Cloud", 0)
+    context.close()
