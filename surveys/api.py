@@ -391,8 +391,8 @@ class ReportAmendApi(ReportWithdrawApi):
         outcome = serializers.CharField()
         comment = serializers.CharField()
 
-    @extend_schema(request=AmendInput, responses={200: AnswersOutput, 410: None, 413: None,
-                                                  429: None}, auth=[])
+    @extend_schema(request=AmendInput, responses={200: AnswersOutput, 410: CLOSED, 413: TOO_LARGE,
+                                                  429: THROTTLED}, auth=[])
     def patch(self, request, share_token, receipt):
         """Changes any of the answers of the report with this receipt and
         returns them all. Validated like a new report (400 with field errors);
