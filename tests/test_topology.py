@@ -31,8 +31,6 @@ from tests.stack import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
-
 K = 5
 REPORTS = 2000
 PLANTED = 240
@@ -195,6 +193,28 @@ def _recount(survey_id) -> Counter:
     return counts
 
 
+def test_procfile_is_valid_runs_web_first_and_keeps_no_access_log():
+    require(importlib.util.find_spec("honcho") is not None,
+            "needs honcho (the dev extra: pip install -e '.[dev]')")
+    from honcho.environ import parse_procfile
+
+    check = subprocess.run([PYTHON, "-m", "honcho", "check", "-f", "Procfile"], cwd=BASE_DIR,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    processes = parse_procfile((BASE_DIR / "Procfile").read_text()).processes
+    # honcho and foreman hand $PORT itself only to the first entry.
+    assert list(processes) == ["web", "worker1", "worker2", "beat"]
+    assert "${PORT" in processes["web"]
+    assert "--workers 2" in processes["web"]
+    assert "access-log" not in processes["web"]
+    assert {re.search(r"--hostname (\S+)@", processes[name]).group(1)
+            for name in ("worker1", "worker2")} == {"worker1", "worker2"}
+    assert "--schedule var/" in processes["beat"]
+    assert not any(" /" in command for command in processes.values())
+
+
+@pytest.mark.services
+@pytest.mark.slow
 def test_procfile_serves_exact_published_counts_and_finds_a_planted_drive_on_both_workers(
         topology, tmp_path, settings):
     stack, honcho = topology
