@@ -55,7 +55,7 @@ def report_changes_record(*, survey: Survey, changes: list[tuple[int, dt.date]])
         [PendingChange(survey=survey, unit_id=unit_id, period_start=period)
          for unit_id, period in changes]
     )
-    aggregate_survey.delay_on_commit(str(survey.id))
+    aggregate_survey.delay_once_on_commit(str(survey.id))
 
 
 def _state_locked(survey_id) -> AggregationState:

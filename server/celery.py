@@ -1,9 +1,14 @@
+import contextlib
+import functools
 import logging
 import os
 
 from celery import Celery
 from celery.contrib.django.task import DjangoTask
+from django.core.cache import cache
+from django.db import transaction
 from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
 
@@ -30,6 +35,9 @@ class OutboxBackedTask(ChorusTask):
     """
 
     abstract = True
+    # A queued mark older than this is ignored, so a lost message delays
+    # the work by at most this long (and the sweep runs sooner anyway).
+    queued_mark_seconds = 60
 
     def apply_async(self, *args, **kwargs):
         try:
@@ -38,6 +46,37 @@ class OutboxBackedTask(ChorusTask):
             log.warning("broker unavailable, %s left for the sweep: %s", self.name,
                         type(error).__name__)
             return None
+
+    def delay_once_on_commit(self, *args) -> None:
+        """delay_on_commit, unless a message with the same arguments is queued
+        and has not started yet: that run will see this transaction's outbox
+        rows, since it reads them only after it has cleared the mark (see
+        __call__). Under a burst of reports this publishes one message per
+        run of the worker instead of one per report."""
+        transaction.on_commit(functools.partial(self._delay_unless_queued, *args))
+
+    def _queued_key(self, args) -> str:
+        return f"chorus:queued:{self.name}:{':'.join(map(str, args))}"
+
+    def _delay_unless_queued(self, *args) -> None:
+        key = self._queued_key(args)
+        try:
+            if not cache.add(key, 1, timeout=self.queued_mark_seconds):
+                return
+            marked = True
+        except RedisError:
+            marked = False  # publish, as without coalescing
+        if self.delay(*args) is None and marked:
+            # Not published: the mark must not hold back the next report.
+            with contextlib.suppress(RedisError):
+                cache.delete(key)
+
+    def __call__(self, *args, **kwargs):
+        if args and not kwargs:
+            # Failing, the mark expires; reports meanwhile wait for it or the sweep.
+            with contextlib.suppress(RedisError):
+                cache.delete(self._queued_key(args))
+        return super().__call__(*args, **kwargs)
 
 
 app = Celery("chorus")
