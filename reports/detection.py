@@ -206,20 +206,28 @@ def _unpack(blob: bytes) -> dict[str, np.ndarray]:
         return {name: npz[name] for name in npz.files}
 
 
-# Chunk tasks of one run on one worker share the decoded arrays and the scan's
-# per-model set-up, which costs more than a few replicas.
-_loaded: dict[str, tuple[dict, scan.ScanData]] = {}
+# Chunk tasks of one run on one worker process share the decoded arrays, the
+# scan's per-model set-up (tree tables, window totals) and the chunk plan, which
+# together cost more than a chunk's replicas. The key includes the fingerprint,
+# so a cached entry can never stand for other inputs.
+_loaded: dict[tuple[str, str], tuple[dict, scan.ScanData]] = {}
 _LOADED_MAX = 4
 
 
 def _run_data(run: DetectionRun) -> tuple[dict, scan.ScanData]:
-    key = str(run.id)
+    key = (str(run.id), run.fingerprint)
     if key not in _loaded:
         while len(_loaded) >= _LOADED_MAX:
             _loaded.pop(next(iter(_loaded)))
-        arrays = _unpack(run.inputs)
+        blob = DetectionRun.objects.filter(id=run.id).values_list("inputs", flat=True).get()
+        arrays = _unpack(blob)
         _loaded[key] = (arrays, scan_data(arrays))
     return _loaded[key]
+
+
+def _forget(run_id) -> None:
+    for key in [key for key in _loaded if key[0] == str(run_id)]:
+        _loaded.pop(key, None)
 
 
 # --------------------------------------------------------------------------------------
@@ -228,9 +236,10 @@ def _run_data(run: DetectionRun) -> tuple[dict, scan.ScanData]:
 
 
 def chunk_size_for(replicas: int) -> int:
-    """About eight chunks per model: enough to spread over workers, each a few
-    seconds on a large survey, few enough that per-chunk overhead stays small."""
-    return int(min(max(math.ceil(replicas / 8), 50), 1000))
+    """About four chunks per model: with two models that is eight tasks, enough
+    to keep two workers busy to the end, each a few seconds on a large survey,
+    and few enough that the per-task round trips stay small."""
+    return int(min(max(math.ceil(replicas / 4), 50), 2500))
 
 
 def _entropy(seed: int, model: str) -> tuple[int, int]:
@@ -322,9 +331,12 @@ def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
         run.observed = observed
         run.parameters = {**run.parameters, "min_reports": k, "max_window": scan.resolve_max_window(
             data.n_periods, None), "leave_branch_out": True, "cuts_per_model": CUTS_PER_MODEL,
-            "period": run.survey.period, "entropy": "(seed, model index)"}
+            "period": run.survey.period, "entropy": "(seed, model index)",
+            "targeted_statistic": "branch x window table LLR", "adjustment": "bonferroni"}
         run.save(update_fields=["inputs", "fingerprint", "numpy_version", "code_version",
                                 "models_run", "observed", "parameters"])
+        # This worker process runs chunks too: spare them decoding what is at hand.
+        _loaded[(str(run.id), run.fingerprint)] = (arrays, data)
     return chunk_plan(run=run)
 
 
@@ -336,7 +348,8 @@ def chunk_plan(*, run: DetectionRun) -> list[tuple[str, int, int]]:
 
 
 def detection_chunk(*, run_id, model: str, start: int, stop: int) -> None:
-    run = DetectionRun.objects.get(id=run_id)
+    # The input blob is read only on a cache miss, not with every chunk.
+    run = DetectionRun.objects.defer("inputs").get(id=run_id)
     _, data = _run_data(run)
     maxima = scan.replica_maxima(
         data, model, entropy=_entropy(run.seed, model), start=start, stop=stop,
@@ -428,7 +441,7 @@ def cluster_summary(*, shares: list[SignalShare], signature_dominant: bool) -> s
 def detection_rank(*, run_id) -> int:
     """Scores the observed cuts against the replica maxima and stores the
     clusters (at least k observed), best first; returns how many."""
-    run = DetectionRun.objects.select_related("survey").get(id=run_id)
+    run = DetectionRun.objects.select_related("survey").defer("inputs").get(id=run_id)
     arrays, _ = _run_data(run)
     k = run.survey.min_group_size
     n_models = len(run.models_run)
@@ -477,7 +490,7 @@ def detection_rank(*, run_id) -> int:
         DetectionRun.objects.filter(id=run.id, finished__isnull=True).update(
             finished=timezone.now())
         job_finish(job_id=run.job_id, succeeded=True)
-    _loaded.pop(str(run.id), None)
+    _forget(run.id)
     return len(clusters)
 
 
@@ -485,7 +498,7 @@ def detection_fail(*, run_id) -> None:
     run = DetectionRun.objects.filter(id=run_id).only("job_id").first()
     if run is not None:
         job_finish(job_id=run.job_id, succeeded=False)
-    _loaded.pop(str(run_id), None)
+    _forget(run_id)
 
 
 def surveys_due_for_detection(*, now: dt.datetime | None = None) -> list:

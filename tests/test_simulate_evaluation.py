@@ -111,7 +111,7 @@ def test_tiny_evaluation_is_structurally_sane_and_finds_a_strong_department_driv
     by = {(r.cell, r.method): r for r in rows}
     assert by[("department/L4/RR5", "combined")].alarm_rate >= 0.6
     assert by[("department/L4/RR5", "wave")].alarm_rate >= 0.4
-    for m in ("targeted", "wave", "signature", "combined_robust"):
+    for m in ("targeted", "wave", "signature", "combined"):
         assert by[("null", m)].alarm_rate <= 0.25, m
     table = format_table(rows)
     assert "department/L4/RR5" in table
