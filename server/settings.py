@@ -186,7 +186,7 @@ REDIS_URL = env.str("REDIS_URL", "")
 # and HMACs of used report-form tokens (surveys.services.report_create_once).
 CACHES = {
     # Bounded like the broker below: a hung Redis must not hang a request.
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+    "default": {"BACKEND": "server.cache.KeptRedisCache", "LOCATION": REDIS_URL,
                 "KEY_PREFIX": "chorus",
                 "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}}
     if REDIS_URL

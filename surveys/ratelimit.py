@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-import weakref
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -58,24 +57,13 @@ def _seconds_left(day: dt.date) -> int:
     return min(max(left, 1), 24 * 60 * 60)
 
 
-_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _redis():
-    """The Redis client of the cache, or None for other backends.
-
-    Kept per cache backend: Django builds a new client, with its table of
-    response callbacks, on every cache call, which costs more CPU than the
-    commands themselves. Talking to Redis directly also lets one round trip
-    do what takes the cache API two or three.
-    """
+    """The Redis client of the cache, or None for other backends: talking to
+    Redis directly lets one round trip do what takes the cache API two or three."""
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
         return None
-    client = _clients.get(backend)
-    if client is None:
-        client = _clients[backend] = backend._cache.get_client(write=True)
-    return client
+    return backend._cache.get_client(write=True)
 
 
 def _salt(day: dt.date) -> bytes:

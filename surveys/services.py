@@ -289,10 +289,30 @@ class ReportDraft:
     invite_code: str = ""
 
 
+# Unit ids by (survey id, path), per process. A unit keeps its id for good
+# (units are never renamed or deleted), so an id once found stays right; a
+# path not found is looked up again, since it may have been added since.
+_UNIT_IDS_KEPT = 50_000
+_unit_ids: dict[tuple, int] = {}
+
+
+def _report_unit(*, survey: Survey, path: str) -> OrgUnit | None:
+    unit_id = _unit_ids.get((survey.id, path))
+    if unit_id is None:
+        unit_id = (OrgUnit.objects.filter(survey=survey, path=path)
+                   .values_list("id", flat=True).first())
+        if unit_id is None:
+            return None
+        if len(_unit_ids) >= _UNIT_IDS_KEPT:
+            _unit_ids.clear()
+        _unit_ids[(survey.id, path)] = unit_id
+    return OrgUnit(id=unit_id, survey=survey, path=path)
+
+
 def report_validate(*, survey: Survey, draft: ReportDraft, today: dt.date) -> OrgUnit:
     """Checks a draft against the survey; raises ValidationError with field errors."""
     errors: dict[str, list[str]] = {}
-    unit = OrgUnit.objects.filter(survey=survey, path=draft.unit.strip()).first()
+    unit = _report_unit(survey=survey, path=draft.unit.strip())
     if unit is None:
         errors["unit"] = [_("Pick a unit from this survey's list.")]
     if draft.period > today:
