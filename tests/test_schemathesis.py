@@ -4,6 +4,8 @@ in-process WSGI app with every check it has: no 500s, and every answer
 
 import pytest
 import schemathesis
+from django.core import signals
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import CHECKS, load_all_checks
@@ -56,7 +58,19 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application,
 
 
 @pytest.fixture
-def seeded(db, settings, django_capture_on_commit_callbacks):
+def connection_kept():
+    """Keeps the test's database connection across requests, as Django's test
+    client does: the WSGI handler would close it at the end of each request,
+    and with it the transaction that holds the seeded data."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def seeded(db, connection_kept, settings, django_capture_on_commit_callbacks):
     """An organizer whose survey has units, published reports and a job, so
     that organizer operations answer with real figures rather than 404s."""
     settings.CHORUS_PUBLISH_INTERVAL_SECONDS = 0
