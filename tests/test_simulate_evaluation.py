@@ -136,3 +136,26 @@ def test_default_cells_cover_every_level_length_and_relative_risk(level):
     assert {"null", "null+season"} <= names
     assert any("in-season" in n for n in names)
     assert any("signature" in n for n in names)
+
+
+def test_default_detector_keeps_its_false_alarms_through_a_review_season_that_fools_wave():
+    cells = [ScenarioCell("null+season", season=True)]
+    rows = evaluate(cells, n_scenarios=12, n_replicas=99, n_calibration=20, seed=5,
+                    methods=["wave", "combined"], include_classic=False)
+    by = {r.method: r for r in rows}
+    assert by["wave"].alarm_rate >= 0.5
+    assert by["combined"].alarm_rate <= 0.25
+
+
+def test_targets_summary_names_every_target_with_pass_or_miss():
+    cells = [ScenarioCell("null"), ScenarioCell("department/L4/RR3", "department", 4, 3.0),
+             ScenarioCell("team/L2/RR5", "team", 2, 5.0)]
+    rows = evaluate(cells, n_scenarios=3, n_replicas=19, n_calibration=10, seed=1)
+    lines = evaluation.targets_summary(rows)
+    assert all(line.startswith(("PASS ", "MISS ")) for line in lines)
+    text = "\n".join(lines)
+    assert "false alarms on null" in text
+    assert "power on department/L4/RR3" in text
+    assert "above ears_c2" in text
+    assert "above naive_threshold" in text
+    assert "above per_capita on" in text
