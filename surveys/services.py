@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
 from reports.services import org_tree_index, report_changes_record
+from server.db import insert_row
 from surveys import catalog
 from surveys.models import MIN_GROUP_SIZE_FLOOR, InviteCode, OrgUnit, Report, Survey
 from surveys.scrub import comment_scrub
@@ -351,8 +352,8 @@ def report_create(*, survey: Survey, draft: ReportDraft) -> str:
         invite_redeem(survey=survey, code=draft.invite_code)
     period_start = period_start_for(period=survey.period, day=draft.period)
     receipt = secrets.token_urlsafe(16)
-    Report.objects.create(
-        survey=survey, unit=unit, period_start=period_start,
+    insert_row(
+        Report, survey_id=survey.id, unit_id=unit.id, period_start=period_start,
         signals=catalog.signals_to_mask(draft.signals), outcome=draft.outcome,
         comment=comment_scrub(draft.comment),
         received_week=period_start_for(period=Survey.Period.WEEK, day=today),
