@@ -48,7 +48,7 @@ from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from reports import services as report_services  # noqa: E402
-from reports.models import AggregationState, Cell  # noqa: E402
+from reports.models import AggregationState, Cell, UnitAncestor  # noqa: E402
 from surveys import catalog, services  # noqa: E402
 from surveys.models import OrgUnit  # noqa: E402
 
@@ -192,6 +192,9 @@ def main() -> None:
                  for t in range(99)][:20_000 - 211]
     timed(f"units_upsert of {len(big_paths) + 211:,} units with their closure",
           services.units_upsert, survey=big, units=[{"path": p} for p in big_paths])
+    UnitAncestor.objects.filter(survey=big).delete()
+    timed("org_tree_index alone for the same 20,000 units", report_services.org_tree_index,
+          survey=big, units=list(OrgUnit.objects.filter(survey=big)))
     survey = services.survey_create(owner=owner, title="1M reports", min_group_size=5)
     services.units_upsert(survey=survey, units=[{"path": p} for p in unit_paths()])
     print(f"  {OrgUnit.objects.filter(survey=survey).count():,} units in the benchmark tree")

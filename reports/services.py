@@ -14,11 +14,12 @@ from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from reports.models import AggregationState, Cell, PendingChange, PublishedCell, UnitAncestor
-from server.db import insert_row
 from surveys import catalog
 from surveys.models import OrgUnit, Report, Survey
 
-PENDING_BATCH = 2000
+# Outbox rows per aggregation transaction. Each batch recomputes every affected ancestor
+# cell once, so larger batches share the upper levels of the tree among more reports.
+PENDING_BATCH = 10_000
 _COUNT_FIELDS = ("reports", "signals", "outcomes")
 
 
@@ -52,9 +53,11 @@ def report_changes_record(*, survey: Survey, changes: list[tuple[int, dt.date]])
     asks for aggregation once that transaction commits."""
     from reports.tasks import aggregate_survey
 
-    for unit_id, period in changes:
-        insert_row(PendingChange, survey_id=survey.id, unit_id=unit_id, period_start=period)
-    aggregate_survey.delay_once_on_commit(str(survey.id))
+    PendingChange.objects.bulk_create(
+        [PendingChange(survey=survey, unit_id=unit_id, period_start=period)
+         for unit_id, period in changes]
+    )
+    aggregate_survey.delay_on_commit(str(survey.id))
 
 
 def _state_locked(survey_id) -> AggregationState:
@@ -188,7 +191,8 @@ def _write_fresh_sql(*, scope: str) -> str:
 def _rebuild_sql(*, survey_id) -> int:
     # Reports are first counted per (unit, period): a few rows per cell instead of one
     # per report, which then roll up over the closure cheaply.
-    sql = f"""
+    # The target table leads the text, so it shows in pg_stat_activity's truncated query.
+    sql = f"""/* rebuild of reports_cell */
         WITH own AS (
             SELECT r.unit_id, r.period_start, {_report_counts_sql()}
             FROM surveys_report r WHERE r.survey_id = %(survey)s
@@ -211,7 +215,7 @@ def _apply_sql(*, survey_id, targets: list[tuple[int, dt.date]]) -> None:
     """Recomputes the cells of `targets`, all units of one depth, from the reports filed
     at each unit itself plus the cells of its children: the work is bounded by the cells
     touched, never by the reports below them."""
-    sql = f"""
+    sql = f"""/* update of reports_cell */
         WITH targets (unit_id, period_start) AS (
             SELECT * FROM unnest(%(units)s::integer[], %(periods)s::date[])),
         parts AS (
