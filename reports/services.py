@@ -14,6 +14,7 @@ from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from reports.models import AggregationState, Cell, PendingChange, PublishedCell, UnitAncestor
+from server.db import insert_row
 from surveys import catalog
 from surveys.models import OrgUnit, Report, Survey
 
@@ -53,11 +54,9 @@ def report_changes_record(*, survey: Survey, changes: list[tuple[int, dt.date]])
     asks for aggregation once that transaction commits."""
     from reports.tasks import aggregate_survey
 
-    PendingChange.objects.bulk_create(
-        [PendingChange(survey=survey, unit_id=unit_id, period_start=period)
-         for unit_id, period in changes]
-    )
-    aggregate_survey.delay_on_commit(str(survey.id))
+    for unit_id, period in changes:
+        insert_row(PendingChange, survey_id=survey.id, unit_id=unit_id, period_start=period)
+    aggregate_survey.delay_once_on_commit(str(survey.id))
 
 
 def _state_locked(survey_id) -> AggregationState:
