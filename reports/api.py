@@ -1,6 +1,7 @@
 """Dashboard API: the organizer's view and the shared read-only view return
 the same released figures."""
 
+from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -37,20 +38,11 @@ class AggregatesOutput(serializers.Serializer):
                              "absent is hidden in that cell.")
 
 
-def _aggregates(survey) -> dict:
-    # Built as plain dicts in AggregatesOutput's shape: serializing tens of thousands of
-    # cells field by field would dominate the response time.
-    rel = selectors.release(survey=survey)
-    cells = selectors.cells_from(rel)
-    return {
-        "min_group_size": rel.k,
-        "cells": [{"unit": c.unit, "period": c.period, "reports": c.reports,
-                   "suppressed": c.suppressed} for c in cells],
-        "units": [{"unit": t.unit, "reports": t.reports, "suppressed": t.suppressed}
-                  for t in selectors.unit_totals_from(rel)],
-        "breakdowns": [{"unit": c.unit, "period": c.period, "signals": c.signals,
-                        "outcomes": c.outcomes} for c in cells if c.signals or c.outcomes],
-    }
+def _aggregates(survey) -> HttpResponse:
+    # The body is rendered in AggregatesOutput's shape once per publication, by the task that
+    # publishes; a read only sends it.
+    return HttpResponse(selectors.aggregates_json(survey=survey),
+                        content_type="application/json")
 
 
 class ExportOutput(serializers.Serializer):
@@ -87,7 +79,7 @@ class SurveyAggregatesApi(APIView):
     @extend_schema(responses={200: AggregatesOutput})
     def get(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
-        return Response(_aggregates(survey))
+        return _aggregates(survey)
 
 
 class SharedAggregatesApi(APIView):
@@ -97,7 +89,7 @@ class SharedAggregatesApi(APIView):
     @extend_schema(responses={200: AggregatesOutput}, auth=[])
     def get(self, request, dashboard_token):
         survey = survey_selectors.survey_by_dashboard_token(token=dashboard_token)
-        return Response(_aggregates(survey))
+        return _aggregates(survey)
 
 
 class JobStartedOutput(serializers.Serializer):

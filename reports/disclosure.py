@@ -185,45 +185,149 @@ def _ok(v: np.ndarray, k: int) -> np.ndarray:
 
 
 def _protect_period(frame: _Frame, x: list[int], shown: list[bool], k: int) -> None:
-    """Enforce the frontier remainder rule in one period, in place on ``shown``."""
+    """Enforce the remainder rule with the zero knowledge in one period, in place on ``shown``.
+
+    Per unit ``u``: ``front[u]`` its shown frontier, ``needy[u]`` the needy leaves in the hidden
+    part below it (reached through hidden cells).  A shown ``A`` passes when ``R(A) = 0`` or
+    ``R(A) - L(A) >= k``.
+    """
     front: list[list[int]] = [[] for _ in x]
+    needy = [0] * len(x)
     rem = [0] * len(x)
+
+    def leaves(c: int) -> int:
+        """Needy leaves in hidden ``c``'s part of a region, ``c`` itself included."""
+        if sum(x[w] for w in front[c]):
+            return needy[c]
+        return max(needy[c], 1)
+
     for u in frame.post:
         f: list[int] = []
+        lv = 0
         for c in frame.children[u]:
             if shown[c]:
                 f.append(c)
             else:
                 f.extend(front[c])
+                lv += leaves(c)
         front[u] = f
+        needy[u] = lv
         if not shown[u]:
             continue
         r = x[u] - sum(x[w] for w in f)
-        while 0 < r < k:
-            cands = [w for w in f if x[w] > 0]
-            if not cands:
-                shown[u] = False  # its remainder joins its nearest shown ancestor's
+        while r > 0 and r - needy[u] < k:
+            # Hiding a shown frontier cell w merges its region into this one: the width
+            # grows by R(w) less the needy leaves that come with it (w itself among them
+            # when nothing of it is shown below).
+            gains = [(w, rem[w] - leaves(w)) for w in f if x[w] > 0]
+            useful = [w for w, gain in gains if gain > 0]
+            # Hiding a cell that gains nothing still opens its own frontier to the search.
+            useful = useful or [w for w, _ in gains if any(x[v] for v in front[w])]
+            if not useful:
+                shown[u] = False  # its region joins its nearest shown ancestor's
                 break
-            useful = [w for w in cands if rem[w] > 0]
-            w = min(useful or cands, key=lambda w: (x[w], w))
+            w = min(useful, key=lambda w: (x[w], w))
             shown[w] = False
             f.remove(w)
             f.extend(front[w])
+            needy[u] += leaves(w)
             r += rem[w]
         rem[u] = r
 
 
-def _released(frame: _Frame, k: int, x: np.ndarray, shown: np.ndarray) -> Released:
+def _regions(frame: _Frame, x: list[int], shown: list[bool]) -> tuple[list, list, list]:
+    """What an attacker knows of each hidden cell of one period, for the unit totals.
+
+    Returns, per unit: its region (the nearest shown ancestor, or the top of an unbounded
+    hidden part as ``-1 - unit``), the least value ``lo`` consistent with the released cells
+    and the zero knowledge, and the region's width (``inf`` when unbounded): every hidden
+    cell ranges over exactly ``[lo, lo + width]``, all of them sharing one free mass.
+    """
+    n = len(x)
+    fsum = [0] * n
+    needy = [0] * n
+    lo = [0.0] * n
+    for u in frame.post:
+        f = lv = 0
+        for c in frame.children[u]:
+            if shown[c]:
+                f += x[c]
+            else:
+                f += fsum[c]
+                lv += needy[c] if fsum[c] else max(needy[c], 1)
+        fsum[u], needy[u] = f, lv
+        lo[u] = f + (lv if f else max(lv, 1))
+    width = [float(x[u] - fsum[u] - needy[u]) if shown[u] else 0.0 for u in range(n)]
+    region = [0] * n
+    for u in reversed(frame.post):  # parents first
+        p = int(frame.parent[u])
+        if shown[u]:
+            region[u] = u
+        elif p < 0:
+            region[u] = -1 - u
+        else:
+            region[u] = region[p] if not shown[p] else p
+    widths = [width[r] if r >= 0 else float("inf") for r in region]
+    return region, lo, widths
+
+
+def _total_widths(lo: list[float], width: list[float], hidden_sum: float) -> list[float]:
+    """Range of each hidden period of a unit once its total fixes their sum (exact, 1-D)."""
+    total_lo, total_hi = sum(lo), sum(a + b for a, b in zip(lo, width, strict=True))
+    out = []
+    for a, w in zip(lo, width, strict=True):
+        low = max(a, hidden_sum - (total_hi - (a + w)))
+        high = min(a + w, hidden_sum - (total_lo - a))
+        out.append(high - low)
+    return out
+
+
+def _unit_totals(frame: _Frame, k: int, x: np.ndarray, shown: np.ndarray) -> np.ndarray:
+    """Which unit totals may be released beside the cells ``shown``.
+
+    A total over a row with hidden periods ties those periods together.  Each hidden cell
+    lives in one region (its period's hidden part under one shown ancestor); regions are
+    independent of each other given the released cells, so when no two released totals
+    reach into the same region, each total is a 1-D problem over its own row: the hidden
+    periods, each within ``[lo, lo + width]`` of its region, must sum to the total minus the
+    shown periods, and each must keep a range of at least ``k`` under that sum.  Fixing the
+    row's sum narrows every other cell of those regions by no more than it narrows the
+    row's own cell (they share the region's free mass), so the row's check covers them.
+    Units are taken in key order (ancestors first); a total whose regions are taken stays
+    hidden.
+    """
+    cols_x, cols_shown = x.T.tolist(), shown.T.tolist()
+    info = [_regions(frame, cols_x[j], cols_shown[j]) for j in range(len(frame.periods))]
+    released = shown.all(axis=1)
+    taken: set[tuple[int, int]] = set()
+    for i in range(len(frame.units)):
+        if released[i]:
+            continue
+        hidden = [j for j in range(len(frame.periods)) if not cols_shown[j][i]]
+        regions = {(info[j][0][i], j) for j in hidden}
+        if regions & taken:
+            continue
+        hidden_sum = float(sum(cols_x[j][i] for j in hidden))
+        widths = _total_widths([info[j][1][i] for j in hidden],
+                               [info[j][2][i] for j in hidden], hidden_sum)
+        if min(widths) >= k:
+            released[i] = True
+            taken |= regions
+    return released
+
+
+def _released(frame: _Frame, k: int, x: np.ndarray, shown: np.ndarray,
+              totals: np.ndarray | None = None) -> Released:
     counts: dict[Key, int] = {}
     hidden: set[Key] = set()
-    row_complete = shown.all(axis=1)
+    row_total = shown.all(axis=1) if totals is None else totals
     for i, u in enumerate(frame.units):
         for j, t in enumerate(frame.periods):
             if shown[i, j]:
                 counts[(u, t)] = int(x[i, j])
             else:
                 hidden.add((u, t))
-        if row_complete[i]:
+        if row_total[i]:
             counts[(u, None)] = int(x[i].sum())
         else:
             hidden.add((u, None))
@@ -249,7 +353,8 @@ def protect(table: Table, k: int, *, suppress: Iterable[Cell] = ()) -> Released:
     cols = shown.T.tolist()
     for j in range(len(frame.periods)):
         _protect_period(frame, xs[j], cols[j], k)
-    return _released(frame, k, x, np.array(cols, dtype=bool).T.reshape(x.shape))
+    shown = np.array(cols, dtype=bool).T.reshape(x.shape)
+    return _released(frame, k, x, shown, _unit_totals(frame, k, x, shown))
 
 
 def protect_breakdown(

@@ -181,3 +181,23 @@ class DetectionCluster(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "rank"], name="detectioncluster_unique_rank"),
         ]
+
+
+class ReleasedTable(models.Model):
+    """What a survey's dashboards may show, as of its last publication point.
+
+    Computed once per publication, in the transaction that writes the published cells, so a
+    read never runs disclosure control. ``release`` holds the tree and the released report
+    counts, ``parts`` the released signal and outcome counts as one JSON text per unit (a
+    page decodes only the units it shows), ``aggregates`` the aggregates API's body. Valid
+    only for the ``min_group_size`` it was computed with.
+    """
+
+    survey = models.OneToOneField(Survey, on_delete=models.CASCADE, primary_key=True,
+                                  related_name="released_table")
+    publications = models.PositiveIntegerField()
+    min_group_size = models.PositiveIntegerField()
+    published_at = models.DateTimeField(null=True, blank=True)
+    release = models.JSONField(default=dict)
+    parts = models.JSONField(default=dict)
+    aggregates = models.TextField(blank=True)

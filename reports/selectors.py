@@ -11,13 +11,16 @@ combination of pages, API calls and exports tells an attacker more than the rele
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models.fields.json import KeyTextTransform
 
 from reports import detection, disclosure
-from reports.models import AggregationState, PublishedCell
+from reports.models import AggregationState, PublishedCell, ReleasedTable
 from surveys import catalog
 from surveys.models import Survey
 
@@ -139,6 +142,158 @@ def release(*, survey: Survey) -> Release:
     computed = _compute_release(survey=survey, state=state)
     cache.set(key, computed, _CACHE_SECONDS)
     return computed
+
+
+# -- the stored release -----------------------------------------------------------------------
+#
+# Disclosure control runs in the publication task (`released_table_fields`), and reads decode
+# what it stored: the report counts as a units x periods matrix (its size follows the org
+# tree, not the number of reports), and the signal and outcome counts as one JSON text per
+# unit, of which a page decodes only the units it shows.
+
+_ABSENT = -1  # no published cell: a released 0 that the API does not list
+
+
+def _compact(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _parts_payload(rel: Release, unit: str) -> str:
+    index = {period: str(j) for j, period in enumerate(rel.periods)}
+
+    def per_period(parts: dict[str, disclosure.Released]) -> dict:
+        out = {}
+        for code, part in parts.items():
+            values = {index[period]: value for period in rel.periods
+                      if (value := part.counts.get((unit, period))) is not None}
+            if values:
+                out[code] = values
+        return out
+
+    return _compact({"s": per_period(rel.signals), "o": per_period(rel.outcomes),
+                     "st": _parts_at(rel.signals, unit, None),
+                     "ot": _parts_at(rel.outcomes, unit, None)})
+
+
+def aggregates_document(rel: Release) -> dict:
+    """The aggregates API's body, in `AggregatesOutput`'s shape."""
+    cells = cells_from(rel)
+    return {
+        "min_group_size": rel.k,
+        "cells": [{"unit": c.unit, "period": c.period, "reports": c.reports,
+                   "suppressed": c.suppressed} for c in cells],
+        "units": [{"unit": t.unit, "reports": t.reports, "suppressed": t.suppressed}
+                  for t in unit_totals_from(rel)],
+        "breakdowns": [{"unit": c.unit, "period": c.period, "signals": c.signals,
+                        "outcomes": c.outcomes} for c in cells if c.signals or c.outcomes],
+    }
+
+
+def released_table_fields(*, survey: Survey, state: AggregationState) -> dict:
+    """Run disclosure control over the published cells; the fields of a `ReleasedTable`."""
+    rel = _compute_release(survey=survey, state=state)
+    units = rel.units
+    position = {unit: i for i, unit in enumerate(units)}
+    cells = [[_ABSENT if (unit, period) not in rel.present else rel.cell(unit, period)
+              for period in rel.periods] for unit in units]
+    return {
+        "publications": state.publications,
+        "min_group_size": rel.k,
+        "published_at": state.published_at,
+        "release": {
+            "periods": list(rel.periods), "units": units,
+            "parents": [-1 if rel.parents[unit] is None else position[rel.parents[unit]]
+                        for unit in units],
+            "cells": cells, "totals": [rel.cell(unit, None) for unit in units],
+        },
+        "parts": {unit: _parts_payload(rel, unit) for unit in units},
+        "aggregates": _compact(aggregates_document(rel)),
+    }
+
+
+def _decode(*, k: int, published_at, publications: int, release: dict,
+            parts: dict[str, str]) -> Release:
+    periods = tuple(release["periods"])
+    units = release["units"]
+    parents = {unit: (None if p < 0 else units[p])
+               for unit, p in zip(units, release["parents"], strict=True)}
+    counts: dict[disclosure.Key, int] = {}
+    present = set()
+    for unit, row, total in zip(units, release["cells"], release["totals"], strict=True):
+        for period, value in zip(periods, row, strict=True):
+            if value == _ABSENT:
+                counts[(unit, period)] = 0
+            else:
+                present.add((unit, period))
+                if value is not None:
+                    counts[(unit, period)] = value
+        if total is not None:
+            counts[(unit, None)] = total
+    signals: dict[str, dict] = {code: {} for code in catalog.SIGNAL_CODES}
+    outcomes: dict[str, dict] = {code: {} for code in catalog.OUTCOME_CODES}
+    for unit, text in parts.items():
+        if text is None:
+            continue
+        payload = json.loads(text)
+        for target, cells_key, total_key in ((signals, "s", "st"), (outcomes, "o", "ot")):
+            for code, values in payload[cells_key].items():
+                target.setdefault(code, {}).update(
+                    {(unit, periods[int(j)]): value for j, value in values.items()})
+            for code, value in payload[total_key].items():
+                target.setdefault(code, {})[(unit, None)] = value
+    children: dict[str | None, list[str]] = {}
+    for unit in units:
+        children.setdefault(parents[unit], []).append(unit)
+    # Readers use the released counts only; what is hidden is everything else.
+    return Release(
+        k=k, parents=parents, periods=periods,
+        reports=disclosure.Released(k=k, counts=counts, hidden=frozenset()),
+        signals={code: disclosure.Released(k=k, counts=c, hidden=frozenset())
+                 for code, c in signals.items()},
+        outcomes={code: disclosure.Released(k=k, counts=c, hidden=frozenset())
+                  for code, c in outcomes.items()},
+        present=frozenset(present), published_at=published_at, publications=publications,
+        children=children,
+    )
+
+
+def _stored(survey: Survey, *fields: str) -> dict | None:
+    """The survey's stored release, when it was computed for the survey's current k."""
+    row = (ReleasedTable.objects.filter(survey=survey, min_group_size=survey.min_group_size)
+           .values("publications", "published_at", *fields).first())
+    return row
+
+
+def _release_of(survey: Survey, *,
+                part_units: Callable[[list[str], list[str]], Iterable[str]] | None) -> Release:
+    """The released table from the stored row.
+
+    With ``part_units`` None every unit's signal and outcome counts are decoded; else only
+    those of the units it picks given (units, roots), fetched by one more query.
+    """
+    fields = ("release",) if part_units is not None else ("release", "parts")
+    row = _stored(survey, *fields)
+    if row is None:
+        # Published before releases were stored, or k changed since the last publication.
+        return release(survey=survey)
+    parts = row.get("parts", {})
+    if part_units is not None:
+        units = row["release"]["units"]
+        roots = [u for u, p in zip(units, row["release"]["parents"], strict=True) if p < 0]
+        wanted = sorted(set(part_units(units, roots)) & set(units))
+        texts = (ReleasedTable.objects.filter(survey=survey).values_list(
+            *[KeyTextTransform(unit, "parts") for unit in wanted]).first()) if wanted else ()
+        parts = dict(zip(wanted, texts or (), strict=False))
+    return _decode(k=survey.min_group_size, published_at=row["published_at"],
+                   publications=row["publications"], release=row["release"], parts=parts)
+
+
+def aggregates_json(*, survey: Survey) -> str:
+    """The aggregates API's body as JSON text, as stored at the last publication."""
+    row = _stored(survey, "aggregates")
+    if row is not None and row["aggregates"]:
+        return row["aggregates"]
+    return _compact(aggregates_document(release(survey=survey)))
 
 
 # -- the API's cells --------------------------------------------------------------------------
@@ -414,15 +569,17 @@ def period_window(rel: Release, *, start: dt.date | None, end: dt.date | None) -
                  and (end is None or period <= end.isoformat()))
 
 
-def clusters_from(rel: Release, *, survey: Survey) -> list[ClusterCard]:
+def clusters_from(rel: Release, *, survey: Survey,
+                  clusters: list[dict] | None = None) -> list[ClusterCard]:
     """Cluster cards from the latest detection run, with every count taken from the release.
 
     A detection run reads live reports, so its own counts are not repeated here: the card's
     count and signal share are released cells summed over the cluster's unit and periods,
     and a cluster whose window is not fully released gets no count at all.
     """
-    return [_card(rel, cluster, period=survey.period)
-            for cluster in detection.clusters_latest(survey=survey)["clusters"]]
+    if clusters is None:
+        clusters = detection.clusters_latest(survey=survey)["clusters"]
+    return [_card(rel, cluster, period=survey.period) for cluster in clusters]
 
 
 def _period_end(start: dt.date, period: str) -> dt.date:
@@ -490,8 +647,17 @@ def cluster_sentence(*, unit: str, start: dt.date, end: dt.date, reports: int | 
 
 def dashboard(*, survey: Survey, unit: str | None = None, start: dt.date | None = None,
               end: dt.date | None = None) -> Dashboard:
-    """Everything the dashboard page shows, from one release."""
-    rel = release(survey=survey)
+    """Everything the dashboard page shows, from one release.
+
+    Decodes the signal and outcome counts of the units the page shows them for only.
+    """
+    clusters = detection.clusters_latest(survey=survey)["clusters"]
+
+    def part_units(units: list[str], roots: list[str]) -> set[str]:
+        focus = unit if unit in units else (roots[0] if len(roots) == 1 else None)
+        return {focus, *(cluster["unit"] for cluster in clusters)} - {None}
+
+    rel = _release_of(survey, part_units=part_units)
     if unit is not None and unit not in rel.parents:
         unit = None
     periods = period_window(rel, start=start, end=end)
@@ -503,14 +669,15 @@ def dashboard(*, survey: Survey, unit: str | None = None, start: dt.date | None 
         timeline=timeline_from(rel, unit=unit, periods=periods),
         heatmap=heat,
         breakdown=breakdown_from(rel, unit=focus, periods=periods) if focus else None,
-        clusters=clusters_from(rel, survey=survey), units=rel.units, selected_unit=unit,
+        clusters=clusters_from(rel, survey=survey, clusters=clusters), units=rel.units,
+        selected_unit=unit,
         table_rows=table_rows,
     )
 
 
 def export_document(*, survey: Survey) -> dict:
     """What the dashboard shows, as plain data: the API export and the JSON download."""
-    rel = release(survey=survey)
+    rel = _release_of(survey, part_units=None)
     overview = overview_from(rel)
     return {
         "survey": survey.title,

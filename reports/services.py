@@ -13,7 +13,14 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from reports.models import AggregationState, Cell, PendingChange, PublishedCell, UnitAncestor
+from reports.models import (
+    AggregationState,
+    Cell,
+    PendingChange,
+    PublishedCell,
+    ReleasedTable,
+    UnitAncestor,
+)
 from server.db import insert_row
 from surveys import catalog
 from surveys.models import OrgUnit, Report, Survey
@@ -363,6 +370,14 @@ def publication_maybe_publish(*, survey_id, state: AggregationState | None = Non
         state.published_at = now
         state.publications += 1
         state.save(update_fields=["changes_since_publication", "published_at", "publications"])
+        # Disclosure control runs here, once per publication, so no read ever runs it; the
+        # released table commits with the cells it was computed from. Imported here because
+        # the selectors reach surveys.services, which imports this module.
+        from reports.selectors import released_table_fields
+
+        ReleasedTable.objects.update_or_create(
+            survey_id=survey_id,
+            defaults=released_table_fields(survey=survey, state=state))
         return True
 
 

@@ -11,6 +11,7 @@ are integral and an integer-reasoning attacker learns nothing more.
 from __future__ import annotations
 
 import itertools
+import os
 import random
 from collections import Counter
 
@@ -71,6 +72,7 @@ class Attacker:
         self.sub = {u: subtree(parents, u) for u in self.units}
         self.rows: list[np.ndarray] = []
         self.rhs: list[int] = []
+        self.at_least_one: list[np.ndarray] = []
 
     def vec(self, cats, unit, period, *, direct=False):
         v = np.zeros(len(self.index))
@@ -84,12 +86,20 @@ class Attacker:
             self.rows.append(self.vec(cats, u, t))
             self.rhs.append(value)
 
+    def know_the_rule(self, cats, released: Released):
+        """``protect`` never hides a zero (checked below), so every hidden count is >= 1."""
+        for u, t in released.hidden:
+            self.at_least_one.append(self.vec(cats, u, t))
+
     def range(self, v):
         a = np.array(self.rows) if self.rows else None
         b = np.array(self.rhs) if self.rows else None
+        a_ub = -np.array(self.at_least_one) if self.at_least_one else None
+        b_ub = -np.ones(len(self.at_least_one)) if self.at_least_one else None
         ends = []
         for sign in (1, -1):  # minimise v.x, then minimise -v.x
-            res = linprog(sign * v, A_eq=a, b_eq=b, bounds=(0, None), method="highs")
+            res = linprog(sign * v, A_eq=a, b_eq=b, A_ub=a_ub, b_ub=b_ub, bounds=(0, None),
+                          method="highs")
             if res.status == 3:
                 ends.append(sign * -np.inf)
             else:
@@ -117,6 +127,7 @@ def assert_cells_safe(parents, periods, cells, released, k, cats=("n",), total_c
     """Every hidden cell / total and every direct count of ``released`` is protected."""
     att = Attacker(parents, periods, cats)
     att.know(cats, released)
+    att.know_the_rule(cats, released)
     for u in sorted(parents):
         for t in (*periods, None):
             true = sum(cells.get((u, s), 0) for s in periods) if t is None else cells.get((u, t), 0)
@@ -169,8 +180,10 @@ def surveys(draw, max_units=30, max_periods=8):
     return parents, periods, reports, k
 
 
+# 40 random surveys per property in CI; CHORUS_PROPERTY_EXAMPLES raises it for a long hunt.
 PROPERTY = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=int(os.environ.get("CHORUS_PROPERTY_EXAMPLES", "40")), deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 
@@ -223,7 +236,8 @@ def test_a_time_row_with_one_small_period_withholds_the_unit_total():
     assert {("u", None), ("v", None)} <= released.hidden
     assert released.counts[("org", None)] == 42
     att = assert_cells_safe(parents, periods, cells, released, 5)
-    assert att.range(att.vec(("n",), "u", "t1")) == pytest.approx((0, 11))
+    # 11 reports at t1 between two hidden teams, each known to hold at least one
+    assert att.range(att.vec(("n",), "u", "t1")) == pytest.approx((1, 10))
 
 
 def test_a_released_unit_total_would_couple_periods_and_leak():
@@ -239,6 +253,55 @@ def test_a_released_unit_total_would_couple_periods_and_leak():
     att = Attacker(parents, periods, ("n",))
     att.know(("n",), released)
     assert att.range(att.vec(("n",), "u", "t1")) == pytest.approx((2, 5))
+
+
+def test_knowing_zeros_are_never_hidden_pins_two_siblings_sharing_exactly_k():
+    # The hole: dept 15 with a shown 10 leaves exactly k = 5 for the hidden 2 and 3.  Without
+    # the rule an attacker sees each in [0, 5]; knowing a hidden count is never 0 narrows
+    # each to [1, 4].
+    parents = {"dept": None, "a": "dept", "b": "dept", "c": "dept"}
+    cells = {("dept", "w"): 15, ("a", "w"): 2, ("b", "w"): 3, ("c", "w"): 10}
+    old = Released(k=5, counts={("dept", "w"): 15, ("c", "w"): 10},
+                   hidden=frozenset({("a", "w"), ("b", "w")}))
+    att = Attacker(parents, ("w",), ("n",))
+    att.know(("n",), old)
+    assert att.range(att.vec(("n",), "a", "w")) == pytest.approx((0, 5))
+    att.know_the_rule(("n",), old)
+    assert att.range(att.vec(("n",), "a", "w")) == pytest.approx((1, 4))
+    with pytest.raises(AssertionError, match="attacker sees"):
+        att.assert_safe(att.vec(("n",), "a", "w"), 2, 5, "a")
+    released = protect(Table(parents, ("w",), cells), 5)
+    assert {("a", "w"), ("b", "w"), ("c", "w")} <= released.hidden
+    assert released.counts[("dept", "w")] == 15
+    assert_cells_safe(parents, ("w",), cells, released, 5)
+
+
+def test_a_unit_total_is_released_when_its_hidden_periods_keep_k_of_doubt():
+    # Team a is small in both months and hidden with a sibling each time; its total 8 leaves
+    # 8 - 2 = 6 to spread over two months known to hold at least 1 each, in regions 14 wide,
+    # so each month of a still ranges over 1..7.
+    parents = {"dept": None, "a": "dept", "b": "dept", "c": "dept"}
+    periods = ("t1", "t2")
+    cells = {("dept", "t1"): 25, ("a", "t1"): 4, ("b", "t1"): 11, ("c", "t1"): 10,
+             ("dept", "t2"): 25, ("a", "t2"): 4, ("b", "t2"): 11, ("c", "t2"): 10}
+    released = protect(Table(parents, periods, cells), 5)
+    assert {("a", "t1"), ("a", "t2")} <= released.hidden
+    assert released.counts[("a", None)] == 8
+    assert ("c", None) in released.hidden  # its regions are a's: one total per region
+    att = assert_cells_safe(parents, periods, cells, released, 5)
+    assert att.range(att.vec(("n",), "a", "t1")) == pytest.approx((1, 7))
+
+
+def test_a_unit_total_that_would_pin_a_period_stays_hidden():
+    # a's total 22 = 20 shown + 2 hidden in t2: the total would pin a at t2.
+    parents = {"dept": None, "a": "dept", "b": "dept"}
+    periods = ("t1", "t2")
+    cells = {("dept", "t1"): 30, ("a", "t1"): 20, ("b", "t1"): 10,
+             ("dept", "t2"): 9, ("a", "t2"): 2, ("b", "t2"): 7}
+    released = protect(Table(parents, periods, cells), 5)
+    assert ("a", "t2") in released.hidden
+    assert {("a", None), ("b", None)} <= released.hidden
+    assert_cells_safe(parents, periods, cells, released, 5)
 
 
 def test_a_hidden_root_is_unbounded_and_zeros_are_shown():
@@ -291,6 +354,10 @@ def test_no_released_count_is_small_and_every_hidden_count_keeps_k_of_doubt(surv
     cells = roll_up(parents, [(u, t, "n") for u, t, _ in reports]).get("n", Counter())
     released = protect(Table(parents, periods, dict(cells)), k)
     assert_no_small_counts(released)
+    # what the attacker is granted: the rule never hides a zero
+    assert all(cells.get(key, 0) > 0 if key[1] is not None
+               else any(cells.get((key[0], t), 0) for t in periods)
+               for key in released.hidden)
     assert set(released.counts).isdisjoint(released.hidden)
     assert len(released.counts) + len(released.hidden) == len(parents) * (len(periods) + 1)
     for key, value in released.counts.items():
@@ -348,6 +415,7 @@ def test_released_outcomes_leave_k_of_doubt_in_every_outcome_and_in_no_outcome(s
     cats = ("left", "moved", "quiet", "none")
     att = Attacker(parents, periods, cats)
     att.know(cats, released)
+    att.know_the_rule(cats, released)
     for name, rel in out.items():
         assert_no_small_counts(rel)
         assert set(rel.counts) <= set(released.counts)
