@@ -8,40 +8,54 @@ The attacker model
 A report is filed at one unit and one period.  Write ``d(u, t) >= 0`` for the reports filed
 *directly* at ``u`` (not at a descendant).  Every count we release is a sum of those:
 ``n(u, t)`` sums ``d`` over the subtree of ``u``; the unit total ``n(u, *)`` sums ``n(u, t)``
-over the periods.  An attacker knows the tree, every released number and that every
-``d >= 0``; nothing else.  A hidden count is safe when its feasible range under those
-constraints is at least ``k`` wide (or unbounded), or when it is pinned to a value that
-could have been released anyway (0 or >= k).  Counts filed directly at a unit are protected
-the same way, as the brief asks.
+over the periods.  An attacker knows the tree, every released number, that every
+``d >= 0``, and this rule: in particular that it never hides a zero report count, so every
+hidden ``n(u, t)`` is at least 1.  A hidden count is safe when its feasible range under
+those constraints is at least ``k`` wide (or unbounded), or when it is pinned to a value
+that could have been released anyway (0 or >= k).  Counts filed directly at a unit are
+protected the same way.
 
 Cells (``protect``)
 -------------------
-Per period the attacker's view of a tree is exact and simple.  For a shown cell ``A`` call its
-*frontier* the shown cells below it reached through hidden cells only, and its *remainder*
-``R(A) = n(A) - sum(frontier)``: the reports filed directly at ``A`` or at any hidden unit in
-between.  A hidden cell ``h`` whose nearest shown ancestor is ``A`` can then be anything in
-``[F(h), F(h) + R(A)]`` (``F(h)``: its own shown frontier): putting all of ``R(A)`` directly
-at ``h``, or none of it, are both consistent with everything released.  So every hidden cell
-under ``A`` has range exactly ``R(A)`` wide, the direct count at ``A`` is ``R(A)`` when
-nothing in between is hidden, and the rule is: every shown cell has ``R(A)`` equal to 0 or
-``>= k``.  This is the brief's remainder rule, but taken over the *frontier* rather than the
-shown children: a hidden child whose own children are shown is not a free remainder (a
-parent of 20 with a hidden child of 12 whose shown children sum to 10 and a shown child of 6
-leaves the hidden child in ``[10, 14]``, four wide).  A hidden root has no upper bound.
+Per period, given the shown cells, the hidden cells fall into independent *regions*: those
+whose nearest shown ancestor is ``A`` (or a hidden root's whole hidden part, unbounded).
+``A``'s *frontier* is the shown cells below it reached through hidden cells only, and its
+*remainder* ``R(A) = n(A) - sum(frontier)`` is the mass filed directly at ``A`` or at a
+hidden unit in between.  A hidden ``h`` in the region with shown frontier ``F(h)`` holds
+``F(h)`` plus whatever part of ``R(A)`` lies in its hidden subtree.  Knowing hidden counts
+are never 0 adds one constraint per hidden cell with ``F(h) = 0`` ("needy"); all of them are
+met by putting 1 at each needy *leaf* (a needy cell with no hidden child: every hidden cell
+under a needy one is needy too).  With ``L(A)`` needy leaves, ``h`` ranges over exactly
+``[F(h) + L_in(h), F(h) + L_in(h) + R(A) - L(A)]`` (``L_in``: needy leaves in its subtree,
+itself included; the slack always fits at ``A`` itself), and so does the direct count at
+``A``.  Every hidden cell of a region thus has width ``W(A) = R(A) - L(A)``, and the rule
+is: every shown ``A`` has ``R(A) = 0`` (then nothing in the region is needy and each hidden
+cell is pinned to its frontier, a sum of shown cells: 0 or >= k), or ``W(A) >= k``.  The
+old rule (``R(A)`` 0 or >= k) let two hidden siblings share exactly ``k`` and be pinned to
+1..k-1 each.  The rule is taken over the *frontier*, not the shown children: a parent of 20
+with a hidden child of 12 whose shown children sum to 10 and a shown child of 6 leaves the
+hidden child in ``[10, 14]``.  A hidden root has no upper bound.
 
-It is enforced in one post-order pass per period: when ``0 < R(A) < k``, hide the smallest
-nonzero frontier cell (one whose own remainder is nonzero first; hiding it adds that
-remainder, already 0 or ``>= k``, to ``R(A)``); with nothing left to hide, hide ``A`` itself,
-which passes the problem to its own nearest shown ancestor, processed later.  Zeros are
-never hidden by complementary suppression: hiding them cannot help.
+Hiding zeros instead (so that hidden no longer implies nonzero) would need hiding them
+unpredictably, and would blank empty cells, the most common and least sensitive figure on a
+sparse dashboard; tightening the width costs a few more hidden cells and is exact.
 
-Unit totals.  The brief's time rule (``n(u, *) - shown periods`` is 0 or ``>= k``) does not
-protect anything on its own: a released total ties the unit's hidden periods together, and
-together with the per-period tree bounds that can pin a hidden cell to a small range (the
-exact view is a network-flow problem, not a per-row rule).  So a unit total is released only
-when every period cell of that unit is released.  The released totals are then sums of
-released cells and give an attacker nothing new, the periods stay independent, and the
-per-period argument above is the whole proof.  Such a total is 0 or ``>= k`` automatically.
+It is enforced in one post-order pass per period: while ``0 < R(A)`` and ``W(A) < k``, hide
+the smallest frontier cell ``w`` whose hiding widens the region (it adds ``R(w)`` less the
+needy leaves it brings, itself if nothing of it is shown below); failing that, one that
+opens a frontier below it; with nothing left, hide ``A`` itself, which passes the problem to
+its own nearest shown ancestor, processed later.  Zeros are never hidden.
+
+Unit totals.  A total over a row with hidden periods ties those periods together (the brief's
+time rule alone can pin a hidden cell: see the tests).  Given the shown cells, each hidden
+cell's range is exactly its region's interval above, and regions are independent, so a
+released total ``n(u, *)`` whose regions no other released total reaches into is a 1-D
+problem: ``u``'s hidden periods, each within ``[lo_t, lo_t + W_t]``, must sum to the total
+minus the shown periods.  The total is released when each of them still ranges over at least
+``k`` under that sum (``_total_widths``, exact); other cells of those regions share the
+region's free mass with ``u``'s cell and lose no more range than it does.  Units are taken
+in key order; a total whose regions are already taken, or that fails, stays hidden.  A
+total over a fully shown row is always released (it is a sum of released cells).
 
 Breakdowns (``protect_breakdown``)
 ----------------------------------
@@ -59,7 +73,8 @@ frontier remainders are in 1..k-1 (this includes the brief's ``n - s_i`` rule).
 Outcomes partition a cell (with "no outcome"), so they are handled together: a set of
 outcomes is released per (root tree, period), each passing on its own, and the remainder
 ``n - sum(released outcomes)`` passing as a table too; the smallest released outcome is
-dropped into the remainder until it does.  Breakdown totals follow the unit-total rule.
+dropped into the remainder until it does.  Breakdown totals are released only over fully
+released rows, where they are sums of released cells.
 """
 
 from __future__ import annotations

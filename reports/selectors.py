@@ -1,7 +1,8 @@
 """Reads for dashboards.
 
-Dashboards read published figures only (`PublishedCell`), never reports. Disclosure control
-runs once, in `release`, over the whole published table: reports per cell along the tree,
+Dashboards read published figures only, never reports. Disclosure control runs once per
+publication, in the publishing task (`released_table_fields`, stored as a `ReleasedTable`),
+over the whole published table: reports per cell along the tree,
 unit totals along time, and signal and outcome counts within cells. Everything a dashboard,
 the API or an export shows is then either a released number or a sum of released numbers
 (a window or a set of roots is summed only when every term in it is released), so no
@@ -128,7 +129,8 @@ def publication_status(*, survey: Survey) -> AggregationState | None:
 
 
 def release(*, survey: Survey) -> Release:
-    """The released table, computed once per publication point (and group size).
+    """The released table computed from the published cells: the fallback when no stored
+    release fits (published before releases were stored, or k changed since).
 
     Published cells change only at publication, which bumps the counter in the key, so a
     cached release is never stale; the cache only saves recomputing suppression.
