@@ -1,10 +1,11 @@
 """Benchmark of report intake against the framework's own ceiling (not a test).
 
-Starts gunicorn (2 sync workers, the Procfile's configuration, one per core)
-with bench/benchsite.py settings against PostgreSQL and Redis, and one Celery
-worker so the aggregation queue drains. Seeds a monthly survey with 200 units
-(5 orgs x 8 departments x 5 teams), then drives load with wrk, a separate
-process, for the same time against:
+Starts gunicorn (sync workers: 2 x cores + 1 by default, as gunicorn advises;
+--workers 2 is the Procfile's configuration) with bench/benchsite.py settings
+against PostgreSQL and Redis, and one Celery worker so the aggregation queue
+drains. Seeds a monthly survey with 200 units (5 orgs x 8 departments x 5
+teams), then drives load with wrk, a separate process, for the same time
+against:
 
 - trivial: GET of a trivial JSON view through the same middleware stack;
 - intake: POST of a report (varied units, periods, signals) to the product's
@@ -25,7 +26,7 @@ Needs PostgreSQL and Redis on 127.0.0.1 and Debian's wrk (apt-get install -y
 wrk); uses the database chorus_bench_intake (created if missing, emptied on
 each run) and Redis db 5 (flushed on each run):
 
-    .venv/bin/python bench/intake.py [--duration 20] [--connections 4]
+    .venv/bin/python bench/intake.py [--duration 20] [--workers 5] [--connections 10]
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ DB_NAME = "chorus_bench_intake"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 REDIS_URL = "redis://127.0.0.1:6379/5"
 SECRET_KEY = "bench-intake-secret-key-not-for-production-0123456789"  # noqa: S105
-WORKERS = 2
+# gunicorn's own advice for sync workers: 2 x cores + 1, so that a worker
+# waiting on PostgreSQL or Redis leaves the cores to the others.
+WORKERS = 2 * (os.cpu_count() or 1) + 1
 
 sys.path.insert(0, str(BASE_DIR))
 os.environ.update({
@@ -246,14 +249,14 @@ def wait_for(predicate, *, timeout: float, what: str):
     return value
 
 
-def start_stack(processes: Processes, port: int) -> None:
+def start_stack(processes: Processes, port: int, *, workers: int) -> None:
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     # No access log: gunicorn then writes no client addresses at all.
     processes.spawn("gunicorn", [
         PYTHON, "-m", "gunicorn", "server.wsgi", "--bind", f"127.0.0.1:{port}",
-        "--workers", str(WORKERS), "--no-control-socket", "--timeout", "60"])
+        "--workers", str(workers), "--no-control-socket", "--timeout", "60"])
     processes.spawn("worker", [
         PYTHON, "-m", "celery", "-A", "server", "worker", "-c", "1", "-P", "prefork",
         "--without-gossip", "--without-mingle", "--without-heartbeat", "-n",
@@ -290,14 +293,44 @@ def profile(processes: Processes, directory: Path, *, name: str, seconds: float)
     for pid in workers:
         processes.spawn(f"py-spy-{pid}", [
             str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
-            "--duration", str(int(seconds)), "--rate", "250", "--nonblocking",
+            "--duration", str(int(seconds)), "--rate", "250", "--nonblocking", "--gil",
             "--output", str(directory / f"{name}-{pid}.txt")])
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_group(processes: Processes) -> dict[str, float]:
+    """CPU seconds so far of the processes serving the benchmark, by kind."""
+    from django.db import connection
+
+    gunicorn, worker = processes.popens[0].pid, processes.popens[1].pid
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> "
+                       "pg_backend_pid()", [DB_NAME])
+        backends = [row[0] for row in cursor.fetchall()]
+    return {
+        "gunicorn": sum(map(_cpu_seconds, _children(gunicorn))),
+        "celery": sum(map(_cpu_seconds, [worker, *_children(worker)])),
+        "postgres": sum(map(_cpu_seconds, backends)),
+    }
 
 
 def run_wrk(port: int, specs: list, *, duration: float, connections: int,
             work_dir: Path, name: str) -> dict:
     script = work_dir / f"{name}.lua"
     script.write_text(LUA % {"duration": duration, "requests": lua_requests(specs)})
+    before = os.times()
     completed = subprocess.run(
         ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration + 3:.0f}s",
          "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}"],
@@ -305,6 +338,9 @@ def run_wrk(port: int, specs: list, *, duration: float, connections: int,
     line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT "))
     result = json.loads(line.removeprefix("RESULT "))
     result["rate"] = result["responses"] / result["window"]
+    after = os.times()
+    result["cpu"] = {"wrk": after.children_user + after.children_system
+                     - before.children_user - before.children_system}
     return result
 
 
@@ -337,11 +373,15 @@ def check_intake(survey, runs: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=20)
-    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--warmup", type=float, default=8, help="seconds of load before each")
+    parser.add_argument("--workers", type=int, default=WORKERS)
+    parser.add_argument("--connections", type=int,
+                        help="wrk connections (default: twice the workers)")
     parser.add_argument("--only", choices=["trivial", "intake"])
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="record each gunicorn worker with py-spy (collapsed stacks)")
     args = parser.parse_args()
+    args.connections = args.connections or 2 * args.workers
 
     prepare_database()
     survey, paths = seed()
@@ -352,7 +392,7 @@ def main() -> None:
         work_dir = Path(tmp)
         processes = Processes(work_dir)
         try:
-            start_stack(processes, port)
+            start_stack(processes, port, workers=args.workers)
             plans = {
                 "trivial": [("GET", "/bench/trivial/", {}, None)],
                 "intake": [("POST", path, {"Content-Type": "application/json"}, body)
@@ -361,28 +401,40 @@ def main() -> None:
             for name, specs in plans.items():
                 if args.only and name != args.only:
                     continue
-                warmup = run_wrk(port, specs[:50], duration=2, connections=args.connections,
+                # Long enough for every worker to meet most units once: a server
+                # that has run for a while knows them all (surveys.services).
+                warmup = run_wrk(port, specs, duration=args.warmup, connections=args.connections,
                                  work_dir=work_dir, name=f"{name}-warmup")
                 result = results[name] = {"load_before": load_average()}
+                cpu_before = cpu_by_group(processes)
                 if args.profile:
                     profile(processes, args.profile, name=name, seconds=args.duration)
                 result.update(run_wrk(port, specs, duration=args.duration,
                                       connections=args.connections, work_dir=work_dir,
                                       name=name))
                 result["load_after"] = load_average()
+                # Backends that exited during the run (none, with persistent
+                # connections) would be missing: a lower bound for postgres.
+                cpu_after = cpu_by_group(processes)
+                result["cpu"].update({group: cpu_after[group] - cpu_before[group]
+                                      for group in cpu_after})
                 print(f"{name}: {json.dumps(result)}", flush=True)
                 if name == "intake":
                     check_intake(survey, [warmup, result])
         finally:
             processes.close()
 
-    print(f"\ngunicorn {WORKERS} sync workers, wrk -t1 -c{args.connections}, "
+    print(f"\ngunicorn {args.workers} sync workers, wrk -t1 -c{args.connections}, "
           f"{args.duration:.0f} s per view")
     print(f"{'view':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}   load avg before -> after")
     for name, result in results.items():
         print(f"{name:<10}{result['rate']:>9.0f}{result['p50_us'] / 1000:>9.1f}"
               f"{result['p99_us'] / 1000:>9.1f}   {result['load_before']} -> "
               f"{result['load_after']}")
+    print("CPU ms per request: " + "; ".join(
+        f"{name}: " + ", ".join(f"{group} {seconds * 1000 / result['responses']:.2f}"
+                                for group, seconds in result["cpu"].items())
+        for name, result in results.items()))
     if len(results) == 2:
         ratio = results["intake"]["rate"] / results["trivial"]["rate"]
         print(f"ratio intake / trivial: {ratio:.3f}")

@@ -1,9 +1,10 @@
 """Per-survey rate limits that never know who is asking.
 
 A bucket is named by HMAC-SHA256(salt of the day, client address + survey
-id). The salt is random, lives only in the cache and expires at the end of
-its (UTC) day, after which yesterday's bucket names cannot be recomputed from
-an address by anyone, including us. Counters expire with their salt. Nothing
+id). The salt is random, lives in the cache (and for up to a minute in each
+process's memory) and expires at the end of its (UTC) day, after which
+yesterday's bucket names cannot be recomputed from an address by anyone,
+including us. Counters expire with their salt. Nothing
 here touches the database or a log.
 """
 
@@ -11,6 +12,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -66,7 +68,24 @@ def _redis():
     return backend._cache.get_client(write=True)
 
 
+# The last salt read, per process: (cache backend, day, salt, read again after).
+# Kept for a minute at most, so that processes agree again soon after the
+# cache lost the salt, and never used past its day.
+_SALT_KEPT_SECONDS = 60.0
+_salt_kept: tuple | None = None
+
+
 def _salt(day: dt.date) -> bytes:
+    global _salt_kept
+    backend, kept = caches["default"], _salt_kept
+    if kept and kept[0] is backend and kept[1] == day and time.monotonic() < kept[3]:
+        return kept[2]
+    salt = _salt_read(day)
+    _salt_kept = (backend, day, salt, time.monotonic() + _SALT_KEPT_SECONDS)
+    return salt
+
+
+def _salt_read(day: dt.date) -> bytes:
     # An int, which the Redis cache stores as plain digits for both paths.
     key = f"{_PREFIX}:daysalt:{day.isoformat()}"
     fresh = secrets.randbits(256)
