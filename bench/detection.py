@@ -12,7 +12,7 @@ given Redis database first, so point it at ones nobody else uses:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_detection \\
     REDIS_URL=redis://127.0.0.1:6379/9 \\
-    .venv/bin/python bench/detection.py [--replicas 999] [--chunk-size N]
+    .venv/bin/python bench/detection.py [--replicas 999] [--chunk-size N] [--repeat 4]
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@
   ``localization`` (mean Jaccard of detected vs planted (team, period) cells over the
   scenarios that alarmed), ``extended_power`` (alarm and Jaccard >= 0.5).
 
-CI runs a tiny evaluation (few cells, few scenarios, few replicas); the full one
-(``python -m reports.evaluation``) is meant to run offline.
+CI runs tiny evaluations (few cells, few scenarios, few replicas); the full one
+(``python manage.py evaluate_detection --cells all``, or ``python -m reports.evaluation``)
+runs offline and its table and :func:`targets_summary` go to BENCHMARKS.md.
 """
 
 from __future__ import annotations

@@ -59,6 +59,8 @@ so :func:`replica_maxima` is bit-identical however the replica range is split in
 chunks (workers).  Monte Carlo p-value ``(1 + #{maxima >= llr}) / (S + 1)``; every cut,
 including secondary ones, is compared with the distribution of the replica maxima.
 When several models are run the caller applies :func:`bonferroni` (``p * n_models``).
+Each model's replicas come from their own seed stream, so a joint min-p over models would
+only be Sidak's correction here, no stronger than Bonferroni at Monte Carlo resolution.
 
 Secondary clusters: cuts ranked by LLR, greedily keeping those that share no unit-period
 cell with a better kept cut (branch ancestor-or-self of the other AND windows intersect).
@@ -69,6 +71,8 @@ cumulative sums, one vectorised pass per window length.  Replica maxima use exac
 branch-and-bound: per (branch, window length) an upper bound from the largest window count
 and the most favourable window total, and a lower bound that is attained, so only the
 (branch, length) pairs that can still beat the best lower bound are evaluated cut by cut.
+For the leave-branch-out ``targeted`` model the bounds are computed only on the pairs whose
+largest window holds at least ``min_reports`` reports, which in a large tree are few.
 """
 
 from __future__ import annotations
