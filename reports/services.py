@@ -21,7 +21,7 @@ from reports.models import (
     ReleasedTable,
     UnitAncestor,
 )
-from server.db import insert_row
+from server.db import insert_rows
 from surveys import catalog
 from surveys.models import OrgUnit, Report, Survey
 
@@ -56,13 +56,17 @@ def org_tree_index(*, survey: Survey, units: Iterable[OrgUnit]) -> None:
             ON CONFLICT DO NOTHING""", [survey_value, survey_value])
 
 
-def report_changes_record(*, survey: Survey, changes: list[tuple[int, dt.date]]) -> None:
+def report_changes_record(*, survey: Survey, changes: list[tuple[int, dt.date]],
+                          with_rows: list[tuple[type, dict]] = ()) -> None:
     """Records in the caller's transaction which cells a report changed, and
-    asks for aggregation once that transaction commits."""
+    asks for aggregation once that transaction commits. `with_rows` (model,
+    values) are inserted together with the outbox rows, all or none, in one
+    statement where the database allows (server.db.insert_rows)."""
     from reports.tasks import aggregate_survey
 
-    for unit_id, period in changes:
-        insert_row(PendingChange, survey_id=survey.id, unit_id=unit_id, period_start=period)
+    insert_rows([*with_rows, *((PendingChange, {"survey_id": survey.id, "unit_id": unit_id,
+                                                "period_start": period})
+                               for unit_id, period in changes)])
     aggregate_survey.delay_once_on_commit(str(survey.id))
 
 

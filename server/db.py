@@ -8,7 +8,7 @@ and defaults, so rows are stored exactly as the ORM would store them.
 
 from functools import cache
 
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.db.models.fields import AutoFieldMixin
 
 
@@ -23,14 +23,34 @@ def _statement(model: type[models.Model]) -> tuple[str, list]:
     return sql, fields
 
 
-def insert_row(model: type[models.Model], **values) -> None:
-    """INSERTs one row: `values` by attname (unit_id, not unit); other
-    fields take their defaults. No signals are sent and save() is not run."""
+def _params(model: type[models.Model], values: dict) -> tuple[str, list]:
     sql, fields = _statement(model)
+    values = dict(values)
     params = [field.get_db_prep_save(values.pop(field.attname) if field.attname in values
                                      else field.get_default(), connection)
               for field in fields]
     if values:
         raise TypeError(f"{model.__name__} has no fields {sorted(values)}")
+    return sql, params
+
+
+def insert_rows(rows: list[tuple[type[models.Model], dict]]) -> None:
+    """INSERTs rows, all or none: `values` by attname (unit_id, not unit);
+    other fields take their defaults; no signals, no save(). On PostgreSQL they go
+    in one statement, which needs no transaction of its own: outside one it
+    commits by itself, in a single round trip, where BEGIN, the INSERTs and
+    COMMIT would take one each."""
+    statements = [_params(model, values) for model, values in rows]
+    if len(statements) > 1 and connection.vendor != "postgresql":
+        with transaction.atomic():
+            for sql, params in statements:
+                with connection.cursor() as cursor:
+                    cursor.execute(sql, params)
+        return
+    *first, (sql, params) = statements
+    if first:
+        sql = "WITH " + ", ".join(f"w{index} AS ({statement})" for index, (statement, _p)
+                                  in enumerate(first)) + " " + sql
+        params = [param for _sql, first_params in first for param in first_params] + params
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
