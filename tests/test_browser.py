@@ -9,8 +9,6 @@ from django.utils import timezone
 from surveys.models import Report
 from tests.browser import (
     AXE,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     RequestLog,
     axe_violations,
     screenshot,
@@ -26,17 +24,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 UNITS = ["Acme/Retail/Marketing", "Acme/Retail/Sales", "Acme/Retail/Stores/North",
          "Acme/Cloud/Platform", "Acme/Cloud/Support", "Acme/Finance"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require(os.path.exists(CHROMIUM), f"Chromium is not installed at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

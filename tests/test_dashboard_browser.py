@@ -11,7 +11,7 @@ from django.utils import timezone
 from reports import services as report_services
 from reports.models import DetectionCluster, DetectionRun, Job
 from surveys.models import Report
-from tests.browser import AXE, CHROMIUM, CHROMIUM_ARGS, RequestLog, axe_violations, screenshot
+from tests.browser import AXE, RequestLog, axe_violations, screenshot
 from tests.conftest import require
 from tests.factories import OrganizerFactory, survey_with_units
 
@@ -21,17 +21,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 TEAMS = {"Acme/Retail/Marketing": 7, "Acme/Retail/Sales": 3, "Acme/Retail/Stores": 1,
          "Acme/Cloud/Platform": 4, "Acme/Cloud/Support": 2, "Acme/Finance": 3}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require(os.path.exists(CHROMIUM), f"Chromium is not installed at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
