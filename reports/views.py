@@ -13,6 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from reports import charts, exports, selectors
+from server.http import no_referrer
 from surveys import selectors as survey_selectors
 from surveys import services as survey_services
 
@@ -63,6 +64,7 @@ def dashboard_context(request, survey) -> tuple[dict, int]:
     }, status
 
 
+@no_referrer
 @never_cache
 @require_GET
 def shared_dashboard(request, dashboard_token):

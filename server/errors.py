@@ -2,10 +2,12 @@
 
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from server.http import no_referrer
 
 
 def api_exception_handler(exc, context):
@@ -24,12 +26,11 @@ def api_exception_handler(exc, context):
     return exception_handler(exc, context)
 
 
-def json_not_found(request, exception=None):
-    return JsonResponse({"detail": "Not found."}, status=404)
-
-
-def server_error(request):
-    return JsonResponse({"detail": "Something went wrong on our side."}, status=500)
+@no_referrer
+def page_not_found(request, exception=None):
+    """Django's 404 page, sending no referrer: a mistyped link still carries
+    something close to a token."""
+    return defaults.page_not_found(request, exception)
 
 
 _ERROR_SCHEMA = {

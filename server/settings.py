@@ -126,7 +126,10 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("CHORUS_MAX_BODY_BYTES", 2 * 1024 * 1024)
 
 # Security headers. Respondent pages must not leak the share token.
-SECURE_REFERRER_POLICY = "no-referrer"
+# Never across origins. Pages whose URL carries a token send no referrer at
+# all (server.http.no_referrer); organizer pages need same-origin, since under
+# no-referrer browsers send `Origin: null` and CSRF's origin check fails.
+SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

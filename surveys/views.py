@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 from reports import selectors as report_selectors
 from reports import services as report_services
 from reports.views import dashboard_context
+from server.http import no_referrer
 from surveys import catalog, ratelimit, selectors, services
 from surveys.forms import (
     AmendForm,
@@ -41,13 +42,17 @@ def _rate_limited(request, survey, verdict: ratelimit.Verdict, scope: str):
     return response
 
 
-# Respondent pages are exempt from CSRF checks on purpose. They carry no
-# session or login for a forged request to ride on: anyone with the link may
-# file a report, and withdrawing needs the receipt itself. And with
-# `Referrer-Policy: no-referrer` browsers send `Origin: null` on a form POST,
-# which Django's origin check rejects. Without the token no CSRF cookie is set
-# either, so a respondent's browser keeps nothing from Chorus.
-respondent_page = csrf_exempt
+def respondent_page(view):
+    """Respondent pages send no referrer and are exempt from CSRF checks.
+
+    The exemption is on purpose: they carry no session or login for a forged
+    request to ride on (anyone with the link may file a report, and amending
+    or withdrawing needs the receipt itself), and under `no-referrer` browsers
+    send `Origin: null` on a form POST, which Django's origin check rejects.
+    Without the token no CSRF cookie is set either, so a respondent's browser
+    keeps nothing from Chorus.
+    """
+    return no_referrer(csrf_exempt(view))
 
 
 def _add_service_errors(form, error: ValidationError) -> None:
