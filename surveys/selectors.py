@@ -3,6 +3,7 @@
 from django.db.models import QuerySet
 from django.http import Http404
 
+from server.db import get_by_unique
 from surveys import catalog
 from surveys.models import OrgUnit, Report, Survey
 from surveys.services import receipt_hash
@@ -21,7 +22,8 @@ def survey_get(*, owner, survey_id) -> Survey:
 
 
 def survey_by_share_token(*, token: str) -> Survey:
-    survey = Survey.objects.filter(share_token=token).first()
+    # Every report filed starts here: the query is built once, not per call.
+    survey = get_by_unique(Survey, "share_token", token)
     if survey is None:
         raise Http404
     return survey
