@@ -8,7 +8,11 @@ from server import auth
 from surveys import api as survey_api
 from surveys import views as survey_views
 
+# Django tries patterns in order, so the busiest route, report intake, comes first here
+# and api/v1/ first in urlpatterns.
 api_v1 = [
+    path("s/<str:share_token>/reports/", survey_api.ReportCreateApi.as_view(),
+         name="api-report-create"),
     path("auth/token/", survey_api.AuthTokenApi.as_view(), name="api-auth-token"),
     path("signals/", survey_api.SignalsApi.as_view(), name="api-signals"),
     path("surveys/", survey_api.SurveyCollectionApi.as_view(), name="api-surveys"),
@@ -30,8 +34,6 @@ api_v1 = [
          name="api-survey-clusters"),
     path("d/<str:dashboard_token>/clusters/", report_api.SharedClustersApi.as_view(),
          name="api-shared-clusters"),
-    path("s/<str:share_token>/reports/", survey_api.ReportCreateApi.as_view(),
-         name="api-report-create"),
     path("s/<str:share_token>/reports/<str:receipt>/", survey_api.ReportAmendApi.as_view(),
          name="api-report-withdraw"),
     path("d/<str:dashboard_token>/aggregates/", report_api.SharedAggregatesApi.as_view(),
@@ -43,6 +45,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("api/v1/", include(api_v1)),
     path("", auth.LoginView.as_view(), name="home"),
     path("accounts/login/", auth.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -64,7 +67,6 @@ urlpatterns = [
          name="respondent-withdraw"),
     path("s/<str:share_token>/amend/", survey_views.respondent_amend, name="respondent-amend"),
     path("d/<str:dashboard_token>/", report_views.shared_dashboard, name="shared-dashboard"),
-    path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
