@@ -124,11 +124,8 @@ def hit(*, request, survey_id, scope: str, day: dt.date | None = None) -> Verdic
                          day=day)
         client = _redis()
         if client is not None:
-            # One atomic round trip: the bucket has its expiry before it counts.
-            with client.pipeline(transaction=True) as pipe:
-                pipe.set(caches["default"].make_and_validate_key(key), 0, nx=True, ex=ttl)
-                pipe.incr(caches["default"].make_and_validate_key(key))
-                count = pipe.execute()[1]
+            count = _count_script(client)(keys=[caches["default"].make_and_validate_key(key)],
+                                          args=[ttl], client=client)
         else:
             count = _count_in_cache(key, ttl)
     except RedisError:
@@ -136,6 +133,25 @@ def hit(*, request, survey_id, scope: str, day: dt.date | None = None) -> Verdic
         # the broker); losing it would cost more than one day's limit.
         return Verdict(allowed=True, retry_after=0)
     return Verdict(allowed=count <= limit, retry_after=ttl)
+
+
+# One atomic round trip: the bucket has its expiry before it counts. A script
+# rather than MULTI/SET/INCR/EXEC: one command to send and one reply to parse
+# cost the intake path a third of the CPU of the transaction.
+_COUNT_LUA = """
+redis.call('SET', KEYS[1], 0, 'NX', 'EX', ARGV[1])
+return redis.call('INCR', KEYS[1])
+"""
+_count_kept = None
+
+
+def _count_script(client):
+    # The Script hashes the source once; each call names its client, and
+    # EVALSHA falls back to loading the script where Redis lost it.
+    global _count_kept
+    if _count_kept is None:
+        _count_kept = client.register_script(_COUNT_LUA)
+    return _count_kept
 
 
 def _count_in_cache(key: str, ttl: int) -> int:
