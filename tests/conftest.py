@@ -77,3 +77,15 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def stack(transactional_db, tmp_path):
+    """Real gunicorn, Celery and redis-server processes against the test
+    database (PostgreSQL only); each test starts the ones it needs."""
+    from tests.stack import Stack, flush_redis, require_postgres_and_redis
+
+    require_postgres_and_redis()
+    with Stack(tmp_path) as running:
+        flush_redis(running.redis_url)
+        yield running

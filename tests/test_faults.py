@@ -21,25 +21,25 @@ from surveys.models import OrgUnit, Report
 from tests.conftest import require
 from tests.factories import OrganizerFactory, survey_with_units
 from tests.stack import (
-    Stack,
     database_url,
-    flush_redis,
-    require_postgres_and_redis,
     wait_for,
 )
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
+
+def start_on_private_redis(stack):
+    """Web, a worker and beat on a redis-server of the test's own, which the
+    test may stop or freeze; returns that redis process."""
+    redis = stack.start_redis()
+    stack.redis_url = f"redis://127.0.0.1:{redis.extra['port']}/0"
+    stack.start_web()
+    stack.start_worker()
+    stack.start_beat(sweep_seconds=1)
+    return redis
+
 LEAVES = [f"Acme/{division}/{team}" for division in ("Retail", "Cloud", "Labs")
           for team in ("North", "South", "East", "West")]
-
-
-@pytest.fixture
-def stack(transactional_db, tmp_path):
-    require_postgres_and_redis()
-    with Stack(tmp_path) as stack:
-        flush_redis(stack.redis_url)
-        yield stack
 
 
 @pytest.fixture
@@ -65,11 +65,7 @@ def equals_recount(survey) -> bool:
 
 def test_reports_taken_while_redis_is_down_are_aggregated_after_it_returns(stack, survey):
     require(shutil.which("redis-server") is not None, "needs redis-server on PATH")
-    redis = stack.start_redis()
-    stack.redis_url = f"redis://127.0.0.1:{redis.extra['port']}/0"
-    stack.start_web()
-    stack.start_worker()
-    stack.start_beat(sweep_seconds=1)
+    redis = start_on_private_redis(stack)
     redis.stop()
 
     latencies = []
@@ -183,11 +179,7 @@ def test_two_workers_count_five_thousand_concurrent_reports_exactly(stack, surve
 
 def test_reports_taken_while_redis_hangs_answer_within_bounded_time(stack, survey):
     require(shutil.which("redis-server") is not None, "needs redis-server on PATH")
-    redis = stack.start_redis()
-    stack.redis_url = f"redis://127.0.0.1:{redis.extra['port']}/0"
-    stack.start_web()
-    stack.start_worker()
-    stack.start_beat(sweep_seconds=1)
+    redis = start_on_private_redis(stack)
     # Stopped, not gone: connections are accepted and never answered.
     os.kill(redis.popen.pid, signal.SIGSTOP)
     try:

@@ -9,21 +9,13 @@ import pytest
 from django.db import connection
 
 from tests.factories import OrganizerFactory, survey_with_units
-from tests.stack import Stack, flush_redis, require_postgres_and_redis, wait_for
+from tests.stack import wait_for
 
 pytestmark = pytest.mark.services
 
 # Header values only: no traffic goes to these documentation addresses.
 FORWARDED_FOR = "203.0.113.77"
 REAL_IP = "198.51.100.23"
-
-
-@pytest.fixture
-def stack(transactional_db, tmp_path):
-    require_postgres_and_redis()
-    with Stack(tmp_path) as stack:
-        flush_redis(stack.redis_url)
-        yield stack
 
 
 def released(stack, survey) -> dict:
