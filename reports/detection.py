@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -502,21 +503,23 @@ def detection_fail(*, run_id) -> None:
 
 
 def surveys_due_for_detection(*, now: dt.datetime | None = None) -> list:
-    """Surveys published since their latest run started, with no run under way."""
+    """Surveys published since their latest run started, with nothing unpublished
+    (detection_sees_only_published) and no run under way; one query.
+    detection_start_if_due checks again under a lock."""
+    from reports.models import PendingChange
+
     now = now or timezone.now()
-    busy = set(Job.objects.filter(kind=Job.Kind.DETECTION, status__in=_UNFINISHED,
-                                  created__gt=now - JOB_STALE_AFTER)
-               .values_list("survey_id", flat=True))
-    due = []
-    for survey_id, published_at in (AggregationState.objects.filter(published_at__isnull=False)
-                                    .values_list("survey_id", "published_at")):
-        if survey_id in busy:
-            continue
-        latest = (DetectionRun.objects.filter(survey_id=survey_id)
-                  .order_by("-created").values_list("created", flat=True).first())
-        if (latest is None or published_at > latest) and detection_sees_only_published(
-                survey_id=survey_id):
-            due.append(survey_id)
+    busy = Job.objects.filter(kind=Job.Kind.DETECTION, status__in=_UNFINISHED,
+                              created__gt=now - JOB_STALE_AFTER).values("survey_id")
+    latest_run = (DetectionRun.objects.filter(survey_id=OuterRef("survey_id"))
+                  .order_by("-created").values("created")[:1])
+    due = (AggregationState.objects
+           .filter(published_at__isnull=False, changes_since_publication=0)
+           .exclude(survey_id__in=busy)
+           .filter(~Exists(PendingChange.objects.filter(survey_id=OuterRef("survey_id"))))
+           .annotate(latest_run=Subquery(latest_run))
+           .filter(Q(latest_run__isnull=True) | Q(published_at__gt=F("latest_run")))
+           .values_list("survey_id", flat=True))
     return sorted(due, key=str)
 
 

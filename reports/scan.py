@@ -214,11 +214,6 @@ class _Tree:
         self.anc = anc
         self.n_levels = n_levels
 
-    def branch_counts(self, units: np.ndarray, periods: np.ndarray, n_periods: int) -> np.ndarray:
-        """int64 [U, T]: reports in each branch x period."""
-        idx = self.anc[units] * n_periods + periods[:, None]
-        return self.counts_from_index(idx, n_periods)
-
     def counts_from_index(self, idx: np.ndarray, n_periods: int) -> np.ndarray:
         size = (self.n_units + 1) * n_periods
         flat = np.bincount(idx.ravel(), minlength=size)

@@ -338,11 +338,6 @@ def cells_from(rel: Release) -> list[ReleasedCell]:
     ]
 
 
-def released_cells(*, survey: Survey) -> list[ReleasedCell]:
-    """Published cells after the full disclosure control; hidden counts are None."""
-    return cells_from(release(survey=survey))
-
-
 def unit_totals_from(rel: Release) -> list[ReleasedTotal]:
     return [ReleasedTotal(unit=unit, reports=rel.cell(unit, None)) for unit in rel.units]
 

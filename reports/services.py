@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from reports.models import (
@@ -385,13 +385,14 @@ def publication_maybe_publish(*, survey_id, state: AggregationState | None = Non
         return True
 
 
-def survey_report_count(*, survey_id) -> int:
-    return Report.objects.filter(survey_id=survey_id).count()
-
-
-def surveys_with_pending_work() -> list:
-    """Surveys with outbox rows, or with unpublished changes that may be due."""
+def surveys_with_pending_work(*, now: dt.datetime | None = None) -> list:
+    """Surveys with outbox rows, or whose publication is due (publication_due,
+    in SQL): a survey waiting for its k-th change is not woken every sweep."""
+    now = now or timezone.now()
     with_outbox = set(PendingChange.objects.values_list("survey_id", flat=True).distinct())
-    unpublished = set(AggregationState.objects.filter(changes_since_publication__gt=0)
-                      .values_list("survey_id", flat=True))
-    return sorted(with_outbox | unpublished, key=str)
+    interval = dt.timedelta(seconds=settings.CHORUS_PUBLISH_INTERVAL_SECONDS)
+    due = set(AggregationState.objects
+              .filter(changes_since_publication__gte=F("survey__min_group_size"))
+              .filter(Q(published_at__isnull=True) | Q(published_at__lte=now - interval))
+              .values_list("survey_id", flat=True))
+    return sorted(with_outbox | due, key=str)

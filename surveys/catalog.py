@@ -103,8 +103,3 @@ def mask_to_signals(mask: int) -> list[str]:
 
 def signal_bit(code: str) -> int:
     return _SIGNAL_BIT[code]
-
-
-def mask_has_signature(mask: int) -> bool:
-    required = signals_to_mask(SIGNATURE_ALL)
-    return mask & required == required and bool(mask & signals_to_mask(SIGNATURE_ANY))

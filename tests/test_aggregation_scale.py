@@ -173,3 +173,38 @@ def test_organizer_sees_the_pending_count_and_next_publication_time_at_k_or_more
 
     assert facts["Changes waiting for publication"] == "4"
     assert facts["Next publication"] == "not before 3 Mar 2026, 09:30"
+
+
+def test_sweep_wakes_a_survey_only_once_its_publication_is_due(survey, settings,
+                                                                django_capture_on_commit_callbacks):
+    settings.CHORUS_PUBLISH_INTERVAL_SECONDS = 0
+    with django_capture_on_commit_callbacks(execute=True):
+        file_reports(survey, survey.min_group_size - 1)
+    # Aggregated, but fewer than k changes: nothing for the sweep to do.
+    assert report_services.surveys_with_pending_work() == []
+    file_reports(survey, 1)
+    # An outbox row always wakes it.
+    assert report_services.surveys_with_pending_work() == [survey.id]
+    report_services.cells_apply_pending(survey_id=survey.id)
+    assert report_services.surveys_with_pending_work() == []
+    assert AggregationState.objects.get(survey=survey).publications == 1
+
+
+def test_sweep_waits_for_the_publication_interval(survey, settings):
+    settings.CHORUS_PUBLISH_INTERVAL_SECONDS = 3600
+    state = AggregationState.objects.create(
+        survey=survey, changes_since_publication=survey.min_group_size,
+        published_at=dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC))
+    assert report_services.surveys_with_pending_work(
+        now=state.published_at + dt.timedelta(minutes=59)) == []
+    assert report_services.surveys_with_pending_work(
+        now=state.published_at + dt.timedelta(minutes=60)) == [survey.id]
+
+
+def test_the_simulator_uses_the_catalogs_codes_and_signature():
+    from reports import simulate
+
+    assert simulate.SIGNALS == catalog.SIGNAL_CODES
+    assert simulate.OUTCOMES == catalog.OUTCOME_CODES
+    assert simulate.SIGNATURE_REQUIRED == catalog.SIGNATURE_ALL
+    assert simulate.SIGNATURE_ALTERNATIVES == catalog.SIGNATURE_ANY
