@@ -320,3 +320,24 @@ if __name__ == "__main__":
         file_reports_main(sys.argv[2:])
     else:
         raise SystemExit(f"unknown command: {sys.argv[1:]}")
+
+
+def detection_over_http(stack, *, survey, token: str, body: dict) -> tuple[str, dict]:
+    """Starts a detection through a running stack's API with two workers and
+    waits for its job; returns the job id and the job as last polled."""
+    auth = {"Authorization": f"Token {token}"}
+    stack.start_web()
+    stack.start_worker()
+    stack.start_worker()
+    status, started = stack.request("POST", f"/api/v1/surveys/{survey.id}/detections/", body,
+                                    headers=auth)
+    assert status == 202, started
+
+    def finished():
+        _, job = stack.request("GET", f"/api/v1/surveys/{survey.id}/jobs/{started['id']}/",
+                               headers=auth)
+        return job if job["status"] in ("succeeded", "failed") else None
+
+    job = wait_for(finished, timeout=180, interval=0.5, what="the detection job")
+    assert job["status"] == "succeeded", stack.logs()[-4000:]
+    return started["id"], job

@@ -13,7 +13,9 @@ from reports.simulate import Drive, OrgShape, simulate
 from reports.tasks import sweep
 from surveys.models import Survey
 from tests.factories import OrganizerFactory, file_reports
-from tests.stack import Stack, flush_redis, require_postgres_and_redis, wait_for
+from tests.stack import (
+    detection_over_http,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -197,31 +199,13 @@ GOLDEN: list = [
 
 
 @pytest.mark.services
-@pytest.mark.django_db(transaction=True)
-def test_real_workers_reproduce_the_golden_p_values(tmp_path):
-    require_postgres_and_redis()
+def test_real_workers_reproduce_the_golden_p_values(stack):
     organizer = OrganizerFactory()
     survey, _ = simulated(organizer, seed=11)
     token = Token.objects.create(user=organizer).key
-    auth = {"Authorization": f"Token {token}"}
-    with Stack(tmp_path) as stack:
-        flush_redis(stack.redis_url)
-        stack.start_web()
-        stack.start_worker()
-        stack.start_worker()
-        status, body = stack.request(
-            "POST", f"/api/v1/surveys/{survey.id}/detections/",
-            {"replicas": 99, "seed": 20260101, "models": list(MODELS)}, headers=auth)
-        assert status == 202, body
-
-        def finished():
-            _, job = stack.request("GET", f"/api/v1/surveys/{survey.id}/jobs/{body['id']}/",
-                                   headers=auth)
-            return job if job["status"] in ("succeeded", "failed") else None
-
-        job = wait_for(finished, timeout=180, interval=0.5, what="the detection job")
-        assert job["status"] == "succeeded", stack.logs()[-4000:]
-    run = DetectionRun.objects.get(job_id=body["id"])
+    job_id, _ = detection_over_http(stack, survey=survey, token=token, body={
+        "replicas": 99, "seed": 20260101, "models": list(MODELS)})
+    run = DetectionRun.objects.get(job_id=job_id)
     assert run.chunks.count() > len(MODELS)
     got = [(c.model, c.unit_path, c.observed, round(c.llr, 6), c.p_raw, c.p_value)
            for c in run.clusters.order_by("rank")[:6]]

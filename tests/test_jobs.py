@@ -5,7 +5,9 @@ from reports import detection
 from reports.models import Cell, DetectionCluster, DetectionRun, Job
 from reports.simulate import Drive, OrgShape, simulate
 from tests.factories import OrganizerFactory, file_reports
-from tests.stack import Stack, flush_redis, require_postgres_and_redis, wait_for
+from tests.stack import (
+    detection_over_http,
+)
 
 
 def job_path(survey, job_id) -> str:
@@ -103,8 +105,7 @@ def _stored(run) -> list[tuple]:
 
 
 @pytest.mark.services
-def test_detection_across_real_workers_equals_the_in_process_run(transactional_db, tmp_path):
-    require_postgres_and_redis()
+def test_detection_across_real_workers_equals_the_in_process_run(stack):
     organizer = OrganizerFactory()
     dataset = simulate(4, n_periods=10, shape=OrgShape(n_orgs=2), base_rate=0.1,
                        drives=[Drive("department", 2, 5.0, start=6, signature_share=0.8)])
@@ -112,25 +113,10 @@ def test_detection_across_real_workers_equals_the_in_process_run(transactional_d
     eager = detection.detection_start(survey=survey, replicas=200, seed=77, chunk_size=50)
     assert _stored(eager)
     token = Token.objects.create(user=organizer).key
-    with Stack(tmp_path) as stack:
-        flush_redis(stack.redis_url)
-        stack.start_web()
-        stack.start_worker()
-        stack.start_worker()
-        status, body = stack.request(
-            "POST", f"/api/v1/surveys/{survey.id}/detections/", {"replicas": 200, "seed": 77},
-            headers={"Authorization": f"Token {token}"})
-        assert status == 202, body
-
-        def finished():
-            _, job = stack.request("GET", job_path(survey, body["id"]),
-                                   headers={"Authorization": f"Token {token}"})
-            return job if job["status"] in ("succeeded", "failed") else None
-
-        job = wait_for(finished, timeout=180, interval=0.5, what="the detection job")
-        assert job["status"] == "succeeded", stack.logs()[-4000:]
-        assert job["progress"] == 1.0
-    distributed = DetectionRun.objects.get(job_id=body["id"])
+    job_id, job = detection_over_http(stack, survey=survey, token=token,
+                                      body={"replicas": 200, "seed": 77})
+    assert job["progress"] == 1.0
+    distributed = DetectionRun.objects.get(job_id=job_id)
     assert distributed.chunks.count() == eager.chunks.count()
     assert distributed.fingerprint == DetectionRun.objects.get(id=eager.id).fingerprint
     assert _stored(distributed) == _stored(eager)
