@@ -17,10 +17,17 @@
   ``naive_threshold`` (alarm when any team has >= k reports in one period) and ``ears_c2``
   (EARS C2 on every branch's series: 7-period baseline, 2-period lag, sd floored at 0.5),
   both calibrated on separate null scenarios (no review season) to a false-alarm rate
-  of at most ``alpha``;
+  of at most ``alpha``; and ``oracle``, a reference and not a detector: on drive cells
+  only, a one-sided Poisson test at ``alpha`` of the planted branch and window against the
+  true background mean of those cells (reporting habits and season included), i.e. the
+  power of a test that knew where, when and against what to look;
 * figures: ``alarm_rate`` (type-I error on null cells, power on drive cells),
   ``localization`` (mean Jaccard of detected vs planted (team, period) cells over the
   scenarios that alarmed), ``extended_power`` (alarm and Jaccard >= 0.5).
+
+The simulated company's shape (``EvalConfig.shape``, a :class:`reports.simulate.OrgShape`)
+defaults to the one the published figures use; larger teams or more teams per department
+show how power grows with the size of the surveyed units.
 
 CI runs tiny evaluations (few cells, few scenarios, few replicas); the full one
 (``python manage.py evaluate_detection --cells all``, or ``python -m reports.evaluation``)
@@ -32,20 +39,23 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from reports import scan
-from reports.simulate import Drive, SyntheticDataset, simulate
+from reports.simulate import Drive, OrgShape, SyntheticDataset, simulate
 
 __all__ = [
     "EvalConfig",
     "EvalRow",
     "ScenarioCell",
     "default_cells",
+    "describe_shape",
     "evaluate",
     "format_table",
+    "parse_range",
+    "select_cells",
     "targets_summary",
 ]
 
@@ -62,7 +72,9 @@ METHODS = (
     "combined_all",
     "naive_threshold",
     "ears_c2",
+    "oracle",
 )
+BASELINES = ("naive_threshold", "ears_c2")
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,7 @@ class EvalConfig:
     earliest_start: int = 6
     min_reports: int = 5
     alpha: float = 0.05
+    shape: OrgShape = field(default_factory=OrgShape)
 
 
 @dataclass(frozen=True)
@@ -218,6 +231,7 @@ def _dataset(cell: ScenarioCell, cfg: EvalConfig, seed) -> SyntheticDataset:
     return simulate(
         seed,
         n_periods=cfg.n_periods,
+        shape=cfg.shape,
         base_rate=cfg.base_rate,
         habit_shape=cfg.habit_shape,
         season_periods=cfg.season_periods if cell.season else (),
@@ -233,13 +247,53 @@ def _jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b)
 
 
-def _scan_outcomes(ds, cfg: EvalConfig, n_replicas: int, entropy, include_classic: bool):
-    """{method: (p, cells)} for each scan model, targeted_classic and combined."""
+def _poisson_sf(c: int, mu: float) -> float:
+    """P(X >= c) for X ~ Poisson(mu), summed on the side without cancellation."""
+    if c <= 0:
+        return 1.0
+    if mu <= 0:
+        return 0.0
+    log_mu = math.log(mu)
+
+    def pmf(k: int) -> float:
+        return math.exp(k * log_mu - mu - math.lgamma(k + 1))
+
+    if c <= mu:
+        return max(0.0, 1.0 - math.fsum(pmf(k) for k in range(c)))
+    # beyond c + 40 sd + 50 the terms are below double precision relative to the first
+    return min(1.0, math.fsum(pmf(k) for k in range(c, c + int(40 * math.sqrt(c)) + 50)))
+
+
+def _oracle(ds: SyntheticDataset, alpha: float) -> tuple[bool, set]:
+    """Alarm of the reference test that knows each planted branch, window and true
+    background mean (one-sided Poisson at ``alpha`` per drive; a drive cell plants one)."""
+    alarm = False
+    for drive in ds.drives:
+        cells = ds.leaf_cells(drive.unit, drive.start, drive.start + drive.length - 1)
+        leaves = np.array(sorted({u for u, _ in cells}), dtype=np.int64)
+        window = slice(drive.start, drive.start + drive.length)
+        mu = float(ds.background_mean[leaves, window].sum())
+        inside = np.isin(ds.report_units, leaves) & (ds.report_periods >= drive.start) & (
+            ds.report_periods < drive.start + drive.length)
+        alarm |= _poisson_sf(int(inside.sum()), mu) <= alpha
+    return alarm, set(ds.planted_cells) if alarm else set()
+
+
+def _scan_outcomes(ds, cfg: EvalConfig, n_replicas: int, entropy, include_classic: bool,
+                   wanted: Sequence[str] = METHODS):
+    """{method: (p, cells)} for each scan model, targeted_classic and combined that
+    ``wanted`` needs (models are scanned only if asked for, directly or by a combination;
+    each draws its replicas from the same seeds whatever else is run)."""
     data = ds.to_scan_data()
     models = scan.available_models(data)
+    needed = {m for m in wanted if m in models}
+    if "combined" in wanted:
+        needed |= set(DEFAULT_MODELS)
+    if "combined_all" in wanted:
+        needed |= set(models)
     out: dict[str, tuple[float, set]] = {}
-    runs = [(m, m, True) for m in models]
-    if include_classic and "targeted" in models:
+    runs = [(m, m, True) for m in models if m in needed]
+    if include_classic and "targeted" in models and "targeted_classic" in wanted:
         runs.append(("targeted_classic", "targeted", False))
     for label, model, lbo in runs:
         cuts = scan.observed_cuts(
@@ -256,6 +310,8 @@ def _scan_outcomes(ds, cfg: EvalConfig, n_replicas: int, entropy, include_classi
         out[label] = (scan.monte_carlo_p(cut.llr, maxima), ds.leaf_cells(cut.branch, cut.start,
                                                                           cut.end))
     for label, group in (("combined", DEFAULT_MODELS), ("combined_all", models)):
+        if label not in wanted:
+            continue
         used = [m for m in scan.MODELS if m in group and m in models]
         best = (1.0, set())
         for m in used:
@@ -315,10 +371,16 @@ def evaluate(
     """
     cfg = config or EvalConfig()
     cells = list(default_cells() if cells is None else cells)
-    calib = calibrate_baselines(
-        cfg, n_calibration if n_calibration is not None else max(100, 2 * n_scenarios), seed
-    )
     wanted = list(METHODS if methods is None else methods)
+    unknown = set(wanted) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; expected some of {METHODS}")
+    calib = None
+    if set(wanted) & set(BASELINES):
+        calib = calibrate_baselines(
+            cfg, n_calibration if n_calibration is not None else max(100, 2 * n_scenarios),
+            seed,
+        )
     rows: list[EvalRow] = []
     for cell in cells:
         alarms: dict[str, list[bool]] = {m: [] for m in wanted}
@@ -328,7 +390,7 @@ def evaluate(
             sseed = _seed(seed, cell.name, k)
             ds = _dataset(cell, cfg, sseed)
             planted = set(ds.planted_cells)
-            res = _scan_outcomes(ds, cfg, n_replicas, (*sseed, 1), include_classic)
+            res = _scan_outcomes(ds, cfg, n_replicas, (*sseed, 1), include_classic, wanted)
             for m in wanted:
                 if m in res:
                     p, cells_hit = res[m]
@@ -339,6 +401,8 @@ def evaluate(
                 elif m == "ears_c2":
                     alarm = _c2_stat(ds) > calib.c2_h
                     cells_hit = _c2_cells(ds, calib.c2_h) if alarm else set()
+                elif m == "oracle" and not cell.is_null:
+                    alarm, cells_hit = _oracle(ds, cfg.alpha)
                 else:
                     continue
                 alarms[m].append(bool(alarm))
@@ -406,7 +470,6 @@ def format_table(rows: Sequence[EvalRow]) -> str:
 
 SMALL_DRIVES = ("team/L1/", "team/L2/")
 SINGLE_MODELS = SCAN_METHODS
-BASELINES = ("naive_threshold", "ears_c2")
 
 
 def targets_summary(rows: Sequence[EvalRow], *, alpha: float = 0.05) -> list[str]:
@@ -435,6 +498,8 @@ def targets_summary(rows: Sequence[EvalRow], *, alpha: float = 0.05) -> list[str
                           and r.relative_risk >= 2 and (r.cell, "combined") in by})
     for base in BASELINES:
         compared = [c for c in drive_cells if (c, base) in by]
+        if not compared:
+            continue
         lost = [c for c in compared
                 if not by[(c, "combined")].extended_power > by[(c, base)].extended_power]
         lines.append(f"{verdict(not lost)} extended power above {base} on "
@@ -445,6 +510,8 @@ def targets_summary(rows: Sequence[EvalRow], *, alpha: float = 0.05) -> list[str
                     and (r.cell, "combined") in by})
     for single in SINGLE_MODELS:
         compared = [c for c in small if (c, single) in by]
+        if not compared:
+            continue
         lost = [c for c in compared
                 if not by[(c, "combined")].extended_power > by[(c, single)].extended_power]
         lines.append(f"{verdict(not lost)} extended power above {single} on "
@@ -453,21 +520,63 @@ def targets_summary(rows: Sequence[EvalRow], *, alpha: float = 0.05) -> list[str
     return lines
 
 
+def select_cells(keys: Iterable[str], cells: Sequence[ScenarioCell] | None = None
+                 ) -> list[ScenarioCell]:
+    """Cells whose name contains one of ``keys``; a key starting with ``=`` names one cell
+    exactly (``department/L4/RR3`` also matches its in-season variant, ``=department/L4/RR3``
+    does not)."""
+    cells = default_cells() if cells is None else cells
+    keys = [k.strip() for k in keys if k.strip()]
+    exact = {k[1:] for k in keys if k.startswith("=")}
+    parts = [k for k in keys if not k.startswith("=")]
+    return [c for c in cells if c.name in exact or any(k in c.name for k in parts)]
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """``"8-16"`` -> (8, 16); ``"12"`` -> (12, 12)."""
+    lo, _, hi = text.partition("-")
+    try:
+        low, high = int(lo), int(hi or lo)
+    except ValueError:
+        raise ValueError(f"expected LOW-HIGH or N, got {text!r}") from None
+    if not 1 <= low <= high:
+        raise ValueError(f"need 1 <= LOW <= HIGH, got {text!r}")
+    return low, high
+
+
+def describe_shape(shape: OrgShape) -> str:
+    return (f"{shape.n_orgs} orgs, {shape.departments_per_org[0]}-{shape.departments_per_org[1]} "
+            f"departments per org, {shape.teams_per_department[0]}-"
+            f"{shape.teams_per_department[1]} teams per department, {shape.team_size[0]}-"
+            f"{shape.team_size[1]} people per team ({shape.mean_department_size:g} people per "
+            "department on average)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     import argparse
 
+    default = OrgShape()
     ap = argparse.ArgumentParser(description="Run the Chorus scan evaluation")
     ap.add_argument("--scenarios", type=int, default=20)
+    ap.add_argument("--null-scenarios", type=int, default=None)
     ap.add_argument("--replicas", type=int, default=99)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cells", default="", help="comma-separated substrings of cell names")
+    ap.add_argument("--cells", default="",
+                    help="comma-separated substrings of cell names (=NAME: exactly NAME)")
+    ap.add_argument("--methods", default="", help="comma-separated methods (default: all)")
+    ap.add_argument("--team-size", type=parse_range, default=default.team_size)
+    ap.add_argument("--teams-per-department", type=parse_range,
+                    default=default.teams_per_department)
     args = ap.parse_args(argv)
-    cells = default_cells()
-    if args.cells:
-        keys = [k.strip() for k in args.cells.split(",") if k.strip()]
-        cells = [c for c in cells if any(k in c.name for k in keys)]
-    rows = evaluate(cells, n_scenarios=args.scenarios, n_replicas=args.replicas, seed=args.seed)
+    cells = select_cells(args.cells.split(",")) if args.cells else default_cells()
+    shape = OrgShape(team_size=args.team_size, teams_per_department=args.teams_per_department)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] or None
+    rows = evaluate(cells, n_scenarios=args.scenarios, n_null_scenarios=args.null_scenarios,
+                    n_replicas=args.replicas, seed=args.seed, methods=methods,
+                    config=EvalConfig(shape=shape))
     print(format_table(rows))
+    print(f"\nshape: {describe_shape(shape)}")
+    print("\n".join(targets_summary(rows)))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from reports.simulate import (
     OUTCOMES,
     SIGNALS,
     Drive,
+    OrgShape,
     has_signature,
     simulate,
 )
@@ -159,3 +160,85 @@ def test_targets_summary_names_every_target_with_pass_or_miss():
     assert "above ears_c2" in text
     assert "above naive_threshold" in text
     assert "above per_capita on" in text
+
+
+def test_background_mean_is_headcount_times_rate_times_season_at_teams_only():
+    ds = simulate(7, season_periods=(3,), season_multiplier=2.0, habit_shape=math.inf,
+                  base_rate=0.05)
+    teams = ds.units_at_level("team")
+    expected = ds.headcount[teams, None] * 0.05 * np.where(np.arange(ds.n_periods) == 3, 2, 1)
+    assert np.allclose(ds.background_mean[teams], expected)
+    inner = np.setdiff1d(np.arange(ds.n_units), teams)
+    assert not ds.background_mean[inner].any()
+
+
+def test_larger_org_shape_gives_larger_departments():
+    small = simulate(8)
+    shape = OrgShape(teams_per_department=(5, 7), team_size=(18, 32))
+    large = simulate(8, shape=shape)
+    assert shape.mean_department_size == 150
+    assert OrgShape().mean_department_size == 32
+
+    def mean_department(ds):
+        depts = ds.units_at_level("department")
+        return np.mean([ds.headcount[ds.branch_units(d)].sum() for d in depts])
+
+    assert mean_department(small) < 50 < 100 < mean_department(large)
+
+
+@pytest.mark.parametrize(("c", "mu"), [(0, 3.0), (1, 0.5), (5, 5.1), (12, 5.1), (40, 24.0),
+                                       (90, 24.0), (150, 160.0), (3, 0.0)])
+def test_oracle_poisson_tail_matches_scipy(c, mu):
+    from scipy.stats import poisson
+
+    want = 1.0 if c <= 0 else (0.0 if mu == 0 else poisson.sf(c - 1, mu))
+    assert evaluation._poisson_sf(c, mu) == pytest.approx(want, rel=1e-9, abs=1e-300)
+
+
+def test_oracle_is_a_reference_on_drive_cells_and_absent_on_null_cells():
+    cells = [ScenarioCell("null"), ScenarioCell("department/L4/RR5", "department", 4, 5.0)]
+    rows = evaluate(cells, n_scenarios=10, seed=2, methods=["oracle"])
+    (row,) = rows
+    assert row.cell == "department/L4/RR5"
+    assert row.alarm_rate >= 0.8
+    assert row.localization == 1.0
+
+
+def test_power_on_a_department_drive_grows_with_the_size_of_departments():
+    cell = [ScenarioCell("department/L4/RR3", "department", 4, 3.0)]
+    power = {}
+    for size, shape in (("today", OrgShape()),
+                        ("150", OrgShape(teams_per_department=(5, 7), team_size=(18, 32)))):
+        rows = evaluate(cell, n_scenarios=20, n_replicas=39, seed=4,
+                        methods=["combined", "oracle"], config=EvalConfig(shape=shape))
+        power[size] = {r.method: r.alarm_rate for r in rows}
+    assert power["150"]["combined"] >= power["today"]["combined"] + 0.4
+    assert power["150"]["oracle"] >= power["today"]["oracle"]
+
+
+def test_cells_are_chosen_by_substring_or_exactly_by_name():
+    names = [c.name for c in evaluation.select_cells(["department/L4/RR3"])]
+    assert names == ["department/L4/RR3", "department/L4/RR3/in-season"]
+    names = [c.name for c in evaluation.select_cells(["=department/L4/RR3", "=null"])]
+    assert names == ["null", "department/L4/RR3"]
+    assert evaluation.parse_range("8-16") == (8, 16)
+    assert evaluation.parse_range("12") == (12, 12)
+    with pytest.raises(ValueError, match="LOW <= HIGH"):
+        evaluation.parse_range("16-8")
+
+
+def test_evaluate_detection_command_takes_the_company_shape_and_reports_the_oracle():
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("evaluate_detection", "--cells", "=department/L4/RR5", "--scenarios", "3",
+                 "--replicas", "19", "--methods", "combined,oracle", "--teams-per-department",
+                 "4-6", "--team-size", "8-16", stdout=out, stderr=StringIO())
+    text = out.getvalue()
+    assert "oracle" in text
+    assert "department/L4/RR5/in-season" not in text
+    assert "4-6 teams per department, 8-16 people per team (60 people per department" in text
+    with pytest.raises(CommandError, match="LOW <= HIGH"):
+        call_command("evaluate_detection", "--team-size", "9-3", stdout=StringIO())

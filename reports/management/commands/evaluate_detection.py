@@ -5,6 +5,14 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from reports import evaluation
+from reports.simulate import OrgShape
+
+
+def _range(text: str) -> tuple[int, int]:
+    try:
+        return evaluation.parse_range(text)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 class Command(BaseCommand):
@@ -12,6 +20,7 @@ class Command(BaseCommand):
             "null cells, power and localisation on drive cells, and the detector's targets.")
 
     def add_arguments(self, parser):
+        default = OrgShape()
         parser.add_argument("--scenarios", type=int, default=20,
                             help="Scenarios per drive cell.")
         parser.add_argument("--null-scenarios", type=int, default=None,
@@ -21,20 +30,33 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--cells", default="null,department/L2,department/L4/RR3,"
                             "signature,in-season",
-                            help="Comma-separated substrings of cell names; 'all' for every "
-                                 "cell.")
+                            help="Comma-separated substrings of cell names (=NAME: exactly "
+                                 "the cell NAME); 'all' for every cell.")
+        parser.add_argument("--methods", default="",
+                            help="Comma-separated methods to report (default: all of "
+                                 f"{', '.join(evaluation.METHODS)}).")
+        parser.add_argument("--team-size", default="{}-{}".format(*default.team_size),
+                            help="People per team, LOW-HIGH drawn uniformly per team.")
+        parser.add_argument("--teams-per-department",
+                            default="{}-{}".format(*default.teams_per_department),
+                            help="Teams per department, LOW-HIGH drawn uniformly.")
 
     def handle(self, *args, scenarios: int, null_scenarios: int | None, replicas: int,
-               seed: int, cells: str, **options):
+               seed: int, cells: str, methods: str, team_size: str, teams_per_department: str,
+               **options):
         if scenarios < 1 or replicas < 19 or (null_scenarios is not None and null_scenarios < 1):
             raise CommandError("Need --scenarios >= 1, --null-scenarios >= 1 and "
                                "--replicas >= 19.")
         chosen = evaluation.default_cells()
         if cells != "all":
-            keys = [key.strip() for key in cells.split(",") if key.strip()]
-            chosen = [cell for cell in chosen if any(key in cell.name for key in keys)]
+            chosen = evaluation.select_cells(cells.split(","), chosen)
         if not chosen:
             raise CommandError("No scenario cell matches --cells.")
+        wanted = [m.strip() for m in methods.split(",") if m.strip()] or None
+        if wanted and set(wanted) - set(evaluation.METHODS):
+            raise CommandError(f"Unknown methods; choose from {', '.join(evaluation.METHODS)}.")
+        shape = OrgShape(team_size=_range(team_size),
+                         teams_per_department=_range(teams_per_department))
         started = time.monotonic()
 
         def progress(name: str) -> None:
@@ -42,11 +64,15 @@ class Command(BaseCommand):
 
         rows = evaluation.evaluate(chosen, n_scenarios=scenarios,
                                    n_null_scenarios=null_scenarios, n_replicas=replicas,
-                                   seed=seed, progress=progress)
+                                   seed=seed, methods=wanted,
+                                   config=evaluation.EvalConfig(shape=shape),
+                                   progress=progress)
         self.stdout.write(evaluation.format_table(rows))
         self.stdout.write(
             f"\n{len(chosen)} cells; {scenarios} scenarios per drive cell, "
             f"{null_scenarios or scenarios} per null cell; {replicas} replicas; rate = type-I "
             "error (null) or power (drive), loc = mean Jaccard of detected vs planted cells, "
-            "ext = power with Jaccard >= 0.5.\n")
+            "ext = power with Jaccard >= 0.5; oracle = reference, not a detector (knows the "
+            "planted branch, window and background mean).\n"
+            f"Shape: {evaluation.describe_shape(shape)}.\n")
         self.stdout.write("\n".join(evaluation.targets_summary(rows)))
