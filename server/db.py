@@ -30,19 +30,41 @@ def _cursor():
             else connection.make_cursor(cursor))
 
 
+def _execute(cursor, sql: str, params: list) -> None:
+    """cursor.execute, as a prepared statement on PostgreSQL: the server
+    parses and plans it once per connection, not on every call. Through
+    Django's execute wrappers and error translation; with queries logged
+    (DEBUG, tests that count queries), the plain logged execute. A pooler in
+    transaction mode must keep prepared statements per client (PgBouncer's
+    max_prepared_statements)."""
+    if connection.vendor != "postgresql" or connection.queries_logged:
+        cursor.execute(sql, params)
+        return
+
+    def prepared(sql, params, _many, _context):
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            return cursor.cursor.execute(sql, params, prepare=True)
+
+    cursor._execute_with_wrappers(sql, params, many=False, executor=prepared)
+
+
 @cache
-def _statement(model: type[models.Model]) -> tuple[str, list]:
+def _statement(model: type[models.Model], guarded: bool = False) -> tuple[str, list]:
     fields = [field for field in model._meta.concrete_fields
               if not isinstance(field, AutoFieldMixin)]
     quote = connection.ops.quote_name
-    sql = (f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 - names from the model
-           f"({', '.join(quote(field.column) for field in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))})")
+    placeholders = ", ".join(["%s"] * len(fields))
+    # Names from the model, values as parameters.
+    values = (f"SELECT {placeholders} FROM guard" if guarded  # noqa: S608
+              else f"VALUES ({placeholders})")
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} "
+           f"({', '.join(quote(field.column) for field in fields)}) {values}")
     return sql, fields
 
 
-def _params(model: type[models.Model], values: dict) -> tuple[str, list]:
-    sql, fields = _statement(model)
+def _params(model: type[models.Model], values: dict, guarded: bool = False) -> tuple[str, list]:
+    sql, fields = _statement(model, guarded)
     values = dict(values)
     params = [field.get_db_prep_save(values.pop(field.attname) if field.attname in values
                                      else field.get_default(), connection)
@@ -52,26 +74,67 @@ def _params(model: type[models.Model], values: dict) -> tuple[str, list]:
     return sql, params
 
 
-def insert_rows(rows: list[tuple[type[models.Model], dict]]) -> None:
+@cache
+def _guard(model: type[models.Model], equal: tuple[str, ...],
+           null_or_at_least: tuple[str, ...]) -> tuple[str, list]:
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    fields = [model._meta.get_field(name) for name in (*equal, *null_or_at_least)]
+    columns = [quote(field.column) for field in fields]
+    conditions = [f"{column} = %s" for column in columns[:len(equal)]] + [
+        f"({column} IS NULL OR {column} >= %s)" for column in columns[len(equal):]]
+    return (f"SELECT 1 FROM {table} WHERE {' AND '.join(conditions)}",  # noqa: S608
+            fields)
+
+
+def guard(model: type[models.Model], *, equal: dict,
+          null_or_at_least: dict | None = None) -> tuple[str, list]:
+    """A condition for insert_rows(only_if=...): a row of `model` exists
+    whose fields equal `equal` and are each null or at least
+    `null_or_at_least`. Built once per model and set of names."""
+    null_or_at_least = null_or_at_least or {}
+    sql, fields = _guard(model, tuple(equal), tuple(null_or_at_least))
+    values = [*equal.values(), *null_or_at_least.values()]
+    return sql, [field.get_db_prep_value(value, connection)
+                 for field, value in zip(fields, values, strict=True)]
+
+
+def insert_rows(rows: list[tuple[type[models.Model], dict]], *,
+                only_if: tuple[str, list] | None = None) -> bool:
     """INSERTs rows, all or none: `values` by attname (unit_id, not unit);
     other fields take their defaults; no signals, no save(). On PostgreSQL they go
     in one statement, which needs no transaction of its own: outside one it
     commits by itself, in a single round trip, where BEGIN, the INSERTs and
-    COMMIT would take one each."""
-    statements = [_params(model, values) for model, values in rows]
-    if len(statements) > 1 and connection.vendor != "postgresql":
-        with transaction.atomic():
+    COMMIT would take one each.
+
+    With `only_if` (from guard()), the rows are inserted only if its row
+    exists when they are: on PostgreSQL the same statement checks it, so
+    nothing can change in between that its snapshot would not see. Returns
+    whether the rows were inserted."""
+    guarded = only_if is not None
+    in_one = connection.vendor == "postgresql"
+    statements = [_params(model, values, guarded and in_one) for model, values in rows]
+    if not in_one:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if guarded:
+                cursor.execute(only_if[0], only_if[1])
+                if cursor.fetchone() is None:
+                    return False
             for sql, params in statements:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-        return
+                cursor.execute(sql, params)
+        return True
     *first, (sql, params) = statements
-    if first:
-        sql = "WITH " + ", ".join(f"w{index} AS ({statement})" for index, (statement, _p)
-                                  in enumerate(first)) + " " + sql
-        params = [param for _sql, first_params in first for param in first_params] + params
+    ctes = [f"w{index} AS ({statement})" for index, (statement, _p) in enumerate(first)]
+    params = [param for _sql, first_params in first for param in first_params] + params
+    if guarded:
+        ctes.insert(0, f"guard AS ({only_if[0]})")
+        params = [*only_if[1], *params]
+    if ctes:
+        sql = "WITH " + ", ".join(ctes) + " " + sql
     with _cursor() as cursor:
-        cursor.execute(sql, params)
+        _execute(cursor, sql, params)
+        # The last INSERT, like every other, wrote a row or, guarded, none.
+        return cursor.rowcount == 1
 
 
 @cache
@@ -93,7 +156,7 @@ def get_by_unique(model: type[models.Model], field: str, value):
     build it (from_db), without building the query each time."""
     sql, names, converters = _select(model, field)
     with _cursor() as cursor:
-        cursor.execute(sql, [model._meta.get_field(field).get_db_prep_value(value, connection)])
+        _execute(cursor, sql, [model._meta.get_field(field).get_db_prep_value(value, connection)])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -103,3 +166,26 @@ def get_by_unique(model: type[models.Model], field: str, value):
             raw = converter(raw, column, connection)
         values.append(raw)
     return model.from_db(connection.alias, names, values)
+
+
+@cache
+def _select_value(model: type[models.Model], column_field: str,
+                  where: tuple[str, ...]) -> tuple[str, list]:
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in where]
+    sql = (f"SELECT {quote(model._meta.get_field(column_field).column)} "  # noqa: S608
+           f"FROM {quote(model._meta.db_table)} WHERE "
+           + " AND ".join(f"{quote(field.column)} = %s" for field in fields))
+    return sql, fields
+
+
+def value_where(model: type[models.Model], column_field: str, **where):
+    """The raw value of `column_field` of the row whose fields equal `where`
+    (a unique set of them), or None: for integer keys and other values that
+    need no conversion from the database."""
+    sql, fields = _select_value(model, column_field, tuple(where))
+    with _cursor() as cursor:
+        _execute(cursor, sql, [field.get_db_prep_value(value, connection)
+                               for field, value in zip(fields, where.values(), strict=True)])
+        row = cursor.fetchone()
+    return None if row is None else row[0]

@@ -386,12 +386,18 @@ class ReportCreateApi(APIView):
         return Response({"receipt": receipt}, status=status.HTTP_201_CREATED)
 
     @classmethod
-    def file(cls, request, *, share_token: str, data) -> str:
+    def file(cls, request, *, share_token: str, data, kept: bool = True) -> str:
         """Stores the report the body (`data()`, parsed) describes; returns its
-        receipt or raises what the API answers with."""
+        receipt or raises what the API answers with.
+
+        The survey comes from the process's copy (`kept`): if it changed
+        since, nothing is stored, the attempt is given back and the report
+        is filed again against the survey as it is now, which answers a
+        closed, re-linked or invite-only survey as it would have at once."""
         if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_REPORT_BODY_BYTES:
             raise PayloadTooLarge
-        survey = selectors.survey_by_share_token(token=share_token)
+        survey = (selectors.survey_by_share_token_kept(token=share_token) if kept
+                  else selectors.survey_by_share_token(token=share_token))
         if not survey.is_open:
             raise Gone
         body = data()
@@ -407,6 +413,12 @@ class ReportCreateApi(APIView):
         rate_limit(request, survey=survey, scope=ratelimit.SUBMIT)
         try:
             return services.report_create(survey=survey, draft=draft)
+        except services.SurveyChanged as changed:
+            if not kept:
+                raise Gone from changed
+            selectors.survey_kept_forget(token=share_token)
+            ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
+            return cls.file(request, share_token=share_token, data=lambda: body, kept=False)
         except services.SurveyClosed as closed:
             raise Gone from closed
         except ValidationError as error:

@@ -17,7 +17,9 @@ from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
+from reports.models import PendingChange
 from reports.services import org_tree_index, report_changes_record
+from server.db import guard, insert_rows, value_where
 from surveys import catalog
 from surveys.models import MIN_GROUP_SIZE_FLOOR, InviteCode, OrgUnit, Report, Survey
 from surveys.scrub import comment_scrub
@@ -299,8 +301,7 @@ _unit_ids: dict[tuple, int] = {}
 def _report_unit(*, survey: Survey, path: str) -> OrgUnit | None:
     unit_id = _unit_ids.get((survey.id, path))
     if unit_id is None:
-        unit_id = (OrgUnit.objects.filter(survey=survey, path=path)
-                   .values_list("id", flat=True).first())
+        unit_id = value_where(OrgUnit, "id", survey=survey.id, path=path)
         if unit_id is None:
             return None
         if len(_unit_ids) >= _UNIT_IDS_KEPT:
@@ -333,6 +334,22 @@ class SurveyClosed(Exception):
     pass
 
 
+class SurveyChanged(SurveyClosed):
+    """The survey no longer takes reports as the copy the caller passed says
+    (closed, another share link, access or period): nothing was stored."""
+
+
+def _still_as_read(survey: Survey, today: dt.date) -> tuple[str, list]:
+    # Everything of the survey that decides whether and how a report is
+    # stored. A copy read a while ago may be stale; this is checked by the
+    # INSERT itself, so a survey closed or re-linked a moment ago never
+    # takes a report through an old copy.
+    return guard(Survey, equal={"id": survey.id, "share_token": survey.share_token,
+                                "status": Survey.Status.OPEN, "access": survey.access,
+                                "period": survey.period},
+                 null_or_at_least={"closes_on": today})
+
+
 def report_create(*, survey: Survey, draft: ReportDraft) -> str:
     """Stores a report and returns its receipt, which is shown once and never
     stored: only its hash is kept, to let the holder withdraw the report.
@@ -343,9 +360,15 @@ def report_create(*, survey: Survey, draft: ReportDraft) -> str:
     field error).
 
     Otherwise no transaction is opened: the report and its outbox row are
-    written by one statement (see report_changes_record), atomic by itself,
-    which spares the hot path a BEGIN and a COMMIT round trip.
+    written by one statement, atomic by itself, which spares the hot path a
+    BEGIN and a COMMIT round trip.
+
+    `survey` may be a copy read earlier (selectors.survey_by_share_token_kept):
+    the statement stores the report only if the survey is still open with
+    that share token, access and period, and raises SurveyChanged otherwise.
     """
+    from reports.tasks import aggregate_survey
+
     if not survey.is_open:
         raise SurveyClosed
     today = timezone.localdate()
@@ -363,8 +386,13 @@ def report_create(*, survey: Survey, draft: ReportDraft) -> str:
           else contextlib.nullcontext()):
         if survey.access == Survey.Access.INVITE:
             invite_redeem(survey=survey, code=draft.invite_code)
-        report_changes_record(survey=survey, changes=[(unit.id, period_start)],
-                              with_rows=[report])
+        # report_changes_record's outbox row, inserted with the report under the guard.
+        outbox = (PendingChange, {"survey_id": survey.id, "unit_id": unit.id,
+                                  "period_start": period_start})
+        if not insert_rows([report, outbox], only_if=_still_as_read(survey, today)):
+            # In a transaction (invite), this rolls back the redeemed code too.
+            raise SurveyChanged
+        aggregate_survey.delay_once_on_commit(str(survey.id))
     return receipt
 
 
