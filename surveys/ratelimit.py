@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 SUBMIT = "submit"
 RECEIPT = "receipt"
@@ -122,10 +122,9 @@ def hit(*, request, survey_id, scope: str, day: dt.date | None = None) -> Verdic
     try:
         key = bucket_key(address=client_address(request), survey_id=survey_id, scope=scope,
                          day=day)
-        client = _redis()
-        if client is not None:
-            count = _count_script(client)(keys=[caches["default"].make_and_validate_key(key)],
-                                          args=[ttl], client=client)
+        backend = caches["default"]
+        if isinstance(backend, RedisCache):
+            count = _count_in_redis(backend, backend.make_and_validate_key(key), ttl)
         else:
             count = _count_in_cache(key, ttl)
     except RedisError:
@@ -142,16 +141,18 @@ _COUNT_LUA = """
 redis.call('SET', KEYS[1], 0, 'NX', 'EX', ARGV[1])
 return redis.call('INCR', KEYS[1])
 """
-_count_kept = None
+_COUNT_SHA = hashlib.sha1(_COUNT_LUA.encode(), usedforsecurity=False).hexdigest()
 
 
-def _count_script(client):
-    # The Script hashes the source once; each call names its client, and
-    # EVALSHA falls back to loading the script where Redis lost it.
-    global _count_kept
-    if _count_kept is None:
-        _count_kept = client.register_script(_COUNT_LUA)
-    return _count_kept
+def _count_in_redis(backend, key: str, ttl: int) -> int:
+    client = backend._cache
+    if not hasattr(client, "command"):  # Django's own backend, not server.cache's
+        return client.get_client(write=True).eval(_COUNT_LUA, 1, key, ttl)
+    try:
+        return client.command("EVALSHA", _COUNT_SHA, 1, key, ttl)
+    except NoScriptError:
+        # Redis lost its scripts (a restart): EVAL runs it and keeps it again.
+        return client.command("EVAL", _COUNT_LUA, 1, key, ttl)
 
 
 def _count_in_cache(key: str, ttl: int) -> int:

@@ -179,14 +179,18 @@ def test_nothing_about_the_address_reaches_the_database(api, client, survey, lim
         connection.introspection.table_names())
 
 
+REDIS_BACKENDS = ["django.core.cache.backends.redis.RedisCache", "server.cache.KeptRedisCache"]
+
+
 @pytest.mark.services
-def test_redis_holds_only_hashed_buckets_that_expire_within_a_day(api, survey, limit, settings):
+@pytest.mark.parametrize("backend", REDIS_BACKENDS)
+def test_redis_holds_only_hashed_buckets_that_expire_within_a_day(api, survey, limit, settings,
+                                                                  backend):
     url = redis_url()
     require(redis_reachable(url), f"needs Redis at {url}")
     limit(1)
     prefix = f"chorus-test-{survey.id}"
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                   "LOCATION": url, "KEY_PREFIX": prefix}}
+    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": url, "KEY_PREFIX": prefix}}
     assert post(api, survey, "203.0.113.77").status_code == 201
     assert post(api, survey, "203.0.113.77").status_code == 429
     assert post(api, survey, "203.0.113.78").status_code == 201
@@ -199,3 +203,50 @@ def test_redis_holds_only_hashed_buckets_that_expire_within_a_day(api, survey, l
             assert 0 < redis.ttl(key) <= 24 * 60 * 60
     finally:
         redis.delete(*keys)
+
+
+@pytest.mark.services
+def test_the_count_goes_on_after_redis_drops_its_scripts_and_connections(api, survey, limit,
+                                                                        settings):
+    url = redis_url()
+    require(redis_reachable(url), f"needs Redis at {url}")
+    limit(3)
+    prefix = f"chorus-test-{survey.id}"
+    settings.CACHES = {"default": {"BACKEND": "server.cache.KeptRedisCache", "LOCATION": url,
+                                   "KEY_PREFIX": prefix}}
+    redis = caches["default"]._cache.get_client(write=True)
+    try:
+        assert post(api, survey).status_code == 201
+        redis.script_flush()
+        assert post(api, survey).status_code == 201
+        # As a restart or an idle timeout would: the connection that counts is closed.
+        kept = caches["default"]._cache.command("CLIENT", "ID")
+        assert redis.client_kill_filter(_id=kept) == 1
+        assert post(api, survey).status_code == 201
+        assert post(api, survey).status_code == 429
+    finally:
+        keys = redis.keys(f"{prefix}:*")
+        if keys:
+            redis.delete(*keys)
+
+
+@pytest.mark.services
+def test_the_kept_redis_cache_adds_like_django_s(settings):
+    url = redis_url()
+    require(redis_reachable(url), f"needs Redis at {url}")
+    settings.CACHES = {"default": {"BACKEND": "server.cache.KeptRedisCache", "LOCATION": url,
+                                   "KEY_PREFIX": "chorus-test-add"}}
+    cache = caches["default"]
+    try:
+        assert cache.add("mark", 1, timeout=30) is True
+        assert cache.add("mark", 2, timeout=30) is False
+        assert cache.get("mark") == 1
+        assert cache.add("kept", {"a": 1}, timeout=None) is True
+        assert cache.get("kept") == {"a": 1}
+        redis = cache._cache.get_client(write=False)
+        assert 0 < redis.ttl(cache.make_and_validate_key("mark")) <= 30
+        assert redis.ttl(cache.make_and_validate_key("kept")) == -1  # no expiry
+        assert cache.add("gone", 1, timeout=0) is True
+        assert cache.get("gone") is None
+    finally:
+        cache.delete_many(["mark", "kept", "gone"])
