@@ -38,6 +38,10 @@ class OutboxBackedTask(ChorusTask):
     # A queued mark older than this is ignored, so a lost message delays
     # the work by at most this long (and the sweep runs sooner anyway).
     queued_mark_seconds = 60
+    # How long a message published on commit waits before it runs, gathering
+    # the work of the commits that meanwhile find it queued: under a stream of
+    # reports, one run per this long instead of one per run of the worker.
+    coalesce_seconds = 1.0
 
     def apply_async(self, *args, **kwargs):
         try:
@@ -66,7 +70,7 @@ class OutboxBackedTask(ChorusTask):
             marked = True
         except RedisError:
             marked = False  # publish, as without coalescing
-        if self.delay(*args) is None and marked:
+        if self.apply_async(args, countdown=self.coalesce_seconds) is None and marked:
             # Not published: the mark must not hold back the next report.
             with contextlib.suppress(RedisError):
                 cache.delete(key)
