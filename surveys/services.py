@@ -298,7 +298,7 @@ _UNIT_IDS_KEPT = 50_000
 _unit_ids: dict[tuple, int] = {}
 
 
-def _report_unit(*, survey: Survey, path: str) -> OrgUnit | None:
+def _report_unit_id(*, survey: Survey, path: str) -> int | None:
     unit_id = _unit_ids.get((survey.id, path))
     if unit_id is None:
         unit_id = value_where(OrgUnit, "id", survey=survey.id, path=path)
@@ -307,14 +307,20 @@ def _report_unit(*, survey: Survey, path: str) -> OrgUnit | None:
         if len(_unit_ids) >= _UNIT_IDS_KEPT:
             _unit_ids.clear()
         _unit_ids[(survey.id, path)] = unit_id
-    return OrgUnit(id=unit_id, survey=survey, path=path)
+    return unit_id
 
 
 def report_validate(*, survey: Survey, draft: ReportDraft, today: dt.date) -> OrgUnit:
     """Checks a draft against the survey; raises ValidationError with field errors."""
+    unit_id = _report_unit_id_validated(survey=survey, draft=draft, today=today)
+    return OrgUnit(id=unit_id, survey=survey, path=draft.unit.strip())
+
+
+def _report_unit_id_validated(*, survey: Survey, draft: ReportDraft, today: dt.date) -> int:
+    # report_validate without building the unit, which filing a report does not need.
     errors: dict[str, list[str]] = {}
-    unit = _report_unit(survey=survey, path=draft.unit.strip())
-    if unit is None:
+    unit_id = _report_unit_id(survey=survey, path=draft.unit.strip())
+    if unit_id is None:
         errors["unit"] = [_("Pick a unit from this survey's list.")]
     if draft.period > today:
         errors["period"] = [_("The period cannot be in the future.")]
@@ -327,7 +333,7 @@ def report_validate(*, survey: Survey, draft: ReportDraft, today: dt.date) -> Or
         errors["invite_code"] = [_("This survey needs the invite code you were given.")]
     if errors:
         raise ValidationError(errors)
-    return unit
+    return unit_id
 
 
 class SurveyClosed(Exception):
@@ -372,11 +378,11 @@ def report_create(*, survey: Survey, draft: ReportDraft) -> str:
     if not survey.is_open:
         raise SurveyClosed
     today = timezone.localdate()
-    unit = report_validate(survey=survey, draft=draft, today=today)
+    unit_id = _report_unit_id_validated(survey=survey, draft=draft, today=today)
     period_start = period_start_for(period=survey.period, day=draft.period)
     receipt = secrets.token_urlsafe(16)
     report = (Report, {
-        "survey_id": survey.id, "unit_id": unit.id, "period_start": period_start,
+        "survey_id": survey.id, "unit_id": unit_id, "period_start": period_start,
         "signals": catalog.signals_to_mask(draft.signals), "outcome": draft.outcome,
         "comment": comment_scrub(draft.comment),
         "received_week": period_start_for(period=Survey.Period.WEEK, day=today),
@@ -387,7 +393,7 @@ def report_create(*, survey: Survey, draft: ReportDraft) -> str:
         if survey.access == Survey.Access.INVITE:
             invite_redeem(survey=survey, code=draft.invite_code)
         # report_changes_record's outbox row, inserted with the report under the guard.
-        outbox = (PendingChange, {"survey_id": survey.id, "unit_id": unit.id,
+        outbox = (PendingChange, {"survey_id": survey.id, "unit_id": unit_id,
                                   "period_start": period_start})
         if not insert_rows([report, outbox], only_if=_still_as_read(survey, today)):
             # In a transaction (invite), this rolls back the redeemed code too.
