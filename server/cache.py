@@ -72,3 +72,8 @@ class KeptRedisCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = KeptRedisCacheClient
+
+    def validate_key(self, key):
+        # Django warns of keys that memcached would refuse, a character at a
+        # time on every call; Redis takes any key, and this cache is Redis.
+        pass

@@ -76,13 +76,20 @@ _salt_kept: tuple | None = None
 
 
 def _salt(day: dt.date) -> bytes:
+    return _salted(day)[0]
+
+
+def _salted(day: dt.date) -> tuple[bytes, "hmac.HMAC"]:
+    """The salt of the day and an HMAC keyed with it, to be copied: keying
+    costs as much as hashing a bucket name, and the key changes once a day."""
     global _salt_kept
     backend, kept = caches["default"], _salt_kept
     if kept and kept[0] is backend and kept[1] == day and time.monotonic() < kept[3]:
         return kept[2]
     salt = _salt_read(day)
-    _salt_kept = (backend, day, salt, time.monotonic() + _SALT_KEPT_SECONDS)
-    return salt
+    salted = (salt, hmac.new(salt, digestmod=hashlib.sha256))
+    _salt_kept = (backend, day, salted, time.monotonic() + _SALT_KEPT_SECONDS)
+    return salted
 
 
 def _salt_read(day: dt.date) -> bytes:
@@ -104,7 +111,9 @@ def _salt_read(day: dt.date) -> bytes:
 
 def bucket_key(*, address: str, survey_id, scope: str, day: dt.date | None = None) -> str:
     day = day or _today()
-    digest = hmac.new(_salt(day), f"{address}|{survey_id}".encode(), hashlib.sha256).hexdigest()
+    keyed = _salted(day)[1].copy()
+    keyed.update(f"{address}|{survey_id}".encode())
+    digest = keyed.hexdigest()
     return f"{_PREFIX}:{scope}:{day.isoformat()}:{digest}"
 
 
