@@ -14,6 +14,7 @@ import re
 
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
+from django.urls import ResolverMatch
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
 
@@ -30,7 +31,27 @@ INTAKE_URL_NAME = "api-report-create"
 
 
 class IntakeHandler(WSGIHandler):
-    """WSGIHandler with the settings' middleware less NOT_FOR_INTAKE."""
+    """WSGIHandler with the settings' middleware less NOT_FOR_INTAKE, that
+    also knows where its paths go: `route` is the match of a sample intake
+    path and `pattern` matches the paths it stands for, capturing the token."""
+
+    def __init__(self, *, route=None, pattern: re.Pattern | None = None):
+        super().__init__()
+        self.route, self.pattern = route, pattern
+
+    def resolve_request(self, request):
+        # The resolver tries each pattern in turn and builds the match from
+        # the route's converters, for a path that intake_path_pattern has
+        # already matched to this route. The same match, made directly.
+        found = self.pattern.match(request.path_info) if self.pattern else None
+        if found is None:
+            return super().resolve_request(request)
+        route, kwargs = self.route, {"share_token": found[1]}
+        match = ResolverMatch(route.func, (), kwargs, route.url_name, route.app_names,
+                              route.namespaces, route.route, captured_kwargs=kwargs,
+                              extra_kwargs={})
+        request.resolver_match = match
+        return match
 
     def load_middleware(self, is_async=False):
         from django.conf import settings
@@ -43,10 +64,12 @@ class IntakeHandler(WSGIHandler):
             settings.MIDDLEWARE = full
 
 
-def intake_path_pattern() -> re.Pattern | None:
-    """The paths the URLconf routes to report intake, or None if a sample
-    path no longer resolves there (the short stack is then never used: it
-    must not serve a view that needs the middleware it leaves out)."""
+def intake_route():
+    """The URLconf's match for a sample intake path, and a pattern of the
+    paths it routes there (capturing the token); None if the sample no
+    longer resolves to the intake view, or to a view exempt from CSRF (the
+    short stack is then never used: it must not serve a view that needs the
+    middleware it leaves out)."""
     from django.urls import Resolver404, resolve, reverse
 
     token = "TOKEN"  # noqa: S105 - a placeholder, not a secret
@@ -55,20 +78,26 @@ def intake_path_pattern() -> re.Pattern | None:
         match = resolve(sample)
     except Resolver404:
         return None
-    view = match.func
-    if match.url_name != INTAKE_URL_NAME or not getattr(view, "csrf_exempt", False):
+    if (match.url_name != INTAKE_URL_NAME or match.kwargs != {"share_token": token}
+            or match.args or not getattr(match.func, "csrf_exempt", False)):
         return None
     # A share token is one path segment (the route's str converter).
     prefix, _token, suffix = sample.partition(token)
-    return re.compile(re.escape(prefix) + "[^/]+" + re.escape(suffix) + r"\Z")
+    return match, re.compile(re.escape(prefix) + "([^/]+)" + re.escape(suffix) + r"\Z")
+
+
+def intake_path_pattern() -> re.Pattern | None:
+    route = intake_route()
+    return route and route[1]
 
 
 def make_application(full=None, intake=None):
     full = full or get_wsgi_application()
-    pattern = intake_path_pattern()
-    if pattern is None:
+    route = intake_route()
+    if route is None:
         return full
-    intake = intake or IntakeHandler()
+    sample_match, pattern = route
+    intake = intake or IntakeHandler(route=sample_match, pattern=pattern)
     match = pattern.match
 
     def application(environ, start_response):

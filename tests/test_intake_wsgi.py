@@ -150,3 +150,19 @@ def test_the_short_stack_leaves_out_only_middleware_that_does_nothing_for_intake
     # The settings are as they were for everyone else.
     assert "django.middleware.csrf.CsrfViewMiddleware" in settings.MIDDLEWARE
     assert set(settings.MIDDLEWARE) > wsgi.NOT_FOR_INTAKE
+
+
+def test_the_short_stack_routes_an_intake_path_as_the_urlconf_does():
+    from django.test import RequestFactory
+    from django.urls import resolve
+
+    sample, pattern = wsgi.intake_route()
+    handler = wsgi.IntakeHandler(route=sample, pattern=pattern)
+    for token in ["AbC-12_x", "t\u00e9st", "x" * 43]:
+        request = RequestFactory().post(f"/api/v1/s/{token}/reports/")
+        made, resolved = handler.resolve_request(request), resolve(request.path_info)
+        assert request.resolver_match is made
+        assert (made.func, made.args, made.kwargs, made.url_name, made.route,
+                made.captured_kwargs, made.extra_kwargs) == (
+            resolved.func, resolved.args, resolved.kwargs, resolved.url_name, resolved.route,
+            resolved.captured_kwargs, resolved.extra_kwargs)
