@@ -242,3 +242,39 @@ def test_evaluate_detection_command_takes_the_company_shape_and_reports_the_orac
     assert "4-6 teams per department, 8-16 people per team (60 people per department" in text
     with pytest.raises(CommandError, match="LOW <= HIGH"):
         call_command("evaluate_detection", "--team-size", "9-3", stdout=StringIO())
+
+
+def test_joint_statistic_is_targeted_without_cases_and_adds_the_signature_llr_with_them():
+    from reports import scan
+
+    ds = simulate(9, drives=[Drive("department", 4, 3.0, signature_share=0.5)])
+    data = ds.to_scan_data()
+    none = np.zeros(data.n_reports, dtype=bool)
+    assert evaluation._joint_scan(data, data.report_periods, none, 5) == pytest.approx(
+        scan.observed_maximum(data, "targeted", min_reports=5))
+    # a joint replica permutes periods exactly as the targeted model's replica does
+    rng = scan._rng((1, 2), 3)
+    replica = evaluation._joint_scan(data, rng.permutation(data.report_periods), none, 5)
+    assert replica == pytest.approx(scan.replica_maxima(
+        data, "targeted", entropy=(1, 2), start=3, stop=4, min_reports=5)[0])
+    llr, (branch, start, end) = evaluation._joint_scan(
+        data, data.report_periods, data.report_cases, 5, locate=True)
+    members = ds.branch_units(branch)
+    inside = (np.isin(data.report_units, members) & (data.report_periods >= start)
+              & (data.report_periods <= end))
+    in_window = (data.report_periods >= start) & (data.report_periods <= end)
+    table = scan._XLogXTable(data.n_reports)
+    by_hand = table.table2x2(np.array(inside.sum()),
+                             np.array(np.isin(data.report_units, members).sum()),
+                             np.array(in_window.sum()), data.n_reports)
+    by_hand += scan.bernoulli_llr(int((inside & data.report_cases).sum()), int(inside.sum()),
+                                  int(data.report_cases.sum()), data.n_reports)
+    assert llr == pytest.approx(float(by_hand))
+    assert llr > scan.observed_maximum(data, "targeted", min_reports=5)
+
+
+def test_joint_statistic_keeps_its_false_alarms_on_null_surveys_with_and_without_a_season():
+    cells = [ScenarioCell("null"), ScenarioCell("null+season", season=True)]
+    rows = evaluate(cells, n_scenarios=30, n_replicas=39, seed=6, methods=["joint"])
+    for row in rows:
+        assert row.alarm_rate <= 0.2, row.cell

@@ -72,7 +72,8 @@ class Command(BaseCommand):
             f"\n{len(chosen)} cells; {scenarios} scenarios per drive cell, "
             f"{null_scenarios or scenarios} per null cell; {replicas} replicas; rate = type-I "
             "error (null) or power (drive), loc = mean Jaccard of detected vs planted cells, "
-            "ext = power with Jaccard >= 0.5; oracle = reference, not a detector (knows the "
-            "planted branch, window and background mean).\n"
-            f"Shape: {evaluation.describe_shape(shape)}.\n")
+            "ext = power with Jaccard >= 0.5"
+            + ("; oracle = reference, not a detector (knows the planted branch, window and "
+               "background mean)" if any(r.method == "oracle" for r in rows) else "")
+            + f".\nShape: {evaluation.describe_shape(shape)}.\n")
         self.stdout.write("\n".join(evaluation.targets_summary(rows)))
