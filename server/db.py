@@ -9,41 +9,58 @@ exactly as the ORM would store and read them.
 
 from functools import cache
 
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.db.models.fields import AutoFieldMixin
 
 
-def _cursor():
+def _db():
+    # The thread's wrapper itself: each attribute read through the
+    # django.db.connection proxy looks the thread's wrapper up again.
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _cursor(db):
     """On PostgreSQL, a cursor that sends parameters apart from the statement,
     as the protocol allows: Django's own cursors splice them into the SQL in
     Python first (psycopg's client-side binding), which cost as much CPU as
     the rest of the round trip for these short statements. Still a Django
-    cursor: errors, query logging and execute wrappers are the ORM's."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    from django.db.backends.postgresql.base import ServerBindingCursor
+    cursor: errors, query logging and execute wrappers are the ORM's.
 
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    cursor = ServerBindingCursor(connection.connection)
-    return (connection.make_debug_cursor(cursor) if connection.queries_logged
-            else connection.make_cursor(cursor))
+    The psycopg cursor is kept with its connection and used again: making
+    one costs more than these statements' own Python work. Callers must
+    call _done(), not close() it."""
+    if db.vendor != "postgresql":
+        return db.cursor()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    raw = db.connection
+    kept = db.__dict__.get("_chorus_hot_cursor")
+    if kept is None or kept[0] is not raw or kept[1].closed:
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        kept = db._chorus_hot_cursor = (raw, ServerBindingCursor(raw))
+    return db.make_debug_cursor(kept[1]) if db.queries_logged else db.make_cursor(kept[1])
 
 
-def _execute(cursor, sql: str, params: list) -> None:
+def _done(db, cursor) -> None:
+    if db.vendor != "postgresql":
+        cursor.close()
+
+
+def _execute(db, cursor, sql: str, params: list) -> None:
     """cursor.execute, as a prepared statement on PostgreSQL: the server
     parses and plans it once per connection, not on every call. Through
     Django's execute wrappers and error translation; with queries logged
     (DEBUG, tests that count queries), the plain logged execute. A pooler in
     transaction mode must keep prepared statements per client (PgBouncer's
     max_prepared_statements)."""
-    if connection.vendor != "postgresql" or connection.queries_logged:
+    if db.vendor != "postgresql" or db.queries_logged:
         cursor.execute(sql, params)
         return
 
     def prepared(sql, params, _many, _context):
-        connection.validate_no_broken_transaction()
-        with connection.wrap_database_errors:
+        db.validate_no_broken_transaction()
+        with db.wrap_database_errors:
             return cursor.cursor.execute(sql, params, prepare=True)
 
     cursor._execute_with_wrappers(sql, params, many=False, executor=prepared)
@@ -63,11 +80,12 @@ def _statement(model: type[models.Model], guarded: bool = False) -> tuple[str, l
     return sql, fields
 
 
-def _params(model: type[models.Model], values: dict, guarded: bool = False) -> tuple[str, list]:
+def _params(db, model: type[models.Model], values: dict,
+            guarded: bool = False) -> tuple[str, list]:
     sql, fields = _statement(model, guarded)
     values = dict(values)
     params = [field.get_db_prep_save(values.pop(field.attname) if field.attname in values
-                                     else field.get_default(), connection)
+                                     else field.get_default(), db)
               for field in fields]
     if values:
         raise TypeError(f"{model.__name__} has no fields {sorted(values)}")
@@ -95,7 +113,8 @@ def guard(model: type[models.Model], *, equal: dict,
     null_or_at_least = null_or_at_least or {}
     sql, fields = _guard(model, tuple(equal), tuple(null_or_at_least))
     values = [*equal.values(), *null_or_at_least.values()]
-    return sql, [field.get_db_prep_value(value, connection)
+    db = _db()
+    return sql, [field.get_db_prep_value(value, db)
                  for field, value in zip(fields, values, strict=True)]
 
 
@@ -111,11 +130,11 @@ def insert_rows(rows: list[tuple[type[models.Model], dict]], *,
     exists when they are: on PostgreSQL the same statement checks it, so
     nothing can change in between that its snapshot would not see. Returns
     whether the rows were inserted."""
-    guarded = only_if is not None
-    in_one = connection.vendor == "postgresql"
-    statements = [_params(model, values, guarded and in_one) for model, values in rows]
+    guarded, db = only_if is not None, _db()
+    in_one = db.vendor == "postgresql"
+    statements = [_params(db, model, values, guarded and in_one) for model, values in rows]
     if not in_one:
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic(), db.cursor() as cursor:
             if guarded:
                 cursor.execute(only_if[0], only_if[1])
                 if cursor.fetchone() is None:
@@ -131,10 +150,10 @@ def insert_rows(rows: list[tuple[type[models.Model], dict]], *,
         params = [*only_if[1], *params]
     if ctes:
         sql = "WITH " + ", ".join(ctes) + " " + sql
-    with _cursor() as cursor:
-        _execute(cursor, sql, params)
-        # The last INSERT, like every other, wrote a row or, guarded, none.
-        return cursor.rowcount == 1
+    cursor = _cursor(db)
+    _execute(db, cursor, sql, params)
+    # The last INSERT, like every other, wrote a row or, guarded, none.
+    return cursor.rowcount == 1
 
 
 @cache
@@ -155,17 +174,19 @@ def get_by_unique(model: type[models.Model], field: str, value):
     model.objects.filter(**{field: value}).first() returns, as the ORM would
     build it (from_db), without building the query each time."""
     sql, names, converters = _select(model, field)
-    with _cursor() as cursor:
-        _execute(cursor, sql, [model._meta.get_field(field).get_db_prep_value(value, connection)])
-        row = cursor.fetchone()
+    db = _db()
+    cursor = _cursor(db)
+    _execute(db, cursor, sql, [model._meta.get_field(field).get_db_prep_value(value, db)])
+    row = cursor.fetchone()
+    _done(db, cursor)
     if row is None:
         return None
     values = []
     for raw, (column, column_converters) in zip(row, converters, strict=True):
         for converter in column_converters:
-            raw = converter(raw, column, connection)
+            raw = converter(raw, column, db)
         values.append(raw)
-    return model.from_db(connection.alias, names, values)
+    return model.from_db(db.alias, names, values)
 
 
 @cache
@@ -184,8 +205,10 @@ def value_where(model: type[models.Model], column_field: str, **where):
     (a unique set of them), or None: for integer keys and other values that
     need no conversion from the database."""
     sql, fields = _select_value(model, column_field, tuple(where))
-    with _cursor() as cursor:
-        _execute(cursor, sql, [field.get_db_prep_value(value, connection)
+    db = _db()
+    cursor = _cursor(db)
+    _execute(db, cursor, sql, [field.get_db_prep_value(value, db)
                                for field, value in zip(fields, where.values(), strict=True)])
-        row = cursor.fetchone()
+    row = cursor.fetchone()
+    _done(db, cursor)
     return None if row is None else row[0]
