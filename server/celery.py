@@ -56,7 +56,9 @@ class OutboxBackedTask(ChorusTask):
         and has not started yet: that run will see this transaction's outbox
         rows, since it reads them only after it has cleared the mark (see
         __call__). Under a burst of reports this publishes one message per
-        run of the worker instead of one per report."""
+        coalesce_seconds instead of one per report. The wait changes none of
+        that reasoning: the mark is checked after this commit, and a message
+        that has not started has not read the outbox, however long it waits."""
         transaction.on_commit(functools.partial(self._delay_unless_queued, *args))
 
     def _queued_key(self, args) -> str:
