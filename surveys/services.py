@@ -345,15 +345,27 @@ class SurveyChanged(SurveyClosed):
     (closed, another share link, access or period): nothing was stored."""
 
 
+# Guards by what they check, per process: the same few for every report.
+_GUARDS_KEPT = 1000
+_guards: dict[tuple, tuple[str, list]] = {}
+
+
 def _still_as_read(survey: Survey, today: dt.date) -> tuple[str, list]:
     # Everything of the survey that decides whether and how a report is
     # stored. A copy read a while ago may be stale; this is checked by the
     # INSERT itself, so a survey closed or re-linked a moment ago never
     # takes a report through an old copy.
-    return guard(Survey, equal={"id": survey.id, "share_token": survey.share_token,
-                                "status": Survey.Status.OPEN, "access": survey.access,
-                                "period": survey.period},
-                 null_or_at_least={"closes_on": today})
+    key = (survey.id, survey.share_token, survey.access, survey.period, today)
+    found = _guards.get(key)
+    if found is None:
+        found = guard(Survey, equal={"id": survey.id, "share_token": survey.share_token,
+                                     "status": Survey.Status.OPEN, "access": survey.access,
+                                     "period": survey.period},
+                      null_or_at_least={"closes_on": today})
+        if len(_guards) >= _GUARDS_KEPT:
+            _guards.clear()
+        _guards[key] = found
+    return found
 
 
 def report_create(*, survey: Survey, draft: ReportDraft) -> str:
