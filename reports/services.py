@@ -57,17 +57,24 @@ def org_tree_index(*, survey: Survey, units: Iterable[OrgUnit]) -> None:
 
 
 def report_changes_record(*, survey: Survey, changes: list[tuple[int, dt.date]],
-                          with_rows: list[tuple[type, dict]] = ()) -> None:
+                          with_rows: list[tuple[type, dict]] = (),
+                          only_if: tuple[str, list] | None = None) -> bool:
     """Records in the caller's transaction which cells a report changed, and
     asks for aggregation once that transaction commits. `with_rows` (model,
     values) are inserted together with the outbox rows, all or none, in one
-    statement where the database allows (server.db.insert_rows)."""
+    statement where the database allows (server.db.insert_rows), and with
+    `only_if` (server.db.guard) only if its row exists. Returns whether the
+    rows were inserted."""
     from reports.tasks import aggregate_survey
 
-    insert_rows([*with_rows, *((PendingChange, {"survey_id": survey.id, "unit_id": unit_id,
-                                                "period_start": period})
-                               for unit_id, period in changes)])
-    aggregate_survey.delay_once_on_commit(str(survey.id))
+    inserted = insert_rows(
+        [*with_rows, *((PendingChange, {"survey_id": survey.id, "unit_id": unit_id,
+                                        "period_start": period})
+                       for unit_id, period in changes)],
+        only_if=only_if)
+    if inserted:
+        aggregate_survey.delay_once_on_commit(str(survey.id))
+    return inserted
 
 
 def _state_locked(survey_id) -> AggregationState:

@@ -17,9 +17,8 @@ from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
-from reports.models import PendingChange
 from reports.services import org_tree_index, report_changes_record
-from server.db import guard, insert_rows, value_where
+from server.db import guard, value_where
 from surveys import catalog
 from surveys.models import MIN_GROUP_SIZE_FLOOR, InviteCode, OrgUnit, Report, Survey
 from surveys.scrub import comment_scrub
@@ -385,8 +384,6 @@ def report_create(*, survey: Survey, draft: ReportDraft) -> str:
     the statement stores the report only if the survey is still open with
     that share token, access and period, and raises SurveyChanged otherwise.
     """
-    from reports.tasks import aggregate_survey
-
     if not survey.is_open:
         raise SurveyClosed
     today = timezone.localdate()
@@ -404,13 +401,11 @@ def report_create(*, survey: Survey, draft: ReportDraft) -> str:
           else contextlib.nullcontext()):
         if survey.access == Survey.Access.INVITE:
             invite_redeem(survey=survey, code=draft.invite_code)
-        # report_changes_record's outbox row, inserted with the report under the guard.
-        outbox = (PendingChange, {"survey_id": survey.id, "unit_id": unit_id,
-                                  "period_start": period_start})
-        if not insert_rows([report, outbox], only_if=_still_as_read(survey, today)):
+        if not report_changes_record(survey=survey, changes=[(unit_id, period_start)],
+                                     with_rows=[report],
+                                     only_if=_still_as_read(survey, today)):
             # In a transaction (invite), this rolls back the redeemed code too.
             raise SurveyChanged
-        aggregate_survey.delay_once_on_commit(str(survey.id))
     return receipt
 
 
