@@ -128,7 +128,8 @@ class DetectionsApi(APIView):
         models = serializers.ListField(
             child=serializers.ChoiceField(choices=detection.scan.MODELS), required=False,
             allow_empty=False, max_length=len(detection.scan.MODELS),
-            help_text="Defaults to the targeted and signature models.")
+            help_text="Defaults to the joint model (targeted and signature scored as one "
+                      "statistic). Several models are Bonferroni-adjusted for their number.")
 
     @extend_schema(request=Input, responses={202: JobStartedOutput})
     def post(self, request, survey_id):

@@ -6,24 +6,25 @@
 * cells (:func:`default_cells`): drive level team/department/org x length 1/2/4/8 periods x
   relative risk 1.5/2/3/5; null without and with a review season; drives inside a review
   season; signature-carrying drives of modest relative risk;
-* methods: each scan model on its own (raw Monte Carlo p <= alpha), ``targeted_classic``
-  (targeted without leave-branch-out, to show the gain), ``combined`` (the detector a
-  default run uses: any model of ``DEFAULT_MODELS``, ``targeted`` and ``signature``, with
-  Bonferroni-adjusted p <= alpha; its cut is the one with the smallest adjusted p, ties
-  broken by model order in ``reports.scan.MODELS``; those two models condition on each
-  branch's own total, so unit reporting habits and company-wide seasons do not move their
-  nulls, unlike ``wave`` and ``per_capita``), ``combined_all`` (the same over every
-  available model), and two baselines on the same data:
+* methods: each scan model on its own (raw Monte Carlo p <= alpha), among them ``joint``
+  (per cut the ``targeted`` LLR plus the ``signature`` LLR, calibrated on replicas that
+  permute report periods and case labels together, so it needs no Bonferroni between the
+  two), ``targeted_classic`` (targeted without leave-branch-out, to show the gain),
+  ``combined`` (the detector a default run uses: any model of ``DEFAULT_MODELS`` with
+  Bonferroni-adjusted p <= alpha, which for the single default model ``joint`` is
+  ``joint`` itself; its cut is the one with the smallest adjusted p, ties broken by model
+  order in ``reports.scan.MODELS``; ``targeted`` and ``signature`` condition on each
+  branch's own total, so unit reporting habits and company-wide seasons do not move
+  their nulls, unlike ``wave`` and ``per_capita``), ``combined_all`` (the same over the
+  four single models ``targeted``, ``wave``, ``signature`` and ``per_capita``, where
+  available), and two baselines on the same data:
   ``naive_threshold`` (alarm when any team has >= k reports in one period) and ``ears_c2``
   (EARS C2 on every branch's series: 7-period baseline, 2-period lag, sd floored at 0.5),
   both calibrated on separate null scenarios (no review season) to a false-alarm rate
   of at most ``alpha``; and ``oracle``, a reference and not a detector: on drive cells
   only, a one-sided Poisson test at ``alpha`` of the planted branch and window against the
   true background mean of those cells (reporting habits and season included), i.e. the
-  power of a test that knew where, when and against what to look; and ``joint``, a
-  candidate for the default detector: one scan whose statistic per cut is the
-  ``targeted`` LLR plus the ``signature`` LLR, calibrated on replicas that permute report
-  periods and case labels together, so it needs no Bonferroni between the two models;
+  power of a test that knew where, when and against what to look;
 * figures: ``alarm_rate`` (type-I error on null cells, power on drive cells),
   ``localization`` (mean Jaccard of detected vs planted (team, period) cells over the
   scenarios that alarmed), ``extended_power`` (alarm and Jaccard >= 0.5).
@@ -65,9 +66,10 @@ __all__ = [
 LEVELS = ("team", "department", "org")
 LENGTHS = (1, 2, 4, 8)
 RELATIVE_RISKS = (1.5, 2.0, 3.0, 5.0)
-SCAN_METHODS = ("targeted", "wave", "signature", "per_capita")
+SCAN_METHODS = ("targeted", "wave", "signature", "per_capita", "joint")
 # Kept equal to reports.detection.DEFAULT_MODELS (that module needs Django).
-DEFAULT_MODELS = ("targeted", "signature")
+DEFAULT_MODELS = ("joint",)
+SINGLE_MODELS = ("targeted", "wave", "signature", "per_capita")
 METHODS = (
     *SCAN_METHODS,
     "targeted_classic",
@@ -76,7 +78,6 @@ METHODS = (
     "naive_threshold",
     "ears_c2",
     "oracle",
-    "joint",
 )
 BASELINES = ("naive_threshold", "ears_c2")
 
@@ -283,57 +284,6 @@ def _oracle(ds: SyntheticDataset, alpha: float) -> tuple[bool, set]:
     return alarm, set(ds.planted_cells) if alarm else set()
 
 
-def _joint_scan(data: scan.ScanData, periods: np.ndarray, cases: np.ndarray,
-                min_reports: int, *, locate: bool = False):
-    """Maximum over cuts with at least ``min_reports`` reports of LLR_targeted +
-    LLR_signature (leave-branch-out table LLR of the cut's reports, Bernoulli LLR of its
-    signature cases among them), and with ``locate`` the maximising (branch, start, end)."""
-    m = scan._model(data, "targeted", None, True)
-    tree, T, N = m.tree, m.T, m.N
-    n_cases = int(cases.sum())
-    counts = tree.time_major(m.anc_rows, periods, T)
-    case_counts = tree.time_major(m.anc_rows[cases], periods[cases], T)
-    cs = np.zeros((T + 1, counts.shape[1]), dtype=np.int64)
-    np.cumsum(counts, axis=0, out=cs[1:])
-    ks = np.zeros_like(cs)
-    np.cumsum(case_counts, axis=0, out=ks[1:])
-    n_g = m.n_g[None, :]
-    best, where = 0.0, None
-    for w in range(1, m.wmax + 1):
-        c = cs[w:] - cs[:-w]  # [starts, branches]
-        k = ks[w:] - ks[:-w]
-        val = m.table.table2x2(c, n_g, m.cw[w - 1][:, None], N)
-        val = val + m.table.bernoulli(k, c, n_cases, N)
-        val = np.where(c >= min_reports, val, 0.0)
-        i = int(np.argmax(val))
-        if val.flat[i] > best:
-            best = float(val.flat[i])
-            start, branch = divmod(i, val.shape[1])
-            where = (branch, start, start + w - 1)
-    return (best, where) if locate else best
-
-
-def _joint_outcome(ds: SyntheticDataset, cfg: EvalConfig, n_replicas: int, entropy
-                   ) -> tuple[float, set]:
-    """One statistic for targeted and signature together: per cut the sum of the two LLRs
-    (the likelihood factorises into report times given branches and case labels given
-    cuts), each null replica permuting report periods and case labels at once, one
-    maximum per replica, so no correction between the two models."""
-    data = ds.to_scan_data()
-    if data.n_reports == 0:
-        return 1.0, set()
-    cases = data.report_cases
-    llr, where = _joint_scan(data, data.report_periods, cases, cfg.min_reports, locate=True)
-    if where is None:
-        return 1.0, set()
-    maxima = np.empty(n_replicas)
-    for i in range(n_replicas):
-        rng = scan._rng(entropy, i)
-        maxima[i] = _joint_scan(data, rng.permutation(data.report_periods),
-                                rng.permutation(cases), cfg.min_reports)
-    return scan.monte_carlo_p(llr, maxima), ds.leaf_cells(*where)
-
-
 def _scan_outcomes(ds, cfg: EvalConfig, n_replicas: int, entropy, include_classic: bool,
                    wanted: Sequence[str] = METHODS):
     """{method: (p, cells)} for each scan model, targeted_classic and combined that
@@ -345,7 +295,7 @@ def _scan_outcomes(ds, cfg: EvalConfig, n_replicas: int, entropy, include_classi
     if "combined" in wanted:
         needed |= set(DEFAULT_MODELS)
     if "combined_all" in wanted:
-        needed |= set(models)
+        needed |= set(models) & set(SINGLE_MODELS)
     out: dict[str, tuple[float, set]] = {}
     runs = [(m, m, True) for m in models if m in needed]
     if include_classic and "targeted" in models and "targeted_classic" in wanted:
@@ -364,7 +314,7 @@ def _scan_outcomes(ds, cfg: EvalConfig, n_replicas: int, entropy, include_classi
         cut = cuts[0]
         out[label] = (scan.monte_carlo_p(cut.llr, maxima), ds.leaf_cells(cut.branch, cut.start,
                                                                           cut.end))
-    for label, group in (("combined", DEFAULT_MODELS), ("combined_all", models)):
+    for label, group in (("combined", DEFAULT_MODELS), ("combined_all", SINGLE_MODELS)):
         if label not in wanted:
             continue
         used = [m for m in scan.MODELS if m in group and m in models]
@@ -458,9 +408,6 @@ def evaluate(
                     cells_hit = _c2_cells(ds, calib.c2_h) if alarm else set()
                 elif m == "oracle" and not cell.is_null:
                     alarm, cells_hit = _oracle(ds, cfg.alpha)
-                elif m == "joint":
-                    p, cells_hit = _joint_outcome(ds, cfg, n_replicas, (*sseed, 1))
-                    alarm = p <= cfg.alpha
                 else:
                     continue
                 alarms[m].append(bool(alarm))
@@ -527,7 +474,6 @@ def format_table(rows: Sequence[EvalRow]) -> str:
 
 
 SMALL_DRIVES = ("team/L1/", "team/L2/")
-SINGLE_MODELS = SCAN_METHODS
 
 
 def targets_summary(rows: Sequence[EvalRow], *, alpha: float = 0.05) -> list[str]:

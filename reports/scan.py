@@ -42,6 +42,15 @@ Models (``MODELS``)
     ``n * (C - c) / (N - n)`` (cases expected at the outside rate) so that
     ``observed / expected`` is the inside/outside share ratio.  A cut holding every report
     yields no cut.
+``joint``
+    ``targeted`` and ``signature`` as one statistic: per cut (at least ``min_reports``
+    reports) the leave-branch-out table LLR of its reports plus the Bernoulli LLR of its
+    cases among them.  The likelihood factorises into report periods given units and case
+    labels given cuts, so the two LLRs add; one maximum per replica calibrates both, and no
+    Bonferroni split between the two is needed.  Null replicas permute report periods and
+    then case labels with the same generator.  ``Cut.observed`` and ``n_reports`` are the
+    cut's reports, ``Cut.expected`` the ``targeted`` expectation.  ``leave_branch_out``
+    does not apply (always on).
 ``per_capita``
     Poisson against headcount.  ``headcount[u]`` is the unit's *own* headcount (people
     attached directly to it: normally only leaf teams carry one; NaN or 0 = unknown/none).
@@ -72,7 +81,9 @@ branch-and-bound: per (branch, window length) an upper bound from the largest wi
 and the most favourable window total, and a lower bound that is attained, so only the
 (branch, length) pairs that can still beat the best lower bound are evaluated cut by cut.
 For the leave-branch-out ``targeted`` model the bounds are computed only on the pairs whose
-largest window holds at least ``min_reports`` reports, which in a large tree are few.
+largest window holds at least ``min_reports`` reports, which in a large tree are few;
+``joint`` bounds the same pairs by the targeted bounds plus a signature upper bound from
+the pair's largest window case count and smallest eligible window report count.
 """
 
 from __future__ import annotations
@@ -99,7 +110,8 @@ __all__ = [
     "resolve_max_window",
 ]
 
-MODELS = ("targeted", "wave", "signature", "per_capita")
+# Appended, never reordered: a model's index seeds its replicas (reports.detection).
+MODELS = ("targeted", "wave", "signature", "per_capita", "joint")
 DEFAULT_REPLICAS = 999
 _LEAVE_OUT_FLOOR = 0.5
 _TOL_REL = 1e-9
@@ -414,7 +426,8 @@ def _per_capita_available(data: ScanData) -> bool:
 
 def available_models(data: ScanData) -> list[str]:
     """Models that can run on ``data``: targeted and wave always (if there are reports),
-    signature when ``report_cases`` is given, per_capita when headcounts cover reporters."""
+    signature and joint when ``report_cases`` is given, per_capita when headcounts cover
+    reporters."""
     if data.n_reports == 0:
         return []
     models = ["targeted", "wave"]
@@ -422,6 +435,8 @@ def available_models(data: ScanData) -> list[str]:
         models.append("signature")
     if _per_capita_available(data):
         models.append("per_capita")
+    if data.report_cases is not None:
+        models.append("joint")
     return models
 
 
@@ -440,7 +455,8 @@ class _Model:
         self.tree = data._tree
         self.T = data.n_periods
         self.wmax = resolve_max_window(self.T, max_window)
-        self.leave_out = bool(leave_branch_out)
+        # joint always compares a branch with the rest of the company
+        self.leave_out = bool(leave_branch_out) or model == "joint"
         self.N = data.n_reports
         tree = self.tree
         T = self.T
@@ -450,7 +466,7 @@ class _Model:
         counts = tree.counts_from_index(self.base + data.report_periods[:, None], T)
         self.counts = counts
         self.n_g = counts.sum(axis=1)
-        if model == "targeted":
+        if model in ("targeted", "joint"):
             self.C = self.N
             c_t = np.bincount(data.report_periods, minlength=T)
             cs = np.concatenate([[0], np.cumsum(c_t)])
@@ -458,6 +474,12 @@ class _Model:
             self.cw_min = np.array([a.min() for a in self.cw], dtype=np.int64)
             self.cw_max = np.array([a.max() for a in self.cw], dtype=np.int64)
             self.table = _XLogXTable(self.N)
+            if model == "joint":
+                self.cases = data.report_cases
+                self.K = int(self.cases.sum())
+                self.case_counts = tree.counts_from_index(
+                    self.base[self.cases] + data.report_periods[self.cases][:, None], T
+                )
         elif model == "signature":
             cases = data.report_cases
             self.cases = cases
@@ -490,7 +512,7 @@ class _Model:
         ``c`` has shape (len(rows), n_starts) or (len(rows),) when ``start`` is an array of
         the same length (paired cuts)."""
         T = self.T
-        if self.model == "targeted":
+        if self.model in ("targeted", "joint"):
             cw = self.cw[w - 1] if start is None else self.cw[w - 1][start]
             n_g = self.n_g[rows].astype(np.float64)
             if c.ndim == 2:
@@ -511,7 +533,7 @@ class _Model:
         raise AssertionError("signature has no simple expected count")
 
     def llr(self, w: int, c: np.ndarray, rows, start=None, n=None) -> np.ndarray:
-        if self.model == "targeted" and self.leave_out:
+        if self.model in ("targeted", "joint") and self.leave_out:
             cw = self.cw[w - 1] if start is None else self.cw[w - 1][start]
             n_g = self.n_g[rows]
             if c.ndim == 2:
@@ -528,11 +550,17 @@ class _Model:
         return bernoulli_llr(c, n, self.C, self.N)
 
     # ---- replicas -------------------------------------------------------------------
-    def replica_counts(self, rng: np.random.Generator) -> np.ndarray:
-        """Time-major [T, U] branch counts of one null replica."""
+    def replica_counts(self, rng: np.random.Generator):
+        """Time-major [T, U] branch counts of one null replica (joint: the pair report
+        counts, case counts)."""
         data = self.data
         T = self.T
         tree = self.tree
+        if self.model == "joint":
+            periods = rng.permutation(data.report_periods)
+            cases = rng.permutation(self.cases)
+            return (tree.time_major(self.anc_rows, periods, T),
+                    tree.time_major(self.anc_rows[cases], periods[cases], T))
         if self.model == "targeted":
             return tree.time_major(self.anc_rows, rng.permutation(data.report_periods), T)
         if self.model == "wave":
@@ -549,9 +577,12 @@ class _Model:
     def max_statistic(self, counts_tm: np.ndarray, min_reports: int) -> float:
         """Exact maximum LLR over cuts with ``c >= min_reports`` (branch and bound).
 
-        ``counts_tm``: time-major [T, U] branch counts."""
+        ``counts_tm``: time-major [T, U] branch counts (joint: the pair report counts, case
+        counts)."""
         if self.N == 0:
             return 0.0
+        if self.model == "joint":
+            return self._max_joint(*counts_tm, min_reports)
         T = self.T
         buf = np.ascontiguousarray(counts_tm, dtype=np.int32)
         one = buf.copy()
@@ -641,6 +672,83 @@ class _Model:
         return best
 
 
+    def _max_joint(self, counts_tm: np.ndarray, cases_tm: np.ndarray, min_reports: int
+                   ) -> float:
+        """Branch and bound for targeted table LLR + signature Bernoulli LLR, on the
+        (width, branch) pairs whose largest window holds at least k reports.  A pair's
+        upper bound adds the targeted bound of :meth:`_max_table_llr` and a signature
+        bound: the Bernoulli LLR grows with the cut's cases and falls with its reports
+        while the inside share is the larger, so the pair's largest window case count over
+        its smallest eligible report count (at least k, at least that case count) bounds
+        it.  The lower bound is the targeted lower bound of the pair's fullest window, a
+        real cut whose signature LLR is at least 0."""
+        T = self.T
+        buf = np.ascontiguousarray(counts_tm, dtype=np.int32)
+        one = buf.copy()
+        n_units = buf.shape[1]
+        cmax_wu = np.empty((self.wmax, n_units), dtype=np.int32)
+        cmax_wu[0] = buf.max(axis=0)
+        # cases are rare: their window maxima and the smallest report counts are only
+        # needed on the branches holding a case
+        kone = np.ascontiguousarray(cases_tm, dtype=np.int32)
+        kcols = np.flatnonzero(kone.any(axis=0))
+        kone = kone[:, kcols]
+        kbuf = kone.copy()
+        cone = one[:, kcols]
+        cbuf = cone.copy()
+        kmax_wk = np.empty((self.wmax, kcols.size), dtype=np.int32)
+        cmin_wk = np.empty((self.wmax, kcols.size), dtype=np.int32)
+        kmax_wk[0] = kbuf.max(axis=0, initial=0)
+        cmin_wk[0] = cbuf.min(axis=0, initial=self.N)
+        for w in range(2, self.wmax + 1):
+            view = buf[: T - w + 1]
+            view += one[w - 1 :]
+            cmax_wu[w - 1] = view.max(axis=0)
+            kview = kbuf[: T - w + 1]
+            kview += kone[w - 1 :]
+            kmax_wk[w - 1] = kview.max(axis=0, initial=0)
+            cview = cbuf[: T - w + 1]
+            cview += cone[w - 1 :]
+            cmin_wk[w - 1] = cview.min(axis=0, initial=self.N)
+        w_idx, u_idx = np.nonzero(cmax_wu >= min_reports)
+        if w_idx.size == 0:
+            return 0.0
+        kmax_wu = np.zeros((self.wmax, n_units), dtype=np.int64)
+        kmax_wu[:, kcols] = kmax_wk
+        cmin_wu = np.zeros((self.wmax, n_units), dtype=np.int64)
+        cmin_wu[:, kcols] = cmin_wk
+        c = cmax_wu[w_idx, u_idx].astype(np.int64)
+        n = self.n_g[u_idx]
+        table = self.table
+        lower = table.table2x2(c, n, self.cw_max[w_idx], self.N)
+        best = float(lower.max())
+        k = kmax_wu[w_idx, u_idx]
+        n_lo = np.maximum(np.maximum(cmin_wu[w_idx, u_idx], min_reports), k)
+        upper = (table.table2x2(c, n, np.maximum(self.cw_min[w_idx], c), self.N)
+                 + table.bernoulli(k, n_lo, self.K, self.N))
+        cutoff = best - _TOL_REL * abs(best) - _TOL_ABS
+        keep = (upper >= cutoff) & (upper > 0)
+        if not keep.any():
+            return best
+        w_idx, u_idx = w_idx[keep], u_idx[keep]
+        cols = np.unique(u_idx)
+        cs = np.zeros((T + 1, cols.size), dtype=np.int64)
+        np.cumsum(one[:, cols], axis=0, out=cs[1:])
+        ks = np.zeros((T + 1, cols.size), dtype=np.int64)
+        np.cumsum(np.ascontiguousarray(cases_tm)[:, cols], axis=0, out=ks[1:])
+        for wi in np.unique(w_idx):
+            rows = u_idx[w_idx == wi]
+            pos = np.searchsorted(cols, rows)
+            w = int(wi) + 1
+            c = cs[w:, pos] - cs[:-w, pos]  # [starts, rows]
+            kc = ks[w:, pos] - ks[:-w, pos]
+            val = table.table2x2(c, self.n_g[rows][None, :], self.cw[wi][:, None], self.N)
+            val = val + table.bernoulli(kc, c, self.K, self.N)
+            val = np.where(c >= min_reports, val, 0.0)
+            best = max(best, float(val.max()))
+        return best
+
+
 def _cumsum_time(counts: np.ndarray) -> np.ndarray:
     cs = np.zeros((counts.shape[0], counts.shape[1] + 1), dtype=np.int64)
     np.cumsum(counts, axis=1, out=cs[:, 1:])
@@ -663,15 +771,21 @@ def _model(data: ScanData, model: str, max_window: int | None, leave_branch_out:
 # --------------------------------------------------------------------------------------
 
 
-def _all_cuts(m: _Model, counts: np.ndarray, min_reports: int):
-    """All cuts with positive LLR and c >= min_reports, as parallel arrays."""
+def _all_cuts(m: _Model, counts: np.ndarray, min_reports: int,
+              case_counts: np.ndarray | None = None):
+    """All cuts with positive LLR and c >= min_reports, as parallel arrays (joint: with
+    the case counts ``case_counts``, branch x period)."""
     cs = _cumsum_time(counts)
+    ks = _cumsum_time(case_counts) if m.model == "joint" else None
     parts = []
     for w in m.widths:
         w = int(w)
         c = cs[:, w:] - cs[:, :-w]
         rows = np.arange(c.shape[0])
-        if m.model == "signature":
+        if m.model == "joint":
+            n = c
+            val = m.llr(w, c, rows) + m.table.bernoulli(ks[:, w:] - ks[:, :-w], c, m.K, m.N)
+        elif m.model == "signature":
             n = m.nw[w - 1]
             val = bernoulli_llr(c, n, m.C, m.N)
         else:
@@ -706,7 +820,9 @@ def observed_cuts(
         return []
     m = _model(data, model, max_window, leave_branch_out)
     counts = m.case_counts if model == "signature" else m.counts
-    g, s, w, c, n, val = _all_cuts(m, counts, int(min_reports))
+    g, s, w, c, n, val = _all_cuts(
+        m, counts, int(min_reports), m.case_counts if model == "joint" else None
+    )
     if val.size == 0 or limit <= 0:
         return []
     order = np.lexsort((w, s, g, -val))
@@ -778,6 +894,8 @@ def observed_maximum(
     if data.n_reports == 0:
         return 0.0
     m = _model(data, model, max_window, leave_branch_out)
+    if model == "joint":
+        return m.max_statistic((m.counts.T, m.case_counts.T), int(min_reports))
     counts = m.case_counts if model == "signature" else m.counts
     return m.max_statistic(counts.T, int(min_reports))
 

@@ -87,7 +87,7 @@ def test_review_season_raises_company_wide_reporting():
 
 def test_simulated_dataset_feeds_every_scan_model():
     data = simulate(6).to_scan_data()
-    assert available_models(data) == ["targeted", "wave", "signature", "per_capita"]
+    assert available_models(data) == ["targeted", "wave", "signature", "per_capita", "joint"]
 
 
 def test_tiny_evaluation_is_structurally_sane_and_finds_a_strong_department_drive():
@@ -244,33 +244,17 @@ def test_evaluate_detection_command_takes_the_company_shape_and_reports_the_orac
         call_command("evaluate_detection", "--team-size", "9-3", stdout=StringIO())
 
 
-def test_joint_statistic_is_targeted_without_cases_and_adds_the_signature_llr_with_them():
-    from reports import scan
+def test_the_evaluated_default_detector_is_the_joint_model_the_product_runs():
+    from reports import detection
 
-    ds = simulate(9, drives=[Drive("department", 4, 3.0, signature_share=0.5)])
-    data = ds.to_scan_data()
-    none = np.zeros(data.n_reports, dtype=bool)
-    assert evaluation._joint_scan(data, data.report_periods, none, 5) == pytest.approx(
-        scan.observed_maximum(data, "targeted", min_reports=5))
-    # a joint replica permutes periods exactly as the targeted model's replica does
-    rng = scan._rng((1, 2), 3)
-    replica = evaluation._joint_scan(data, rng.permutation(data.report_periods), none, 5)
-    assert replica == pytest.approx(scan.replica_maxima(
-        data, "targeted", entropy=(1, 2), start=3, stop=4, min_reports=5)[0])
-    llr, (branch, start, end) = evaluation._joint_scan(
-        data, data.report_periods, data.report_cases, 5, locate=True)
-    members = ds.branch_units(branch)
-    inside = (np.isin(data.report_units, members) & (data.report_periods >= start)
-              & (data.report_periods <= end))
-    in_window = (data.report_periods >= start) & (data.report_periods <= end)
-    table = scan._XLogXTable(data.n_reports)
-    by_hand = table.table2x2(np.array(inside.sum()),
-                             np.array(np.isin(data.report_units, members).sum()),
-                             np.array(in_window.sum()), data.n_reports)
-    by_hand += scan.bernoulli_llr(int((inside & data.report_cases).sum()), int(inside.sum()),
-                                  int(data.report_cases.sum()), data.n_reports)
-    assert llr == pytest.approx(float(by_hand))
-    assert llr > scan.observed_maximum(data, "targeted", min_reports=5)
+    assert evaluation.DEFAULT_MODELS == detection.DEFAULT_MODELS == ("joint",)
+    cells = [ScenarioCell("department/L4/RR2/signature", "department", 4, 2.0,
+                          signature_share=0.5)]
+    rows = evaluate(cells, n_scenarios=6, n_replicas=19, seed=3,
+                    methods=["joint", "combined"], include_classic=False)
+    by = {r.method: r for r in rows}
+    assert by["combined"].alarm_rate == by["joint"].alarm_rate
+    assert by["combined"].localization == pytest.approx(by["joint"].localization, nan_ok=True)
 
 
 def test_joint_statistic_keeps_its_false_alarms_on_null_surveys_with_and_without_a_season():
