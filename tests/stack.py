@@ -332,12 +332,20 @@ def detection_over_http(stack, *, survey, token: str, body: dict) -> tuple[str, 
     status, started = stack.request("POST", f"/api/v1/surveys/{survey.id}/detections/", body,
                                     headers=auth)
     assert status == 202, started
+    job = job_wait(stack, survey_id=survey.id, job_id=started["id"], headers=auth,
+                   timeout=180, log=stack.logs)
+    return started["id"], job
+
+
+def job_wait(stack, *, survey_id, job_id, headers: dict, timeout: float, log) -> dict:
+    """Polls a job through the API until it ends; asserts it succeeded (showing
+    the tail of `log()` if not) and returns it as last polled."""
 
     def finished():
-        _, job = stack.request("GET", f"/api/v1/surveys/{survey.id}/jobs/{started['id']}/",
-                               headers=auth)
+        _, job = stack.request("GET", f"/api/v1/surveys/{survey_id}/jobs/{job_id}/",
+                               headers=headers)
         return job if job["status"] in ("succeeded", "failed") else None
 
-    job = wait_for(finished, timeout=180, interval=0.5, what="the detection job")
-    assert job["status"] == "succeeded", stack.logs()[-4000:]
-    return started["id"], job
+    job = wait_for(finished, timeout=timeout, interval=0.5, what="the detection job")
+    assert job["status"] == "succeeded", log()[-4000:]
+    return job

@@ -27,6 +27,7 @@ from tests.stack import (
     Stack,
     flush_redis,
     free_port,
+    job_wait,
     require_postgres_and_redis,
     wait_for,
 )
@@ -273,14 +274,8 @@ def test_procfile_serves_exact_published_counts_and_finds_a_planted_drive_on_bot
     status, job = stack.request("POST", f"/api/v1/surveys/{survey_id}/detections/",
                                 {"replicas": 199, "seed": 20261128}, headers=headers)
     assert status == 202, job
-
-    def finished():
-        _, body = stack.request("GET", f"/api/v1/surveys/{survey_id}/jobs/{job['id']}/",
-                                headers=headers)
-        return body if body["status"] in ("succeeded", "failed") else None
-
-    done = wait_for(finished, timeout=120, interval=0.5, what="the detection job")
-    assert done["status"] == "succeeded", honcho.log()[-4000:]
+    job_wait(stack, survey_id=survey_id, job_id=job["id"], headers=headers, timeout=120,
+             log=honcho.log)
 
     # The sweep never runs two detections of one survey at once.
     spans = sorted(Job.objects.filter(survey_id=survey_id, kind=Job.Kind.DETECTION)
