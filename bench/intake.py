@@ -205,7 +205,9 @@ def report_bodies(paths: list[str], count: int) -> list[str]:
     bodies = []
     for _ in range(count):
         body = {"unit": rng.choice(paths),
-                "period": rng.choice(months).replace(day=rng.randint(1, 28)).isoformat(),
+                # Never after today: early in a month, a day of this month may be.
+                "period": min(rng.choice(months).replace(day=rng.randint(1, 28)),
+                              today).isoformat(),
                 "signals": rng.sample(catalog.SIGNAL_CODES, rng.randint(0, 4))}
         if rng.random() < 0.3:
             body["outcome"] = rng.choice(catalog.OUTCOME_CODES)
