@@ -44,18 +44,21 @@ class ReportState:
 
 def report_state(*, survey: Survey, receipt: str, lock: bool = False) -> ReportState:
     """The current state of the report with this receipt. With `lock`, in the
-    caller's transaction, its rows stay locked until it ends: the published
-    row first, so that two changes to one published report queue instead of
-    both holding a change."""
+    caller's transaction, its rows stay locked until it ends.
+
+    The held row is locked first, as a publication locks them (then the
+    published rows it changes), so the two never wait on each other in a
+    cycle; a held row a publication moved is then already in Report."""
     reports = Report.objects.filter(survey=survey, receipt_hash=receipt_hash(receipt))
     held_rows = HeldReport.objects.filter(survey=survey, lookup=receipt_lookup(receipt))
     if lock:
         reports, held_rows = reports.select_for_update(), held_rows.select_for_update()
-    report = reports.first()
     held = held_rows.first()
-    if held is None and report is None and lock:
-        # A publication may have moved the held row into Report meanwhile.
-        report = reports.first()
+    report = reports.first()
+    if lock and held is None and report is not None:
+        # Two changes to one published report queue on its row; the second
+        # then finds the change the first one held.
+        held = held_rows.first()
     if held is not None:
         content = held_content(held)
         if held.kind != HeldReport.Kind.NEW and content.get("w"):

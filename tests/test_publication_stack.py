@@ -176,3 +176,48 @@ def test_a_beat_publishes_at_slot_boundaries_and_detection_follows_with_reports_
                    .first(), timeout=120, interval=0.5, what="the automatic detection run")
     assert run.publication == _publications(survey)
     assert detection._unpack(run.inputs)["report_units"].size == 3
+
+
+def test_concurrent_changes_to_a_published_report_and_a_publication_all_succeed(postgres):
+    import threading
+
+    survey = survey_with_units(owner=OrganizerFactory(), min_group_size=3, paths=UNITS)
+    api = APIClient()
+    receipts = [api.post(f"/api/v1/s/{survey.share_token}/reports/",
+                         report_payload(unit=UNITS[index % 3]), format="json").json()["receipt"]
+                for index in range(6)]
+    boundary = timezone.now() + dt.timedelta(hours=1)
+    assert report_services.publication_maybe_publish(survey_id=survey.id, now=boundary)
+    for _ in range(3):
+        api.post(f"/api/v1/s/{survey.share_token}/reports/", report_payload(), format="json")
+    barrier = threading.Barrier(9)
+    outcomes: list = []
+
+    def amend(receipt: str, unit: str) -> None:
+        try:
+            barrier.wait()
+            response = APIClient().patch(
+                f"/api/v1/s/{survey.share_token}/reports/{receipt}/", {"unit": unit},
+                format="json")
+            outcomes.append(response.status_code)
+        finally:
+            connection.close()
+
+    def publish() -> None:
+        try:
+            barrier.wait()
+            outcomes.append(report_services.publication_maybe_publish(
+                survey_id=survey.id, now=boundary + dt.timedelta(hours=1)))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=amend, args=(receipts[index % 2], UNITS[index % 3]))
+               for index in range(8)] + [threading.Thread(target=publish)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes, key=str) == [200] * 8 + [True]
+    report_services.publication_maybe_publish(survey_id=survey.id, force=True)
+    assert Report.objects.filter(survey=survey).count() == 9
