@@ -227,7 +227,7 @@ def main() -> None:
     print(f"(c) incremental: {args.incremental:,} reports with outbox rows, then one drain")
     # Keep publication out of the aggregation timing; it is timed on its own below.
     AggregationState.objects.update_or_create(
-        survey=survey, defaults={"published_at": timezone.now(), "changes_since_publication": 0})
+        survey=survey, defaults={"published_at": timezone.now()})
     timed("COPY reports and outbox rows in batches of 1,000", copy_reports, survey,
           count=args.incremental, seed=2, with_outbox=True, batch=1_000)
     handled, elapsed = timed("cells_apply_pending until the outbox is empty", drain, survey)

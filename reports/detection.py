@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -261,12 +261,12 @@ def detection_start(*, survey: Survey, replicas: int = DEFAULT_REPLICAS, seed: i
     if not MIN_REPLICAS <= replicas <= MAX_REPLICAS:
         raise ValueError("replicas out of range")
     if not detection_sees_only_published(survey_id=survey.id):
-        raise ValidationError({"detail": [
-            "New reports are waiting for the next publication; detection runs on published "
-            "figures only, so that a result cannot date a single report."]})
+        raise ValidationError({"detail": [NOTHING_PUBLISHED % {"k": survey.min_group_size}]})
     job = Job.objects.create(survey=survey, kind=Job.Kind.DETECTION)
     run = DetectionRun.objects.create(
         survey=survey, job=job, replicas=replicas,
+        publication=AggregationState.objects.values_list("publications", flat=True)
+        .get(survey_id=survey.id),
         seed=secrets.randbits(62) if seed is None else seed,
         chunk_size=chunk_size or chunk_size_for(replicas),
         parameters={"models": list(models or DEFAULT_MODELS)},
@@ -275,18 +275,18 @@ def detection_start(*, survey: Survey, replicas: int = DEFAULT_REPLICAS, seed: i
     return run
 
 
-class UnpublishedChanges(Exception):
-    pass
+NOTHING_PUBLISHED = (
+    "Nothing is published yet. Detection scans only the reports the latest publication "
+    "counted, so that a result cannot date a single report; the first publication comes "
+    "once at least %(k)d reports are in.")
 
 
 def detection_sees_only_published(*, survey_id) -> bool:
-    """True when the live reports are exactly what the last publication counted."""
-    from reports.models import PendingChange
-
-    state = AggregationState.objects.filter(survey_id=survey_id).first()
-    return (state is not None and state.published_at is not None
-            and state.changes_since_publication == 0
-            and not PendingChange.objects.filter(survey_id=survey_id).exists())
+    """True once the survey has been published: reports reach Report only at a
+    publication, so Report is then exactly what the latest one counted,
+    whatever has arrived since (it is held, not in Report)."""
+    return AggregationState.objects.filter(survey_id=survey_id,
+                                           published_at__isnull=False).exists()
 
 
 @transaction.atomic
@@ -309,12 +309,14 @@ def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
     """
     run = DetectionRun.objects.select_related("survey").get(id=run_id)
     job_mark_running(job_id=run.job_id)
-    if run.inputs is None and not detection_sees_only_published(survey_id=run.survey_id):
-        # Reports arrived between the start and now: scanning them would let
-        # two runs differ by fewer than k reports.
-        raise UnpublishedChanges(run_id)
     if run.inputs is None:
-        arrays = detection_inputs(survey=run.survey)
+        with transaction.atomic():
+            # Under the survey's aggregation lock, which every publication
+            # takes: the reports read are exactly one publication's.
+            run.publication = (AggregationState.objects.select_for_update(no_key=True)
+                               .values_list("publications", flat=True)
+                               .get(survey_id=run.survey_id))
+            arrays = detection_inputs(survey=run.survey)
         data = scan_data(arrays)
         k = run.survey.min_group_size
         models = scan.available_models(data)
@@ -339,7 +341,7 @@ def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
             "period": run.survey.period, "entropy": "(seed, model index)",
             "targeted_statistic": "branch x window table LLR", "adjustment": "bonferroni"}
         run.save(update_fields=["inputs", "fingerprint", "numpy_version", "code_version",
-                                "models_run", "observed", "parameters"])
+                                "models_run", "observed", "parameters", "publication"])
         # This worker process runs chunks too: spare them decoding what is at hand.
         _loaded[(str(run.id), run.fingerprint)] = (arrays, data)
     return chunk_plan(run=run)
@@ -507,22 +509,20 @@ def detection_fail(*, run_id) -> None:
 
 
 def surveys_due_for_detection(*, now: dt.datetime | None = None) -> list:
-    """Surveys published since their latest run started, with nothing unpublished
-    (detection_sees_only_published) and no run under way; one query.
-    detection_start_if_due checks again under a lock."""
-    from reports.models import PendingChange
-
+    """Surveys with a publication newer than the one their latest run scanned
+    and no run under way, whatever has arrived since (it waits, held, for the
+    next publication); one query. detection_start_if_due checks again under a
+    lock."""
     now = now or timezone.now()
     busy = Job.objects.filter(kind=Job.Kind.DETECTION, status__in=_UNFINISHED,
                               created__gt=now - JOB_STALE_AFTER).values("survey_id")
     latest_run = (DetectionRun.objects.filter(survey_id=OuterRef("survey_id"))
-                  .order_by("-created").values("created")[:1])
+                  .order_by("-created").values("publication")[:1])
     due = (AggregationState.objects
-           .filter(published_at__isnull=False, changes_since_publication=0)
+           .filter(published_at__isnull=False, publications__gt=0)
            .exclude(survey_id__in=busy)
-           .filter(~Exists(PendingChange.objects.filter(survey_id=OuterRef("survey_id"))))
            .annotate(latest_run=Subquery(latest_run))
-           .filter(Q(latest_run__isnull=True) | Q(published_at__gt=F("latest_run")))
+           .filter(Q(latest_run__isnull=True) | Q(publications__gt=F("latest_run")))
            .values_list("survey_id", flat=True))
     return sorted(due, key=str)
 

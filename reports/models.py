@@ -1,5 +1,5 @@
-"""Derived data. Reports (surveys.Report) are the only source of truth; every
-row here can be deleted and rebuilt from them."""
+"""Derived data. Reports (surveys.Report, the published set) are the only
+source of truth; every row here can be deleted and rebuilt from them."""
 
 import uuid
 
@@ -23,11 +23,10 @@ class UnitAncestor(models.Model):
 
 
 class PendingChange(models.Model):
-    """Outbox: a (unit, period) whose cells must be recomputed.
+    """A (unit, period) whose cells must be recomputed.
 
-    Written in the same transaction as the report it stands for, so a change
-    is never lost when the broker is down; the aggregation task deletes the
-    rows it handled. It names no report, and its random id orders nothing.
+    Written and consumed inside a publication's transaction, for the cells
+    its reports changed. It names no report, and its random id orders nothing.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -74,11 +73,12 @@ class PublishedCell(CellCounts):
 
 class AggregationState(models.Model):
     """Per-survey bookkeeping for publication; its row is also the lock that
-    serialises recomputation of one survey's cells."""
+    serialises publications and recomputation of one survey's cells.
+    `published_at` names the slot of the latest publication (surveys.slots),
+    never the moment it committed."""
 
     survey = models.OneToOneField(Survey, on_delete=models.CASCADE, primary_key=True,
                                   related_name="aggregation")
-    changes_since_publication = models.PositiveIntegerField(default=0)
     published_at = models.DateTimeField(null=True, blank=True)
     publications = models.PositiveIntegerField(default=0)
 
@@ -137,6 +137,8 @@ class DetectionRun(models.Model):
     models_run = models.JSONField(default=list)
     observed = models.JSONField(default=dict)
     inputs = models.BinaryField(null=True, blank=True)
+    # The publication (AggregationState.publications) whose reports the run scans.
+    publication = models.PositiveIntegerField(null=True)
     created = models.DateTimeField(auto_now_add=True)
     finished = models.DateTimeField(null=True, blank=True)
 

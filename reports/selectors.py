@@ -16,13 +16,12 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.core.cache import cache
 from django.db.models.fields.json import KeyTextTransform
 
 from reports import detection, disclosure
 from reports.models import AggregationState, PublishedCell, ReleasedTable
-from surveys import catalog
+from surveys import catalog, slots
 from surveys.models import Survey
 
 _CACHE_SECONDS = 60 * 60
@@ -460,9 +459,10 @@ class Dashboard:
 
 
 def _next_publication(state_published_at: dt.datetime | None) -> dt.datetime | None:
-    if state_published_at is None:
+    # The earliest: a publication needs k new reports besides its slot.
+    if state_published_at is None or not slots.scheduled():
         return None
-    return state_published_at + dt.timedelta(seconds=settings.CHORUS_PUBLISH_INTERVAL_SECONDS)
+    return slots.slot_next(state_published_at)
 
 
 def overview_from(rel: Release) -> Overview:

@@ -1,5 +1,8 @@
-"""Writes for derived data: the tree closure, the outbox, cells and publication.
+"""Writes for derived data: the tree closure, cells and publication.
 
+Reports reach surveys.Report only at a publication (held_reports_publish), so
+Report is always exactly the set the latest publication counted: cells
+recomputed from it, by a rebuild or anything else, equal the published ones.
 Every function here recomputes from reports, so running it twice, late or
 concurrently gives the same rows.
 """
@@ -8,7 +11,6 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
@@ -21,9 +23,8 @@ from reports.models import (
     ReleasedTable,
     UnitAncestor,
 )
-from server.db import insert_rows
-from surveys import catalog
-from surveys.models import OrgUnit, Report, Survey
+from surveys import catalog, slots
+from surveys.models import HeldReport, OrgUnit, Report, Survey
 
 # Outbox rows per aggregation transaction. Each batch recomputes every affected ancestor
 # cell once, so larger batches share the upper levels of the tree among more reports.
@@ -54,27 +55,6 @@ def org_tree_index(*, survey: Survey, units: Iterable[OrgUnit]) -> None:
             INSERT INTO reports_unitancestor (survey_id, unit_id, ancestor_id)
             SELECT %s, unit_id, ancestor_id FROM chain WHERE true
             ON CONFLICT DO NOTHING""", [survey_value, survey_value])
-
-
-def report_changes_record(*, survey: Survey, changes: list[tuple[int, dt.date]],
-                          with_rows: list[tuple[type, dict]] = (),
-                          only_if: tuple[str, list] | None = None) -> bool:
-    """Records in the caller's transaction which cells a report changed, and
-    asks for aggregation once that transaction commits. `with_rows` (model,
-    values) are inserted together with the outbox rows, all or none, in one
-    statement where the database allows (server.db.insert_rows), and with
-    `only_if` (server.db.guard) only if its row exists. Returns whether the
-    rows were inserted."""
-    from reports.tasks import aggregate_survey
-
-    inserted = insert_rows(
-        [*with_rows, *((PendingChange, {"survey_id": survey.id, "unit_id": unit_id,
-                                        "period_start": period})
-                       for unit_id, period in changes)],
-        only_if=only_if)
-    if inserted:
-        aggregate_survey.delay_once_on_commit(str(survey.id))
-    return inserted
 
 
 def _state_locked(survey_id) -> AggregationState:
@@ -317,20 +297,26 @@ def _rebuild_portable(*, survey_id) -> int:
 def cells_apply_pending(*, survey_id, batch: int = PENDING_BATCH) -> int:
     """Recomputes the cells named by up to `batch` outbox rows; returns how many
     rows it handled (the caller goes again while that equals `batch`)."""
-    state = _state_locked(survey_id)
+    _state_locked(survey_id)
     apply = _apply_pending_sql if _uses_sql() else _apply_pending_portable
-    handled = apply(survey_id=survey_id, batch=batch)
-    if handled:
-        state.changes_since_publication += handled
-        state.save(update_fields=["changes_since_publication"])
-    publication_maybe_publish(survey_id=survey_id, state=state)
-    return handled
+    return apply(survey_id=survey_id, batch=batch)
+
+
+def _cells_recount(*, survey_id, changes: list[tuple[int, dt.date]]) -> None:
+    """Recomputes the cells of `changes` and their ancestors, in the caller's
+    transaction, through the outbox the incremental path reads."""
+    PendingChange.objects.bulk_create(
+        [PendingChange(survey_id=survey_id, unit_id=unit_id, period_start=period)
+         for unit_id, period in changes], batch_size=2000)
+    while cells_apply_pending(survey_id=survey_id) == PENDING_BATCH:
+        pass
 
 
 @transaction.atomic
 def cells_rebuild(*, survey_id, portable: bool = False) -> int:
     """Recomputes every cell of a survey from its reports; returns the cell count.
 
+    Reports are the published set, so this never moves a released figure.
     `portable` forces the database-neutral path that SQLite always takes."""
     _state_locked(survey_id)
     PendingChange.objects.filter(survey_id=survey_id).delete()
@@ -339,34 +325,46 @@ def cells_rebuild(*, survey_id, portable: bool = False) -> int:
     return _rebuild_portable(survey_id=survey_id)
 
 
-def publication_not_before(*, state: AggregationState | None) -> dt.datetime | None:
-    """The earliest time of the next publication (None: no interval to wait for)."""
-    if state is None or state.published_at is None:
+def publication_next(*, now: dt.datetime | None = None) -> dt.datetime | None:
+    """When the next scheduled publication is (None: publications are not
+    scheduled, they follow arrivals of enough reports)."""
+    if not slots.scheduled():
         return None
-    return state.published_at + dt.timedelta(seconds=settings.CHORUS_PUBLISH_INTERVAL_SECONDS)
+    return slots.slot_next(now or timezone.now())
 
 
-def publication_due(*, state: AggregationState, min_group_size: int, now: dt.datetime) -> bool:
-    if state.changes_since_publication < min_group_size:
-        return False
-    not_before = publication_not_before(state=state)
-    return not_before is None or now >= not_before
+def publication_maybe_publish(*, survey_id, force: bool = False,
+                              now: dt.datetime | None = None) -> bool:
+    """Publishes the survey when a publication is due: at least k new reports
+    held at the start of the current slot (surveys.slots) and no publication
+    in this slot yet; without an interval, at least k new reports held.
 
-
-def publication_maybe_publish(*, survey_id, state: AggregationState | None = None,
-                              force: bool = False) -> bool:
-    """Copies the live cells to the published ones when a publication is due.
-
-    Figures change only at these points, in batches of at least the survey's
-    minimum group size, so watching the dashboard cannot date one report.
+    One transaction, under the survey's aggregation lock: the held reports
+    become Reports in a shuffled order and the held changes are applied
+    (held_reports_publish), the cells they touch are recomputed, copied to the
+    published ones and released, and the publication is dated by its slot.
+    Figures thus change only at slot boundaries, in batches of at least the
+    survey's minimum group size, so watching the dashboard cannot date one
+    report. `force` publishes whatever is held, even fewer than k (for
+    surveys built by simulation, whose reports are inserted directly).
     """
+    from surveys.services import held_reports_publish, period_start_for
+
+    now = now or timezone.now()
     with transaction.atomic():
-        state = state or _state_locked(survey_id)
-        survey = Survey.objects.only("min_group_size").get(id=survey_id)
-        now = timezone.now()
-        if not force and not publication_due(state=state, min_group_size=survey.min_group_size,
-                                             now=now):
+        state = _state_locked(survey_id)
+        survey = Survey.objects.get(id=survey_id)
+        slot = slots.slot_of(now)
+        if (not force and slots.scheduled() and state.published_at is not None
+                and state.published_at >= slot):
             return False
+        changed = held_reports_publish(
+            survey=survey, arrived_before=slot if slots.scheduled() and not force else None,
+            min_new=0 if force else survey.min_group_size,
+            received_week=period_start_for(period=Survey.Period.WEEK, day=slot.date()))
+        if changed is None:
+            return False
+        _cells_recount(survey_id=survey_id, changes=changed)
         PublishedCell.objects.filter(survey_id=survey_id).delete()
         # Copied inside the database: a large survey has hundreds of thousands of cells.
         # In a fixed order, so the stored order never depends on how cells were written.
@@ -377,10 +375,9 @@ def publication_maybe_publish(*, survey_id, state: AggregationState | None = Non
         with connection.cursor() as cursor:
             cursor.execute(f"INSERT INTO reports_publishedcell ({', '.join(columns)}) {select}",
                            params)
-        state.changes_since_publication = 0
-        state.published_at = now
+        state.published_at = slot
         state.publications += 1
-        state.save(update_fields=["changes_since_publication", "published_at", "publications"])
+        state.save(update_fields=["published_at", "publications"])
         # Disclosure control runs here, once per publication, so no read ever runs it; the
         # released table commits with the cells it was computed from. Imported here because
         # the selectors reach surveys.services, which imports this module.
@@ -392,14 +389,18 @@ def publication_maybe_publish(*, survey_id, state: AggregationState | None = Non
         return True
 
 
-def surveys_with_pending_work(*, now: dt.datetime | None = None) -> list:
-    """Surveys with outbox rows, or whose publication is due (publication_due,
-    in SQL): a survey waiting for its k-th change is not woken every sweep."""
+def surveys_due_for_publication(*, now: dt.datetime | None = None) -> list:
+    """Surveys whose publication is due (publication_maybe_publish checks again
+    under the lock): at least k new reports held since before the current
+    slot began, and no publication in this slot yet. One query each."""
     now = now or timezone.now()
-    with_outbox = set(PendingChange.objects.values_list("survey_id", flat=True).distinct())
-    interval = dt.timedelta(seconds=settings.CHORUS_PUBLISH_INTERVAL_SECONDS)
-    due = set(AggregationState.objects
-              .filter(changes_since_publication__gte=F("survey__min_group_size"))
-              .filter(Q(published_at__isnull=True) | Q(published_at__lte=now - interval))
-              .values_list("survey_id", flat=True))
-    return sorted(with_outbox | due, key=str)
+    slot = slots.slot_of(now)
+    held = HeldReport.objects.filter(kind=HeldReport.Kind.NEW)
+    if slots.scheduled():
+        held = held.filter(Q(slot__lt=slot) | Q(slot__isnull=True))
+    enough = set(held.values("survey_id", "survey__min_group_size").annotate(n=Count("id"))
+                 .filter(n__gte=F("survey__min_group_size")).values_list("survey_id", flat=True))
+    if slots.scheduled() and enough:
+        enough -= set(AggregationState.objects.filter(survey_id__in=enough, published_at__gte=slot)
+                      .values_list("survey_id", flat=True))
+    return sorted(enough, key=str)

@@ -9,26 +9,25 @@ from reports import detection, services
 from server.celery import ChorusTask, OutboxBackedTask
 
 # Database errors (deadlocks, a dropped connection, a failover) are worth a
-# few more tries with backoff; after that the task gives up, and the outbox
-# rows it left are picked up by the next sweep.
+# few more tries with backoff; after that the task gives up, and the held
+# reports it left are picked up by the next sweep.
 RETRY = {"autoretry_for": (DatabaseError,), "max_retries": 3, "retry_backoff": 2,
          "retry_backoff_max": 60, "retry_jitter": True}
 
 
-@shared_task(name="reports.aggregate_survey", base=OutboxBackedTask, acks_late=True,
+@shared_task(name="reports.publish_survey", base=OutboxBackedTask, acks_late=True,
              reject_on_worker_lost=True, **RETRY)
-def aggregate_survey(survey_id: str) -> None:
-    handled = services.cells_apply_pending(survey_id=survey_id)
-    if handled == services.PENDING_BATCH:
-        aggregate_survey.delay(survey_id)
+def publish_survey(survey_id: str) -> None:
+    services.publication_maybe_publish(survey_id=survey_id)
 
 
 @shared_task(name="reports.sweep", base=ChorusTask, acks_late=True)
 def sweep() -> None:
-    """Beat job: picks up outbox rows whose dispatch was lost and publishes
-    figures whose interval has passed."""
-    for survey_id in services.surveys_with_pending_work():
-        aggregate_survey.delay(str(survey_id))
+    """Beat job: publishes the surveys whose publication is due (the first
+    sweep at or after each slot boundary, surveys.slots), and picks up held
+    reports whose dispatch was lost when publications follow arrivals."""
+    for survey_id in services.surveys_due_for_publication():
+        publish_survey.delay(str(survey_id))
     # Detection follows publication, at most one run per survey at a time.
     for survey_id in detection.surveys_due_for_detection():
         detection_start_for_survey.delay(str(survey_id))

@@ -55,6 +55,9 @@ def dashboard_context(request, survey) -> tuple[dict, int]:
                       else "Reports per period, all units")
     return {
         "dashboard": board, "query": query,
+        # Closed with fewer than k new reports held: no publication will come.
+        "final_figures": not survey.is_open and not survey_selectors.report_batch_ready(
+            survey=survey),
         "timeline_svg": charts.bar_chart(board.timeline.bars, granularity=granularity,
                                          k=board.k, chart_id="timeline", label=timeline_label),
         "timeline_label": timeline_label,

@@ -250,7 +250,10 @@ LOGGING = {
 # Chorus
 # Absolute links handed to organizers; default: the host of the request.
 CHORUS_PUBLIC_URL = env.str("CHORUS_PUBLIC_URL", "")
-# Figures are published at most this often, and only after min_group_size changes.
+# Length of a publication slot (surveys.slots): figures change only at the first
+# sweep after a slot boundary (aligned to the epoch: 3600 is the top of every hour,
+# 86400 midnight UTC), and only with at least min_group_size new reports. 0: as
+# soon as that many are held (the embedded demo, which runs no beat).
 CHORUS_PUBLISH_INTERVAL_SECONDS = env.int("CHORUS_PUBLISH_INTERVAL_SECONDS", 24 * 60 * 60)
 if CHORUS_PUBLISH_INTERVAL_SECONDS < 0:
     raise ValueError("CHORUS_PUBLISH_INTERVAL_SECONDS must be 0 or more")

@@ -115,3 +115,43 @@ class InviteCode(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="invite_codes")
     code_hash = models.CharField(max_length=64, unique=True)
+
+
+class HeldReport(models.Model):
+    """A report, or a change to a published one, waiting for the next publication.
+
+    Intake writes here, never to Report: a publication moves every held new
+    report into Report in a shuffled order and applies the held changes, in
+    one transaction, so that neither the reports table nor the database's own
+    row bookkeeping (xmin, row order, WAL) orders reports more finely than
+    their publication batch. The answers are sealed (surveys.sealing); what
+    stays readable is only what publication needs without opening them:
+
+    - `kind`: a new report (counts towards the survey's k), a change to a
+      published report (an amend or a withdrawal, which never counts), or a
+      void (a held report withdrawn before publication, kept empty until the
+      next publication so that nothing derived from arrivals, such as the
+      count of unused invite codes, changes between publications);
+    - `lookup`: surveys.sealing.receipt_lookup of the receipt, to find the row
+      again on an amend or withdrawal (null once void);
+    - `slot`: the publication slot the report arrived in (surveys.slots), so a
+      publication counts only what was held at its boundary;
+    - `used_code`: whether filing it used up an invite code.
+    """
+
+    class Kind(models.TextChoices):
+        NEW = "new", _("New report")
+        CHANGE = "change", _("Change to a published report")
+        VOID = "void", _("Withdrawn before publication")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="held_reports")
+    kind = models.CharField(max_length=6, choices=Kind.choices, default=Kind.NEW)
+    # Null, not "", once void: unique must hold for every row with a lookup.
+    lookup = models.CharField(max_length=64, unique=True, null=True)  # noqa: DJ001
+    slot = models.DateTimeField(null=True)
+    used_code = models.BooleanField(default=False)
+    sealed = models.BinaryField()
+
+    class Meta:
+        indexes = [models.Index(fields=["survey", "kind"], name="heldreport_survey_kind_idx")]

@@ -7,8 +7,8 @@ from django.http import Http404
 
 from server.db import get_by_unique
 from surveys import catalog
-from surveys.models import OrgUnit, Report, Survey
-from surveys.services import receipt_hash
+from surveys.holding import content_period, report_state
+from surveys.models import HeldReport, OrgUnit, Report, Survey
 
 
 def survey_list(*, owner) -> QuerySet[Survey]:
@@ -78,20 +78,32 @@ def unit_paths(*, survey: Survey) -> list[str]:
 
 
 def report_held(*, survey: Survey, receipt: str) -> bool:
-    """Whether a report with this receipt is stored: lets its holder use the
-    receipt as proof that the report was received and still counts."""
-    return Report.objects.filter(survey=survey, receipt_hash=receipt_hash(receipt)).exists()
+    """Whether a report with this receipt is stored, held or published: lets
+    its holder use the receipt as proof that the report was received and
+    counts, or will at the next publication."""
+    return report_state(survey=survey, receipt=receipt).content is not None
 
 
 def report_answers(*, survey: Survey, receipt: str) -> dict | None:
-    """The answers of the report with this receipt, for its holder to amend,
-    or None. Only what the respondent typed or picked: never received_week."""
-    report = (Report.objects.select_related("unit")
-              .filter(survey=survey, receipt_hash=receipt_hash(receipt)).first())
-    return None if report is None else answers_of(report)
+    """The current answers of the report with this receipt (a held change
+    included), for its holder to amend, or None. Only what the respondent
+    typed or picked: never received_week."""
+    content = report_state(survey=survey, receipt=receipt).content
+    if content is None:
+        return None
+    return {"unit": OrgUnit.objects.values_list("path", flat=True).get(id=content["u"]),
+            "period": content_period(content), "signals": catalog.mask_to_signals(content["s"]),
+            "outcome": content["o"], "comment": content["c"]}
 
 
 def answers_of(report: Report) -> dict:
     return {"unit": report.unit.path, "period": report.period_start,
             "signals": catalog.mask_to_signals(report.signals), "outcome": report.outcome,
             "comment": report.comment}
+
+
+def report_batch_ready(*, survey: Survey) -> bool:
+    """Whether enough new reports are held for the next publication. The one
+    thing pages say about what waits: a count would date each arrival."""
+    held = HeldReport.objects.filter(survey=survey, kind=HeldReport.Kind.NEW)
+    return held[:survey.min_group_size].count() >= survey.min_group_size

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import io
 import secrets
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -17,11 +18,14 @@ from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
-from reports.services import org_tree_index, report_changes_record
-from server.db import guard, value_where
-from surveys import catalog
-from surveys.models import MIN_GROUP_SIZE_FLOOR, InviteCode, OrgUnit, Report, Survey
+from reports.services import org_tree_index
+from server.db import guard, insert_rows, value_where
+from surveys import catalog, slots
+from surveys.holding import content_of, content_period, held_content, receipt_hash, report_state
+from surveys.models import MIN_GROUP_SIZE_FLOOR, HeldReport, InviteCode, OrgUnit, Report, Survey
 from surveys.scrub import comment_scrub
+from surveys.sealing import receipt_lookup, seal
+from surveys.signals import report_held
 
 MAX_PATH_LENGTH = 1000
 MAX_UNITS = 20_000
@@ -38,12 +42,6 @@ INVITE_GROUP_LENGTH = 4  # 16 symbols × 5 bits = 80 random bits
 def _token() -> str:
     # 32 bytes = 256 random bits, URL-safe.
     return secrets.token_urlsafe(32)
-
-
-def receipt_hash(receipt: str) -> str:
-    # Receipts carry 128 random bits, so a fast hash is enough: there is
-    # nothing to brute-force that a slow hash would protect.
-    return hashlib.sha256(receipt.encode()).hexdigest()
 
 
 def period_start_for(*, period: str, day: dt.date) -> dt.date:
@@ -87,7 +85,8 @@ def survey_update(*, survey: Survey, fields: dict) -> Survey:
         _validate_min_group_size(fields["min_group_size"])
     if "closes_on" in fields:
         _validate_closes_on(fields["closes_on"])
-    if "period" in fields and fields["period"] != survey.period and survey.reports.exists():
+    if "period" in fields and fields["period"] != survey.period and (
+            survey.reports.exists() or survey.held_reports.exists()):
         raise ValidationError({"period": _("Cannot change the period once reports exist.")})
     for name, value in fields.items():
         setattr(survey, name, value)
@@ -277,7 +276,11 @@ def invite_redeem(*, survey: Survey, code: str) -> None:
 
 
 def invite_unused_count(*, survey: Survey) -> int:
-    return InviteCode.objects.filter(survey=survey).count()
+    """Codes not used by a published report: a code used by a report still
+    held counts as unused until that report is published, so the count moves
+    only at publications and never dates one report's arrival."""
+    return (InviteCode.objects.filter(survey=survey).count()
+            + HeldReport.objects.filter(survey=survey, used_code=True).count())
 
 
 @dataclass(frozen=True)
@@ -367,18 +370,33 @@ def _still_as_read(survey: Survey, today: dt.date) -> tuple[str, list]:
     return found
 
 
+def report_received_week(*, at: dt.datetime) -> dt.date:
+    """The week a report filed at `at` is dated to: the week of the publication
+    that will count it at the earliest, so that no stored date orders reports
+    within their publication batch."""
+    published = slots.slot_next(at) if slots.scheduled() else at
+    return period_start_for(period=Survey.Period.WEEK, day=published.date())
+
+
 def report_create(*, survey: Survey, draft: ReportDraft) -> str:
-    """Stores a report and returns its receipt, which is shown once and never
-    stored: only its hash is kept, to let the holder withdraw the report.
+    """Holds a report for the next publication and returns its receipt, which
+    is shown once and never stored: only a hash of it is kept, to let the
+    holder check, amend or withdraw the report.
+
+    The report is durable when this returns, but sealed in the holding table
+    (HeldReport): it reaches Report, and the counted figures, only at a
+    publication, shuffled among at least k others (held_reports_publish).
 
     An invite-only survey uses up `draft.invite_code` in the same transaction,
     so a rejected report leaves its code usable. A missing, wrong or used code
     raises ValidationError on "invite_code" (answered as 400, like any other
-    field error).
+    field error). That transaction writes the sealed held row and nothing
+    else: the report it becomes is written later, by the publication, so no
+    transaction ties a code to a report.
 
-    Otherwise no transaction is opened: the report and its outbox row are
-    written by one statement, atomic by itself, which spares the hot path a
-    BEGIN and a COMMIT round trip.
+    Otherwise no transaction is opened: the held row is written by one
+    statement, atomic by itself, which spares the hot path a BEGIN and a
+    COMMIT round trip.
 
     `survey` may be a copy read earlier (selectors.survey_by_share_token_kept):
     the statement stores the report only if the survey is still open with
@@ -390,34 +408,61 @@ def report_create(*, survey: Survey, draft: ReportDraft) -> str:
     unit_id = _report_unit_id_validated(survey=survey, draft=draft, today=today)
     period_start = period_start_for(period=survey.period, day=draft.period)
     receipt = secrets.token_urlsafe(16)
-    report = (Report, {
-        "survey_id": survey.id, "unit_id": unit_id, "period_start": period_start,
-        "signals": catalog.signals_to_mask(draft.signals), "outcome": draft.outcome,
-        "comment": comment_scrub(draft.comment),
-        "received_week": period_start_for(period=Survey.Period.WEEK, day=today),
-        "receipt_hash": receipt_hash(receipt),
+    invite = survey.access == Survey.Access.INVITE
+    row_id = uuid.uuid4()
+    content = {"u": unit_id, "p": period_start.isoformat(),
+               "s": catalog.signals_to_mask(draft.signals), "o": draft.outcome,
+               "c": comment_scrub(draft.comment), "r": receipt_hash(receipt)}
+    held = (HeldReport, {
+        "id": row_id, "survey_id": survey.id, "kind": HeldReport.Kind.NEW,
+        "lookup": receipt_lookup(receipt),
+        "slot": slots.slot_of(timezone.now()) if slots.scheduled() else None,
+        "used_code": invite,
+        "sealed": seal(survey_id=survey.id, row_id=row_id, content=content),
     })
-    with (transaction.atomic() if survey.access == Survey.Access.INVITE
-          else contextlib.nullcontext()):
-        if survey.access == Survey.Access.INVITE:
+    with transaction.atomic() if invite else contextlib.nullcontext():
+        if invite:
             invite_redeem(survey=survey, code=draft.invite_code)
-        if not report_changes_record(survey=survey, changes=[(unit_id, period_start)],
-                                     with_rows=[report],
-                                     only_if=_still_as_read(survey, today)):
+        if not insert_rows([held], only_if=_still_as_read(survey, today)):
             # In a transaction (invite), this rolls back the redeemed code too.
             raise SurveyChanged
+        report_held.send(sender=HeldReport, survey_id=survey.id)
     return receipt
 
 
 @transaction.atomic
 def report_withdraw(*, survey: Survey, receipt: str) -> bool:
-    report = (Report.objects.select_for_update()
-              .filter(survey=survey, receipt_hash=receipt_hash(receipt)).first())
-    if report is None:
+    """Withdraws the report with this receipt; False when none is found (a
+    wrong and a withdrawn receipt look alike).
+
+    A held report is emptied at once and leaves nothing to publish. A
+    published one stays counted until the next publication of at least k new
+    reports carries its withdrawal: leaving the figures on its own, between
+    publications, it would show which cell it was in."""
+    state = report_state(survey=survey, receipt=receipt, lock=True)
+    if state.content is None:
         return False
-    report.delete()
-    report_changes_record(survey=survey, changes=[(report.unit_id, report.period_start)])
+    if state.held is not None and state.held.kind == HeldReport.Kind.NEW:
+        # Kept, empty, until the next publication: counts derived from
+        # arrivals (unused invite codes) then change only at publications.
+        state.held.kind, state.held.lookup = HeldReport.Kind.VOID, None
+        state.held.sealed = seal(survey_id=survey.id, row_id=state.held.id, content={})
+        state.held.save(update_fields=["kind", "lookup", "sealed"])
+        return True
+    withdrawal = {"r": state.content["r"], "w": True}
+    if state.held is not None:
+        state.held.sealed = seal(survey_id=survey.id, row_id=state.held.id, content=withdrawal)
+        state.held.save(update_fields=["sealed"])
+        return True
+    _held_change_create(survey=survey, receipt=receipt, content=withdrawal)
     return True
+
+
+def _held_change_create(*, survey: Survey, receipt: str, content: dict) -> None:
+    row_id = uuid.uuid4()
+    HeldReport.objects.create(
+        id=row_id, survey=survey, kind=HeldReport.Kind.CHANGE, lookup=receipt_lookup(receipt),
+        sealed=seal(survey_id=survey.id, row_id=row_id, content=content))
 
 
 AMENDABLE_FIELDS = ("unit", "period", "signals", "outcome", "comment")
@@ -425,12 +470,18 @@ AMENDABLE_FIELDS = ("unit", "period", "signals", "outcome", "comment")
 
 @transaction.atomic
 def report_amend(*, survey: Survey, receipt: str, changes: dict) -> Report | None:
-    """Changes the answers of the report with this receipt; returns it, or
-    None when no report matches (a wrong and a withdrawn receipt look alike).
+    """Changes the answers of the report with this receipt; returns its
+    answers as an unsaved Report, or None when no report matches (a wrong and
+    a withdrawn receipt look alike).
 
     `changes` holds any of AMENDABLE_FIELDS ("period" a date, "signals" a
-    sequence of codes); the rest keep their stored values. The result is
+    sequence of codes); the rest keep their current values. The result is
     validated and scrubbed exactly as a new report is.
+
+    A held report is changed where it is held. A change to a published report
+    is itself held, replacing any earlier held change, and applied by the next
+    publication of at least k new reports: changes never count towards k, so
+    changing a report back and forth cannot force a publication.
     """
     if not survey.is_open:
         raise SurveyClosed
@@ -438,39 +489,89 @@ def report_amend(*, survey: Survey, receipt: str, changes: dict) -> Report | Non
     if unknown:
         raise ValidationError({name: [_("This answer cannot be changed.")]
                                for name in sorted(unknown)})
-    report = (Report.objects.select_for_update().select_related("unit")
-              .filter(survey=survey, receipt_hash=receipt_hash(receipt)).first())
-    if report is None:
+    state = report_state(survey=survey, receipt=receipt, lock=True)
+    if state.content is None:
         return None
+    current = state.content
     draft = ReportDraft(
-        unit=changes.get("unit", report.unit.path),
-        period=changes.get("period", report.period_start),
-        signals=tuple(changes.get("signals", catalog.mask_to_signals(report.signals))),
-        outcome=changes.get("outcome", report.outcome) or "",
-        comment=changes.get("comment", report.comment) or "",
+        unit=changes.get("unit", OrgUnit.objects.values_list("path", flat=True)
+                         .get(id=current["u"])),
+        period=changes.get("period", content_period(current)),
+        signals=tuple(changes.get("signals", catalog.mask_to_signals(current["s"]))),
+        outcome=changes.get("outcome", current["o"]) or "",
+        comment=changes.get("comment", current["c"]) or "",
         # On an invite-only survey the code was used up when the report was
         # filed; holding the receipt is what admits this change instead.
         invite_code=receipt,
     )
     unit = report_validate(survey=survey, draft=draft, today=timezone.localdate())
-    before = (report.unit_id, report.period_start)
-    counted_before = (report.unit_id, report.period_start, report.signals, report.outcome)
-    report.unit = unit
-    report.period_start = period_start_for(period=survey.period, day=draft.period)
-    report.signals = catalog.signals_to_mask(draft.signals)
-    report.outcome = draft.outcome
-    report.comment = comment_scrub(draft.comment)
-    # received_week stays: it records when the report arrived, which an amend
-    # does not change. Moving it would store a second date tied to this
-    # report (when its holder came back) and show the amend as a new arrival.
-    # Nothing else records that an amend happened.
-    report.save(update_fields=["unit", "period_start", "signals", "outcome", "comment"])
-    after = (report.unit_id, report.period_start)
-    if (report.unit_id, report.period_start, report.signals, report.outcome) != counted_before:
-        # Both cells: the old one loses the report, the new one gains it.
-        # Comments are in no cell, so a comment-only change recounts nothing.
-        report_changes_record(survey=survey, changes=sorted({before, after}))
-    return report
+    amended = Report(survey=survey, unit=unit,
+                     period_start=period_start_for(period=survey.period, day=draft.period),
+                     signals=catalog.signals_to_mask(draft.signals), outcome=draft.outcome,
+                     comment=comment_scrub(draft.comment), receipt_hash=current["r"])
+    content = content_of(amended)
+    # Nothing records when the report arrived or that an amend happened: the
+    # held row is rewritten in place, and a published report keeps its
+    # received_week, which is its publication's week.
+    if state.held is not None:
+        state.held.sealed = seal(survey_id=survey.id, row_id=state.held.id, content=content)
+        state.held.save(update_fields=["sealed"])
+    elif content != current:
+        _held_change_create(survey=survey, receipt=receipt, content=content)
+    return amended
+
+
+def held_reports_publish(*, survey: Survey, arrived_before: dt.datetime | None, min_new: int,
+                         received_week: dt.date) -> list[tuple[int, dt.date]] | None:
+    """Moves held reports into Report, in the caller's transaction (a
+    publication's): the new reports held before `arrived_before` (all, when
+    None), if there are at least `min_new` of them, and every held change.
+
+    Returns the (unit, period) cells whose counts changed, or None (nothing
+    done) when fewer than `min_new` new reports are held. New reports are
+    inserted in an order drawn by the system's cryptographic generator, with
+    random ids and the publication's week, and changes are applied in another
+    such order: neither the rows' placement nor their transaction ids say
+    which arrived first."""
+    rows = list(HeldReport.objects.select_for_update().filter(survey=survey)
+                .only("id", "survey_id", "kind", "slot", "sealed"))
+    arrived = [row for row in rows if row.kind == HeldReport.Kind.NEW and (
+        arrived_before is None or row.slot is None or row.slot < arrived_before)]
+    if len(arrived) < min_new:
+        return None
+    shuffle = secrets.SystemRandom().shuffle
+    new = [held_content(row) for row in arrived]
+    shuffle(new)
+    Report.objects.bulk_create(
+        [Report(id=uuid.uuid4(), survey=survey, unit_id=content["u"],
+                period_start=content_period(content), signals=content["s"],
+                outcome=content["o"], comment=content["c"], received_week=received_week,
+                receipt_hash=content["r"])
+         for content in new], batch_size=2000)
+    changed = {(content["u"], content_period(content)) for content in new}
+    held_changes = [held_content(row) for row in rows if row.kind == HeldReport.Kind.CHANGE]
+    shuffle(held_changes)
+    published = {report.receipt_hash: report for report in Report.objects.select_for_update()
+                 .filter(survey=survey, receipt_hash__in=[c["r"] for c in held_changes])}
+    withdrawn, amended = [], []
+    for content in held_changes:
+        report = published.get(content["r"])
+        if report is None:
+            continue
+        changed.add((report.unit_id, report.period_start))
+        if content.get("w"):
+            withdrawn.append(report.id)
+            continue
+        report.unit_id, report.period_start = content["u"], content_period(content)
+        report.signals, report.outcome, report.comment = content["s"], content["o"], content["c"]
+        changed.add((report.unit_id, report.period_start))
+        amended.append(report)
+    Report.objects.filter(id__in=withdrawn).delete()
+    Report.objects.bulk_update(amended, ["unit", "period_start", "signals", "outcome",
+                                         "comment"], batch_size=2000)
+    HeldReport.objects.filter(id__in=[row.id for row in rows if row.kind != HeldReport.Kind.NEW]
+                              + [row.id for row in arrived]).delete()
+    return sorted(changed)
 
 
 class AlreadyReceived(Exception):

@@ -13,7 +13,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from reports import selectors as report_selectors
 from reports import services as report_services
 from reports.views import dashboard_context
 from server.http import no_referrer
@@ -28,7 +27,6 @@ from surveys.forms import (
     UnitsForm,
     WithdrawForm,
 )
-from surveys.models import Survey
 
 
 def _closed(request, survey):
@@ -101,7 +99,7 @@ def respondent_form(request, share_token):
             # must not appear in a URL, the history or a cache (never_cache).
             return render(request, "surveys/receipt.html", {
                 "survey": survey, "receipt": receipt,
-                "received_week": services.period_start_for(period=Survey.Period.WEEK, day=today),
+                "received_week": services.report_received_week(at=timezone.now()),
             }, status=201)
     status = 400 if request.method == "POST" else 200
     return render(request, "surveys/form.html", {
@@ -235,8 +233,8 @@ def organizer_survey(request, survey_id):
         "share_url": request.build_absolute_uri(f"/s/{survey.share_token}/"),
         "dashboard_url": request.build_absolute_uri(f"/d/{survey.dashboard_token}/"),
         "unit_count": selectors.unit_list(survey=survey).count(),
-        "publication": (publication := report_selectors.publication_status(survey=survey)),
-        "publication_not_before": report_services.publication_not_before(state=publication),
+        "batch_ready": selectors.report_batch_ready(survey=survey),
+        "next_publication": report_services.publication_next(),
         **dashboard_context(request, survey)[0],
     })
 

@@ -41,3 +41,22 @@ def file_reports(survey, count: int, *, unit: str = "Acme/Retail/Marketing",
                  period: dt.date = dt.date(2026, 1, 14), signals=("abrupt_reversal",)) -> list:
     return [services.report_create(survey=survey, draft=services.ReportDraft(
         unit=unit, period=period, signals=tuple(signals))) for _ in range(count)]
+
+
+def publish(survey) -> None:
+    """Publishes whatever the survey holds, as a publication does: held
+    reports reach Report and the counted figures only this way."""
+    from reports.services import publication_maybe_publish
+
+    publication_maybe_publish(survey_id=survey.id, force=True)
+
+
+def stored_count(survey=None) -> int:
+    """Reports stored, whether held for the next publication or published."""
+    from surveys.models import HeldReport, Report
+
+    held = HeldReport.objects.filter(kind=HeldReport.Kind.NEW)
+    reports = Report.objects.all()
+    if survey is not None:
+        held, reports = held.filter(survey=survey), reports.filter(survey=survey)
+    return held.count() + reports.count()

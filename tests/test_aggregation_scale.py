@@ -10,13 +10,15 @@ import random
 import re
 
 import pytest
+from django.template.defaultfilters import date as date_filter
 from django.urls import reverse
+from django.utils import timezone
 
 from reports import services as report_services
 from reports.models import AggregationState, Cell, PendingChange, UnitAncestor
-from surveys import catalog, services
+from surveys import catalog, services, slots
 from surveys.models import OrgUnit
-from tests.factories import OrganizerFactory, file_reports, survey_with_units
+from tests.factories import OrganizerFactory, file_reports, publish, survey_with_units
 
 pytestmark = pytest.mark.django_db
 
@@ -44,9 +46,10 @@ def file_random_reports(survey, rng: random.Random, count: int) -> list[str]:
     return receipts
 
 
-def drain(survey, *, batch: int) -> None:
-    while report_services.cells_apply_pending(survey_id=survey.id, batch=batch):
-        pass
+def drain(survey) -> None:
+    """Publishes what the survey holds: the incremental path recomputes the
+    cells the held reports and changes touch."""
+    publish(survey)
 
 
 def cells(survey) -> dict:
@@ -56,8 +59,8 @@ def cells(survey) -> dict:
 
 
 def survey_aggregated_incrementally(seed: int):
-    """A random survey whose cells were only ever updated from the outbox, in small
-    batches, with reports filed and withdrawn between drains."""
+    """A random survey whose cells were only ever updated incrementally, at
+    publications, with reports filed and withdrawn (held or published) between them."""
     rng = random.Random(seed)
     survey = survey_with_units(owner=OrganizerFactory(), paths=random_tree(rng))
     receipts = []
@@ -66,7 +69,7 @@ def survey_aggregated_incrementally(seed: int):
         for receipt in rng.sample(receipts, 15):
             receipts.remove(receipt)
             assert services.report_withdraw(survey=survey, receipt=receipt)
-        drain(survey, batch=rng.randint(7, 60))
+        drain(survey)
     assert not PendingChange.objects.filter(survey=survey).exists()
     return survey
 
@@ -99,10 +102,10 @@ def test_every_path_gives_the_numbers_of_the_portable_recount(seed):
 def test_a_rebuild_deletes_cells_whose_reports_are_gone():
     survey = survey_with_units(owner=OrganizerFactory(), paths=["Co/A/X", "Co/B/Y"])
     receipts = file_reports(survey, 2, unit="Co/A/X")
-    drain(survey, batch=100)
+    drain(survey)
     for receipt in receipts:
         services.report_withdraw(survey=survey, receipt=receipt)
-    PendingChange.objects.filter(survey=survey).delete()
+    drain(survey)
 
     assert report_services.cells_rebuild(survey_id=survey.id) == 0
 
@@ -113,10 +116,10 @@ def test_a_withdrawal_empties_the_cells_of_the_unit_and_its_ancestors():
     survey = survey_with_units(owner=OrganizerFactory(), paths=["Co/A/X", "Co/B/Y"])
     kept = file_reports(survey, 1, unit="Co/B/Y")
     gone = file_reports(survey, 1, unit="Co/A/X")
-    drain(survey, batch=100)
+    drain(survey)
 
     services.report_withdraw(survey=survey, receipt=gone[0])
-    drain(survey, batch=100)
+    drain(survey)
 
     assert kept
     paths = {path: {cell.period_start: cell.reports for cell in Cell.objects.filter(
@@ -147,32 +150,33 @@ def survey_facts(client, survey) -> dict[str, str]:
             re.findall(r"<dt>([^<]*)</dt>\s*<dd>(.*?)</dd>", page, flags=re.S)}
 
 
-def test_organizer_sees_fewer_than_k_changes_pending_and_when_figures_can_next_appear(
+def test_organizer_sees_that_fewer_than_k_wait_and_when_figures_can_next_appear(
         client, publish_at_once):
     organizer = OrganizerFactory()
     survey = survey_with_units(owner=organizer, paths=["Co/A"], min_group_size=3)
     client.force_login(organizer)
     file_reports(survey, 2, unit="Co/A")
-    drain(survey, batch=100)
 
     facts = survey_facts(client, survey)
 
-    assert facts["Changes waiting for publication"] == "fewer than 3"
-    assert facts["Next publication"] == "once at least 3 changes are in"
+    assert facts["New reports waiting for publication"] == (
+        "not yet (a publication needs at least 3 new reports)")
+    assert facts["Next publication"] == "once at least 3 new reports are in"
 
 
-def test_organizer_sees_the_pending_count_and_next_publication_time_at_k_or_more(client):
+def test_organizer_sees_only_that_enough_wait_and_the_next_scheduled_time(client, settings):
+    settings.CHORUS_PUBLISH_INTERVAL_SECONDS = 86400
     organizer = OrganizerFactory()
     survey = survey_with_units(owner=organizer, paths=["Co/A"], min_group_size=3)
     client.force_login(organizer)
-    published_at = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
-    AggregationState.objects.create(survey=survey, changes_since_publication=4,
-                                    published_at=published_at, publications=1)
+    file_reports(survey, 4, unit="Co/A")
 
     facts = survey_facts(client, survey)
 
-    assert facts["Changes waiting for publication"] == "4"
-    assert facts["Next publication"] == "not before 3 Mar 2026, 09:30"
+    assert facts["New reports waiting for publication"] == "enough for the next publication"
+    midnight = slots.slot_next(timezone.now())
+    assert midnight.astimezone(dt.UTC).time() == dt.time(0, 0)
+    assert facts["Next publication"] == f"at {date_filter(midnight, 'j M Y, H:i e')}"
 
 
 def test_sweep_wakes_a_survey_only_once_its_publication_is_due(survey, settings,
@@ -180,25 +184,29 @@ def test_sweep_wakes_a_survey_only_once_its_publication_is_due(survey, settings,
     settings.CHORUS_PUBLISH_INTERVAL_SECONDS = 0
     with django_capture_on_commit_callbacks(execute=True):
         file_reports(survey, survey.min_group_size - 1)
-    # Aggregated, but fewer than k changes: nothing for the sweep to do.
-    assert report_services.surveys_with_pending_work() == []
-    file_reports(survey, 1)
-    # An outbox row always wakes it.
-    assert report_services.surveys_with_pending_work() == [survey.id]
-    report_services.cells_apply_pending(survey_id=survey.id)
-    assert report_services.surveys_with_pending_work() == []
+    # Fewer than k new reports held: nothing for the sweep to do.
+    assert report_services.surveys_due_for_publication() == []
+    file_reports(survey, 1)  # as if its dispatch had been lost
+    assert report_services.surveys_due_for_publication() == [survey.id]
+    report_services.publication_maybe_publish(survey_id=survey.id)
+    assert report_services.surveys_due_for_publication() == []
     assert AggregationState.objects.get(survey=survey).publications == 1
 
 
-def test_sweep_waits_for_the_publication_interval(survey, settings):
+def test_sweep_waits_for_the_next_slot_boundary(survey, settings):
     settings.CHORUS_PUBLISH_INTERVAL_SECONDS = 3600
-    state = AggregationState.objects.create(
-        survey=survey, changes_since_publication=survey.min_group_size,
-        published_at=dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC))
-    assert report_services.surveys_with_pending_work(
-        now=state.published_at + dt.timedelta(minutes=59)) == []
-    assert report_services.surveys_with_pending_work(
-        now=state.published_at + dt.timedelta(minutes=60)) == [survey.id]
+    file_reports(survey, survey.min_group_size)
+    boundary = slots.slot_next(timezone.now())
+    assert report_services.surveys_due_for_publication(
+        now=boundary - dt.timedelta(seconds=1)) == []
+    assert report_services.surveys_due_for_publication(now=boundary) == [survey.id]
+    assert report_services.publication_maybe_publish(survey_id=survey.id, now=boundary)
+    file_reports(survey, survey.min_group_size)
+    # One publication per slot; the next slot takes the next batch.
+    assert report_services.surveys_due_for_publication(
+        now=boundary + dt.timedelta(minutes=59)) == []
+    assert report_services.surveys_due_for_publication(
+        now=boundary + dt.timedelta(minutes=60)) == [survey.id]
 
 
 def test_the_simulator_uses_the_catalogs_codes_and_signature():

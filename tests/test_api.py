@@ -2,14 +2,21 @@ import datetime as dt
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from reports import services as report_services
-from reports.models import Cell, PendingChange
+from reports.models import Cell
 from reports.services import publication_maybe_publish
-from reports.tasks import aggregate_survey
-from surveys import catalog
-from surveys.models import OrgUnit, Report
-from tests.factories import PASSWORD, OrganizerFactory, file_reports, report_payload
+from reports.tasks import publish_survey, sweep
+from surveys import catalog, slots
+from surveys.models import HeldReport, OrgUnit, Report
+from tests.factories import (
+    PASSWORD,
+    OrganizerFactory,
+    file_reports,
+    publish,
+    report_payload,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -133,6 +140,12 @@ def test_report_is_stored_before_201_with_no_request_metadata(api, survey):
                         REMOTE_ADDR="203.0.113.77")
     assert response.status_code == 201
     assert len(response.json()["receipt"]) >= 16
+    held = HeldReport.objects.get(survey=survey)
+    sealed = bytes(held.sealed)
+    assert b"mail me" not in sealed
+    assert b"Marketing" not in sealed
+    assert not Report.objects.filter(survey=survey).exists()
+    publish(survey)
     report = Report.objects.get(survey=survey)
     assert report.period_start == dt.date(2026, 1, 1)
     assert report.received_week.weekday() == 0
@@ -151,6 +164,7 @@ def test_weekly_survey_stores_the_monday_of_the_change(api, organizer):
     response = api.post(share_path(weekly), report_payload(unit="Acme", period="2026-01-15"),
                         format="json")
     assert response.status_code == 201
+    publish(weekly)
     assert Report.objects.get(survey=weekly).period_start == dt.date(2026, 1, 12)
 
 
@@ -212,22 +226,33 @@ def test_publication_waits_for_the_interval(api, survey, settings,
     settings.CHORUS_PUBLISH_INTERVAL_SECONDS = 3600
     with django_capture_on_commit_callbacks(execute=True):
         file_reports(survey, 3)
+    assert ("Acme", "2026-01-01") not in aggregates(api, survey)
+    boundary = slots.slot_next(timezone.now())
+    report_services.publication_maybe_publish(survey_id=survey.id, now=boundary)
     assert aggregates(api, survey)[("Acme", "2026-01-01")] == 3
     with django_capture_on_commit_callbacks(execute=True):
         file_reports(survey, 5)
+    report_services.publication_maybe_publish(survey_id=survey.id,
+                                              now=boundary + dt.timedelta(minutes=59))
     assert aggregates(api, survey)[("Acme", "2026-01-01")] == 3
+    report_services.publication_maybe_publish(survey_id=survey.id,
+                                              now=boundary + dt.timedelta(hours=1))
+    assert aggregates(api, survey)[("Acme", "2026-01-01")] == 8
 
 
-def test_withdrawing_a_report_removes_it_from_the_cells(api, survey, publish_at_once,
-                                                        django_capture_on_commit_callbacks):
+def test_withdrawn_reports_leave_the_cells_with_the_next_publication(
+        api, survey, publish_at_once, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         receipts = file_reports(survey, 6)
     with django_capture_on_commit_callbacks(execute=True):
         for receipt in receipts[:3]:
             response = api.delete(f"{share_path(survey)}{receipt}/")
             assert response.status_code == 204
+    assert aggregates(api, survey)[("Acme/Retail/Marketing", "2026-01-01")] == 6
+    with django_capture_on_commit_callbacks(execute=True):
+        file_reports(survey, 3, unit="Acme/Cloud")
     assert aggregates(api, survey)[("Acme/Retail/Marketing", "2026-01-01")] == 3
-    assert Report.objects.filter(survey=survey).count() == 3
+    assert Report.objects.filter(survey=survey).count() == 6
 
 
 def test_withdrawing_twice_or_with_a_wrong_receipt_is_404(api, survey):
@@ -248,21 +273,23 @@ def test_aggregation_run_twice_gives_the_same_cells(survey, publish_at_once,
                       .values_list("unit__path", "period_start", "reports", "signals"))
 
     first = snapshot()
-    aggregate_survey(str(survey.id))
-    aggregate_survey(str(survey.id))
+    publish_survey(str(survey.id))
+    publish_survey(str(survey.id))
     assert snapshot() == first
     report_services.cells_rebuild(survey_id=survey.id)
     assert snapshot() == first
     assert ("Acme", dt.date(2026, 1, 1), 4, {"abrupt_reversal": 4}) in first
 
 
-def test_outbox_keeps_changes_until_aggregation_runs(survey):
+def test_held_reports_whose_dispatch_was_lost_are_published_by_the_sweep(survey,
+                                                                         publish_at_once):
     # No on-commit execution here: as if the broker had refused the message.
-    file_reports(survey, 2)
-    assert PendingChange.objects.filter(survey=survey).count() == 2
-    aggregate_survey(str(survey.id))
-    assert PendingChange.objects.filter(survey=survey).count() == 0
-    assert Cell.objects.get(survey=survey, unit__path="Acme").reports == 2
+    file_reports(survey, 3)
+    assert HeldReport.objects.filter(survey=survey).count() == 3
+    assert not Cell.objects.filter(survey=survey).exists()
+    sweep()
+    assert HeldReport.objects.filter(survey=survey).count() == 0
+    assert Cell.objects.get(survey=survey, unit__path="Acme").reports == 3
 
 
 def test_unknown_tokens_are_404_without_detail(api):
@@ -297,7 +324,7 @@ def test_bad_report_input_answers_400_with_field_errors(api, survey, payload, fi
     assert response.status_code == 400
     assert field in response.json()
     assert Report.objects.count() == 0
-    assert PendingChange.objects.count() == 0
+    assert HeldReport.objects.count() == 0
 
 
 def test_malformed_json_answers_400(api, survey):

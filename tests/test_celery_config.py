@@ -9,11 +9,11 @@ from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 
 import reports.tasks  # noqa: F401 (registers the tasks)
-from reports.tasks import aggregate_survey, rebuild_survey
+from reports.tasks import publish_survey, rebuild_survey
 from server.celery import app
 
 CHORUS_TASKS = sorted(name for name in app.tasks if name.startswith(("reports.", "surveys.")))
-AGGREGATION_TASKS = [aggregate_survey, rebuild_survey]
+AGGREGATION_TASKS = [publish_survey, rebuild_survey]
 
 
 def visibility_timeout() -> float:
@@ -21,7 +21,7 @@ def visibility_timeout() -> float:
 
 
 def test_chorus_tasks_are_registered():
-    assert {"reports.aggregate_survey", "reports.rebuild_survey", "reports.sweep"} <= set(
+    assert {"reports.publish_survey", "reports.rebuild_survey", "reports.sweep"} <= set(
         CHORUS_TASKS)
 
 
@@ -71,13 +71,13 @@ def test_a_task_that_keeps_failing_stops_and_logs_one_line_without_data(survey, 
     # the first retry escape instead of running the next attempt.
     monkeypatch.setitem(app.conf, "task_eager_propagates", False)
     with CaptureQueriesContext(connection) as queries:
-        result = aggregate_survey.apply(args=[str(survey.id)])
+        result = publish_survey.apply(args=[str(survey.id)])
     assert isinstance(result.result, DatabaseError)
     attempts = [query for query in queries.captured_queries
                 if "reports_aggregationstate" in query["sql"]]
-    assert len(attempts) == aggregate_survey.max_retries + 1
+    assert len(attempts) == publish_survey.max_retries + 1
     lines = [record.getMessage() for record in caplog.records if record.name == "server.celery"]
     # SQLite calls a missing table OperationalError, PostgreSQL ProgrammingError.
-    assert lines == [f"reports.aggregate_survey failed after {len(attempts)} attempt(s): "
+    assert lines == [f"reports.publish_survey failed after {len(attempts)} attempt(s): "
                      f"{type(result.result).__name__}"]
     assert str(survey.id) not in lines[0]

@@ -12,7 +12,7 @@ from django.utils import timezone
 from reports import services as report_services
 from reports.models import DetectionCluster, DetectionRun, Job
 from surveys import services
-from surveys.models import Report
+from surveys.models import HeldReport, Report
 from tests.factories import PASSWORD, OrganizerFactory, file_reports, survey_with_units
 
 pytestmark = pytest.mark.django_db
@@ -73,8 +73,9 @@ def test_a_new_report_below_the_publication_threshold_changes_nothing(
     before = page(client, published).content
     api_before = shared(client, published, "aggregates")
     with django_capture_on_commit_callbacks(execute=True):
-        file_reports(published, 2, unit="Acme/Cloud")  # 2 changes < k = 3: not published
-    assert Report.objects.filter(survey=published).count() == 18
+        file_reports(published, 2, unit="Acme/Cloud")  # 2 new reports < k = 3: held
+    assert Report.objects.filter(survey=published).count() == 16
+    assert HeldReport.objects.filter(survey=published).count() == 2
     assert page(client, published).content == before
     assert shared(client, published, "aggregates") == api_before
 

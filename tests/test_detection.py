@@ -11,7 +11,7 @@ from reports.models import DetectionCluster, DetectionRun, Job, PublishedCell
 from reports.scan import MODELS
 from reports.simulate import Drive, OrgShape, simulate
 from reports.tasks import sweep
-from surveys.models import Survey
+from surveys.models import Report, Survey
 from tests.factories import OrganizerFactory, file_reports
 from tests.stack import (
     detection_over_http,
@@ -86,17 +86,20 @@ def test_a_default_run_uses_only_the_joint_model_robust_to_reporting_habits_and_
     assert run.models_run == ["joint"]
 
 
-def test_detection_waits_for_unpublished_reports_to_be_published(
+def test_detection_scans_the_published_reports_and_not_those_waiting(
         organizer, organizer_api, django_capture_on_commit_callbacks):
     survey, _ = simulated(organizer)
-    # One new report, fewer than k: not yet published, so a run now could date it.
+    published = Report.objects.filter(survey=survey).count()
+    # One new report, fewer than k: held, so a run now must not see it.
     file_reports(survey, 1, unit=survey.units.order_by("-depth").first().path,
                  period=timezone.localdate().replace(day=1) - dt.timedelta(days=40))
-    response = organizer_api.post(f"/api/v1/surveys/{survey.id}/detections/",
-                                  {"replicas": 99}, format="json")
-    assert response.status_code == 400
-    assert "publication" in str(response.json())
-    assert not DetectionRun.objects.filter(survey=survey).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = organizer_api.post(f"/api/v1/surveys/{survey.id}/detections/",
+                                      {"replicas": 99}, format="json")
+    assert response.status_code == 202
+    run = DetectionRun.objects.get(survey=survey)
+    assert detection._unpack(run.inputs)["report_units"].size == published
+    assert Report.objects.filter(survey=survey).count() == published
 
 
 def test_a_survey_without_a_run_has_no_clusters(organizer_api, survey):

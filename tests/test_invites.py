@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from surveys import services
 from surveys.models import InviteCode, Report, Survey
 from tests.conftest import require
-from tests.factories import report_payload, survey_with_units
+from tests.factories import report_payload, stored_count, survey_with_units
 
 pytestmark = pytest.mark.django_db
 
@@ -86,7 +86,7 @@ def test_invite_survey_takes_one_report_per_code(api, organizer_api, invite_surv
     assert again.status_code == 400
     assert again.json()["invite_code"] == [
         "This invite code is not valid for this survey, or it was already used."]
-    assert Report.objects.filter(survey=invite_survey).count() == 1
+    assert stored_count(invite_survey) == 1
 
 
 def test_codes_survive_lowercase_spaces_and_look_alike_letters(api, organizer_api,
@@ -159,7 +159,7 @@ def test_the_form_redeems_a_code_and_refuses_it_the_second_time(client, organize
     again = client.post(url, form_data(invite_code=code))
     assert again.status_code == 400
     assert "already used" in again.text
-    assert Report.objects.filter(survey=invite_survey).count() == 1
+    assert stored_count(invite_survey) == 1
 
 
 def test_organizer_page_offers_invite_codes_only_for_invite_surveys(organizer, survey,
@@ -226,5 +226,5 @@ def test_fifty_concurrent_redemptions_of_one_code_give_exactly_one_report(organi
     for thread in threads:
         thread.join()
     assert sorted(statuses) == [201] + [400] * 49
-    assert Report.objects.filter(survey=survey).count() == 1
+    assert stored_count(survey) == 1
     assert InviteCode.objects.filter(survey=survey).count() == 0

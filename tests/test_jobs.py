@@ -16,7 +16,7 @@ def job_path(survey, job_id) -> str:
 
 @pytest.mark.django_db
 def test_rebuild_job_recomputes_cells_and_reports_success(
-        organizer_api, survey, django_capture_on_commit_callbacks):
+        organizer_api, survey, publish_at_once, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         file_reports(survey, 4)
     Cell.objects.filter(survey=survey).delete()
@@ -33,7 +33,7 @@ def test_rebuild_job_recomputes_cells_and_reports_success(
 
 @pytest.mark.django_db
 def test_detection_job_progress_reaches_one_and_succeeds(
-        organizer_api, survey, django_capture_on_commit_callbacks):
+        organizer_api, survey, publish_at_once, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         file_reports(survey, 6)
         file_reports(survey, 3, unit="Acme/Cloud")

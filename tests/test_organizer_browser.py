@@ -73,3 +73,23 @@ def test_organizer_creates_a_survey_and_manages_it_in_a_browser(browser, live_se
     assert page.goto(f"{live_server.url}/d/{survey.dashboard_token}/").status == 200
 
     assert log.foreign(live_server.url) == []
+
+
+def test_a_refused_detection_says_why_on_the_page(browser, live_server, organizer):
+    from tests.factories import survey_with_units
+
+    survey = survey_with_units(owner=organizer, min_group_size=3, paths=["Acme/Cloud"])
+    file_reports(survey, 2, unit="Acme/Cloud")  # fewer than k: nothing published yet
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", organizer.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/organizer/")
+    page.goto(f"{live_server.url}/organizer/surveys/{survey.id}/")
+
+    page.click("text=Detect clusters")
+    status = page.locator(".job-status")
+    status.filter(has_text="could not start").wait_for()
+    assert "Nothing is published yet" in status.inner_text()
+    assert not Job.objects.filter(survey=survey, kind=Job.Kind.DETECTION).exists()

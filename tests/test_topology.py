@@ -18,8 +18,8 @@ from itertools import pairwise
 import pytest
 from django.contrib.auth import get_user_model
 
-from reports.models import AggregationState, DetectionRun, Job, PendingChange
-from surveys.models import Report
+from reports.models import AggregationState, DetectionRun, Job
+from surveys.models import HeldReport, Report
 from tests.conftest import require
 from tests.stack import (
     BASE_DIR,
@@ -176,10 +176,13 @@ def _settled(survey_id, honcho) -> AggregationState | None:
     if not honcho.alive:
         raise AssertionError(f"honcho exited:\n{honcho.log()[-4000:]}")
     state = AggregationState.objects.filter(survey_id=survey_id).first()
-    if (state is None or state.publications == 0 or state.changes_since_publication
-            or PendingChange.objects.filter(survey_id=survey_id).exists()):
+    if state is None or state.publications == 0 or _held(survey_id):
         return None
     return state
+
+
+def _held(survey_id) -> int:
+    return HeldReport.objects.filter(survey_id=survey_id, kind=HeldReport.Kind.NEW).count()
 
 
 def _recount(survey_id) -> Counter:
@@ -249,11 +252,11 @@ def test_procfile_serves_exact_published_counts_and_finds_a_planted_drive_on_bot
     assert reporter.returncode == 0, reporter.stderr
     assert json.loads(reporter.stdout) == {"201": REPORTS}, honcho.log()[-4000:]
 
-    # A publication needs k changes: a remainder below k stays unpublished
-    # by design, so top it up to exactly k with a few more reports.
-    wait_for(lambda: not PendingChange.objects.filter(survey_id=survey_id).exists(),
-             timeout=120, interval=0.5, what="the outbox to empty")
-    remainder = AggregationState.objects.get(survey_id=survey_id).changes_since_publication
+    # A publication needs k new reports: a remainder below k stays held by
+    # design, so top it up to exactly k with a few more reports.
+    wait_for(lambda: _held(survey_id) < K, timeout=120, interval=0.5,
+             what="every due publication")
+    remainder = _held(survey_id)
     for _ in range(K - remainder if remainder else 0):
         status, body = stack.request(
             "POST", f"/api/v1/s/{share_token}/reports/",
@@ -267,7 +270,7 @@ def test_procfile_serves_exact_published_counts_and_finds_a_planted_drive_on_bot
     # Beat's sweep starts a detection after a publication; let it finish
     # so that the run started below is the survey's latest.
     wait_for(lambda: DetectionRun.objects.filter(
-        survey_id=survey_id, created__gt=state.published_at).exists() and not Job.objects.filter(
+        survey_id=survey_id, publication=state.publications).exists() and not Job.objects.filter(
         survey_id=survey_id, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).exists(),
         timeout=120, interval=0.5, what="the sweep's detection after the last publication")
 

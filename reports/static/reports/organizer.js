@@ -61,12 +61,17 @@
         body: "{}"
       })
         .then(function (response) {
-          if (response.status !== 202) { throw new Error(String(response.status)); }
-          return response.json();
+          if (response.status === 202) { return response.json(); }
+          // A refusal says why (for detection: nothing is published yet).
+          return response.json().catch(function () { return {}; }).then(function (body) {
+            var reason = body && (Array.isArray(body.detail) ? body.detail.join(" ") : body.detail);
+            throw new Error(typeof reason === "string" ? reason : "");
+          });
         })
         .then(function (job) { poll(box.dataset.jobsUrl.replace(placeholder, job.id), label); })
-        .catch(function () {
-          show(label + ": could not start.", "failed");
+        .catch(function (error) {
+          var reason = error && error.message;
+          show(label + ": could not start." + (reason ? " " + reason : ""), "failed");
           busy = false; setButtons(false);
         });
     });
