@@ -88,8 +88,10 @@ DATABASES = {
         "DATABASE_URL", f"sqlite:///{VAR_DIR / 'chorus.sqlite3'}", conn_max_age=60
     )
 }
-# Lets parallel test runs on one server use separate test databases.
-if test_database_name := env.str("CHORUS_TEST_DB_NAME", ""):
+# Lets parallel test runs on one server use separate test databases. SQLite
+# tests run in memory and need no name.
+if (test_database_name := env.str("CHORUS_TEST_DB_NAME", "")) and (
+        DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": test_database_name}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent readers while the in-process tasks write.
