@@ -98,12 +98,30 @@ def job_progress_set(*, job_id, progress: float) -> bool:
                               progress__lt=progress).update(progress=progress) == 1
 
 
-def job_finish(*, job_id, succeeded: bool) -> bool:
+JOB_ERROR_UNEXPECTED = ("The job stopped on an unexpected error. It was logged for the "
+                        "operator; starting the job again may help.")
+JOB_ERROR_WORKER_LOST = ("The worker running this job stopped (out of memory or over its "
+                         "time limit); the job was not restarted.")
+
+
+class JobFailure(Exception):
+    """A failure whose message is written for the organizer and shown with the job."""
+
+
+def job_finish(*, job_id, succeeded: bool, error: str = "") -> bool:
     fields = {"status": Job.Status.SUCCEEDED if succeeded else Job.Status.FAILED,
               "finished": timezone.now()}
     if succeeded:
         fields["progress"] = 1.0
+    else:
+        fields["error"] = error or JOB_ERROR_UNEXPECTED
     return Job.objects.filter(id=job_id, status__in=_UNFINISHED).update(**fields) == 1
+
+
+def job_error_for(exc: BaseException) -> str:
+    """What the organizer reads about a failure: a JobFailure's own words, and
+    for anything else a fixed sentence (an exception's text may quote data)."""
+    return str(exc) if isinstance(exc, JobFailure) else JOB_ERROR_UNEXPECTED
 
 
 @transaction.atomic
@@ -328,6 +346,7 @@ def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
                  "observed": cut.observed, "expected": cut.expected, "llr": cut.llr,
                  "n_reports": cut.n_reports}
                 for cut in cuts]
+        require_finite(observed, what="observed cuts")
         run.inputs = _pack(arrays)
         run.fingerprint = inputs_fingerprint(arrays)
         run.numpy_version = np.__version__
@@ -343,6 +362,26 @@ def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
         # This worker process runs chunks too: spare them decoding what is at hand.
         _loaded[(str(run.id), run.fingerprint)] = (arrays, data)
     return chunk_plan(run=run)
+
+
+def _has_non_finite(value) -> bool:
+    if isinstance(value, dict):
+        return any(_has_non_finite(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(item) for item in value)
+    if isinstance(value, float | np.floating):
+        return not math.isfinite(value)
+    return False
+
+
+def require_finite(value, *, what: str) -> None:
+    """Stored statistics are finite numbers or None: JSON has no NaN or
+    infinity (SQLite's JSON_VALID and PostgreSQL's jsonb refuse them) and no
+    reader could make sense of one. The scan gives finite values by
+    construction; this stops a run that does not, before anything is written."""
+    if _has_non_finite(value):
+        raise JobFailure(f"Detection computed a value that is not a finite number ({what}); "
+                         "nothing was stored. The error was logged for the operator.")
 
 
 def chunk_plan(*, run: DetectionRun) -> list[tuple[str, int, int]]:
@@ -489,6 +528,8 @@ def detection_rank(*, run_id) -> int:
             summary=cluster_summary(shares=shares, signature_dominant=dominant),
             signature_dominant=dominant,
         ))
+    require_finite([[c.expected, c.relative_risk, c.llr, c.p_raw, c.p_value, c.signals]
+                    for c in clusters], what="clusters")
     with transaction.atomic():
         DetectionCluster.objects.filter(run=run).delete()
         DetectionCluster.objects.bulk_create(clusters)
@@ -499,10 +540,14 @@ def detection_rank(*, run_id) -> int:
     return len(clusters)
 
 
-def detection_fail(*, run_id) -> None:
+def detection_failed(*, run_id) -> bool:
+    return DetectionRun.objects.filter(id=run_id, job__status=Job.Status.FAILED).exists()
+
+
+def detection_fail(*, run_id, error: str = "") -> None:
     run = DetectionRun.objects.filter(id=run_id).only("job_id").first()
     if run is not None:
-        job_finish(job_id=run.job_id, succeeded=False)
+        job_finish(job_id=run.job_id, succeeded=False, error=error)
     _forget(run_id)
 
 

@@ -27,10 +27,11 @@ Models (``MODELS``)
     heavy-tailed on org-sized branches and cost power on departments).  ``Cut.expected``
     is ``n_g * max(C_W - c, 0.5) / (C - n_g)`` (the count at the rest's rate; the 0.5
     keeps a window in which nobody outside reported finite); branches with ``n_g == C``
-    yield no cut.  With ``leave_branch_out=False`` the classic ``E = n_g * C_W / C`` and
-    the Poisson LLR ``c ln(c/E) + (C-c) ln((C-c)/(C-E))`` for ``c > E`` are used (a big
-    drive inflates ``C_W`` and hides itself).  Null replicas permute report periods against
-    report units.
+    yield no ``targeted`` cut, and their ``joint`` cuts (scored on cases alone) take the
+    classic ``n_g * C_W / C``, which equals ``c``.  With ``leave_branch_out=False`` the
+    classic ``E = n_g * C_W / C`` and the Poisson LLR ``c ln(c/E) + (C-c) ln((C-c)/(C-E))``
+    for ``c > E`` are used (a big drive inflates ``C_W`` and hides itself).  Null replicas
+    permute report periods against report units.
 ``wave``
     Conditioned on branch, uniform in time.  Binomial LLR of ``c`` out of ``n_g`` against
     share ``w/T``.  Null replicas redraw every report's period uniformly.
@@ -41,7 +42,7 @@ Models (``MODELS``)
     (``c``), which also implies ``n >= min_reports``.  ``Cut.expected`` is
     ``n * (C - c) / (N - n)`` (cases expected at the outside rate) so that
     ``observed / expected`` is the inside/outside share ratio.  A cut holding every report
-    yields no cut.
+    yields no cut.  Every ``Cut`` field is finite.
 ``joint``
     ``targeted`` and ``signature`` as one statistic: per cut (at least ``min_reports``
     reports) the leave-branch-out table LLR of its reports plus the Bernoulli LLR of its
@@ -521,7 +522,10 @@ class _Model:
                 rest = (self.C - n_g).astype(np.float64)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     e = n_g * np.maximum(cw - c, _LEAVE_OUT_FLOOR) / rest
-                return np.where(rest > 0, e, np.inf)
+                # A branch holding every report has no rest to take a rate from
+                # (joint still scores its cases): its expectation is the
+                # company's own profile, n_g * C_W / C.
+                return np.where(rest > 0, e, n_g * cw / self.C)
             return n_g * cw / self.C
         if self.model == "wave":
             n_g = self.n_g[rows].astype(np.float64)
@@ -841,7 +845,7 @@ def observed_cuts(
         ci, ni = int(c[i]), int(n[i])
         if model == "signature":
             out_n = m.N - ni
-            expected = ni * (m.C - ci) / out_n if out_n > 0 else float("nan")
+            expected = ni * (m.C - ci) / out_n if out_n > 0 else ni * m.C / m.N
         else:
             expected = float(m.expected(wi, np.array([ci]), np.array([gi]), np.array([si]))[0])
         cuts.append(Cut(model, gi, si, ei, ci, float(expected), float(val[i]), ni))
