@@ -33,8 +33,17 @@ from reports import scan
 from reports.models import AggregationState, DetectionChunk, DetectionCluster, DetectionRun, Job
 from reports.simulate import branch_units
 from surveys import catalog
-from surveys.models import OrgUnit, Report, Survey
-from surveys.services import period_start_for
+from surveys.models import (
+    OrgUnit,
+    Report,
+    Survey,
+    default_study_start,
+)
+from surveys.services import (
+    next_period_start,
+    period_start_for,
+    report_period_error,
+)
 
 DEFAULT_REPLICAS = 999
 MIN_REPLICAS = 99
@@ -145,12 +154,6 @@ def job_get(*, survey: Survey, job_id) -> Job:
 # --------------------------------------------------------------------------------------
 
 
-def _next_period(day: dt.date, period: str) -> dt.date:
-    if period == Survey.Period.WEEK:
-        return day + dt.timedelta(days=7)
-    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
-
-
 def detection_inputs(*, survey: Survey) -> dict[str, np.ndarray]:
     """The survey as scan arrays.
 
@@ -173,7 +176,7 @@ def detection_inputs(*, survey: Survey) -> dict[str, np.ndarray]:
         day, last = min(row[1] for row in rows), max(row[1] for row in rows)
         while day <= last:
             periods.append(day)
-            day = _next_period(day, survey.period)
+            day = next_period_start(period=survey.period, start=day)
     period_index = {day: i for i, day in enumerate(periods)}
     outcome_index = {code: i for i, code in enumerate(catalog.OUTCOME_CODES)}
     table = np.array(
@@ -591,8 +594,8 @@ def simulated_period_starts(*, period: str, n_periods: int, today: dt.date) -> l
 @transaction.atomic
 def reports_bulk_create(*, survey: Survey, rows: list[tuple[str, dt.date, tuple, str]]) -> int:
     """Inserts many (unit path, period day, signals, outcome) reports at once,
-    under the same rules as `report_create` (open survey, known unit, no future
-    period, catalog codes). Receipts are not kept by anyone, so none is shown.
+    under the same rules as `report_create` (open survey, known unit, period in
+    the study window, catalog codes). Receipts are not kept by anyone, so none is shown.
     The cells are not touched: the caller rebuilds them."""
     from surveys.services import SurveyClosed, receipt_hash
 
@@ -606,8 +609,9 @@ def reports_bulk_create(*, survey: Survey, rows: list[tuple[str, dt.date, tuple,
     for index, (path, day, signals, outcome) in enumerate(rows):
         if path not in units:
             errors[f"reports[{index}].unit"] = ["Pick a unit from this survey's list."]
-        if day > today:
-            errors[f"reports[{index}].period"] = ["The period cannot be in the future."]
+        period_error = report_period_error(survey=survey, day=day, today=today)
+        if period_error:
+            errors[f"reports[{index}].period"] = [period_error]
         if set(signals) - set(catalog.SIGNAL_CODES):
             errors[f"reports[{index}].signals"] = ["Unknown signal."]
         if outcome and outcome not in catalog.OUTCOME_CODES:
@@ -632,13 +636,15 @@ def simulated_survey_create(*, owner, title: str, dataset, period: str = Survey.
     from reports.services import cells_rebuild, publication_maybe_publish
     from surveys.services import survey_create, units_upsert
 
+    starts = simulated_period_starts(period=period, n_periods=dataset.n_periods,
+                                     today=timezone.localdate())
+    # the study window holds every simulated period
     survey = survey_create(owner=owner, title=title, period=period,
-                           min_group_size=min_group_size)
+                           min_group_size=min_group_size,
+                           study_starts_on=min(starts[0], default_study_start()))
     units_upsert(survey=survey, units=[
         {"path": path, "headcount": int(head) if head > 0 else None}
         for path, head in zip(dataset.unit_paths, dataset.headcount.tolist(), strict=True)])
-    starts = simulated_period_starts(period=period, n_periods=dataset.n_periods,
-                                     today=timezone.localdate())
     reports_bulk_create(survey=survey, rows=[
         (dataset.unit_paths[unit], starts[period_index], signals, outcome or "")
         for unit, period_index, signals, outcome in zip(
