@@ -115,6 +115,10 @@ __all__ = [
 MODELS = ("targeted", "wave", "signature", "per_capita", "joint")
 DEFAULT_REPLICAS = 999
 _LEAVE_OUT_FLOOR = 0.5
+# observed_cuts keeps at most this many candidate cuts (the highest LLRs) while it
+# scans the window lengths, so its memory does not grow with reports x windows; the
+# secondary cuts are chosen among them (20 are kept, each removing its overlaps).
+MAX_CANDIDATE_CUTS = 1_000_000
 _TOL_REL = 1e-9
 _TOL_ABS = 1e-9
 
@@ -489,9 +493,13 @@ class _Model:
                 self.base[cases] + data.report_periods[cases][:, None], T
             )
             cs_all = _cumsum_time(counts)
-            self.nw = [cs_all[:, w:] - cs_all[:, :-w] for w in range(1, self.wmax + 1)]
-            self.nmin = np.stack([a.min(axis=1) for a in self.nw], axis=1)
-            self.nmax = np.stack([a.max(axis=1) for a in self.nw], axis=1)
+            # window report counts are taken from the cumulative sums when needed:
+            # kept for every window length they would cost U x T x max_window
+            self.report_cs = cs_all
+            self.nmin = np.stack([self.window_reports(w).min(axis=1)
+                                  for w in range(1, self.wmax + 1)], axis=1)
+            self.nmax = np.stack([self.window_reports(w).max(axis=1)
+                                  for w in range(1, self.wmax + 1)], axis=1)
             self.table = _XLogXTable(self.N)
         elif model == "per_capita":
             self.C = self.N
@@ -505,6 +513,11 @@ class _Model:
         else:
             self.C = self.N
         self.widths = np.arange(1, self.wmax + 1)
+
+    def window_reports(self, w: int, rows=slice(None)) -> np.ndarray:
+        """signature: reports of branches ``rows`` in every window of length ``w``."""
+        cs = self.report_cs[rows]
+        return cs[:, w:] - cs[:, :-w]
 
     # ---- expected counts ------------------------------------------------------------
     def expected(self, w: int, c: np.ndarray, rows: np.ndarray | slice, start=None):
@@ -637,7 +650,7 @@ class _Model:
             w = int(self.widths[wi])
             c = (cs[w:, rows] - cs[:-w, rows]).T
             if self.model == "signature":
-                val = self.table.bernoulli(c, self.nw[wi][rows], self.C, self.N)
+                val = self.table.bernoulli(c, self.window_reports(w, rows), self.C, self.N)
             else:
                 val = self.llr(w, c, rows)
             val = np.where(c >= min_reports, val, 0.0)
@@ -790,7 +803,7 @@ def _all_cuts(m: _Model, counts: np.ndarray, min_reports: int,
             n = c
             val = m.llr(w, c, rows) + m.table.bernoulli(ks[:, w:] - ks[:, :-w], c, m.K, m.N)
         elif m.model == "signature":
-            n = m.nw[w - 1]
+            n = m.window_reports(w)
             val = bernoulli_llr(c, n, m.C, m.N)
         else:
             n = c
@@ -800,10 +813,22 @@ def _all_cuts(m: _Model, counts: np.ndarray, min_reports: int,
         if g.size == 0:
             continue
         parts.append((g, s, np.full(g.size, w), c[g, s], n[g, s], val[g, s]))
+        if sum(part[0].size for part in parts) > 2 * MAX_CANDIDATE_CUTS:
+            parts = [_best_cuts(parts, MAX_CANDIDATE_CUTS)]
+    if len(parts) > 1 and sum(part[0].size for part in parts) > MAX_CANDIDATE_CUTS:
+        parts = [_best_cuts(parts, MAX_CANDIDATE_CUTS)]
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, empty, empty, np.zeros(0)
     return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
+
+
+def _best_cuts(parts: list, limit: int) -> tuple:
+    """The ``limit`` cuts of ``parts`` with the highest LLR (ties: any of them, the
+    same on every run)."""
+    g, s, w, c, n, val = (np.concatenate(x) for x in zip(*parts, strict=True))
+    top = np.argpartition(-val, limit - 1)[:limit] if val.size > limit else slice(None)
+    return g[top], s[top], w[top], c[top], n[top], val[top]
 
 
 def observed_cuts(
