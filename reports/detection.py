@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import Exists, F, Max, Min, OuterRef, Q, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -34,14 +34,17 @@ from reports.models import AggregationState, DetectionChunk, DetectionCluster, D
 from reports.simulate import branch_units
 from surveys import catalog
 from surveys.models import (
+    STUDY_WINDOW_MAX_YEARS,
     OrgUnit,
     Report,
     Survey,
     default_study_start,
+    years_before,
 )
 from surveys.services import (
     next_period_start,
     period_start_for,
+    periods_between,
     report_period_error,
 )
 
@@ -57,6 +60,10 @@ CUTS_PER_MODEL = 20
 # `per_capita` on teams that simply report more by habit; they, and targeted
 # and signature on their own, run only when asked for by name.
 DEFAULT_MODELS = ("joint",)
+# The largest scan a run takes on, in units x periods: the scan's arrays grow
+# with it (BENCHMARKS.md measures 20,000 units x 156 weeks). Larger surveys are
+# refused before anything is loaded.
+MAX_DETECTION_CELLS = 4_000_000
 # A stuck job must not block automatic runs for ever.
 JOB_STALE_AFTER = dt.timedelta(hours=2)
 CODE_VERSION = hashlib.sha256(Path(scan.__file__).read_bytes()).hexdigest()[:16]
@@ -152,6 +159,31 @@ def job_get(*, survey: Survey, job_id) -> Job:
 # --------------------------------------------------------------------------------------
 # inputs: database rows -> scan arrays
 # --------------------------------------------------------------------------------------
+
+
+def detection_size_check(*, survey: Survey) -> None:
+    """Refuses, with words for the organizer, a scan larger than
+    MAX_DETECTION_CELLS units x periods or longer than the longest study
+    window, from two counting queries and before any array is built."""
+    units = OrgUnit.objects.filter(survey=survey).count()
+    span = Report.objects.filter(survey=survey).aggregate(first=Min("period_start"),
+                                                          last=Max("period_start"))
+    if span["first"] is None:
+        return
+    periods = periods_between(period=survey.period, first=span["first"], last=span["last"])
+    today = timezone.localdate()
+    longest = periods_between(period=survey.period,
+                              first=years_before(today, STUDY_WINDOW_MAX_YEARS), last=today)
+    # The messages do not name the span itself, which would date the
+    # earliest and latest reports beyond what the published cells show.
+    if periods > longest:
+        raise JobFailure(
+            f"The reports span more {survey.period}s than detection scans: at most {longest:,} "
+            f"({STUDY_WINDOW_MAX_YEARS} years).")
+    if units * periods > MAX_DETECTION_CELLS:
+        raise JobFailure(
+            f"This survey is too large for detection: its {units:,} units times the "
+            f"{survey.period}s its reports span exceed {MAX_DETECTION_CELLS:,} unit-periods.")
 
 
 def detection_inputs(*, survey: Survey) -> dict[str, np.ndarray]:
@@ -335,6 +367,7 @@ def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
         # two runs differ by fewer than k reports.
         raise UnpublishedChanges(run_id)
     if run.inputs is None:
+        detection_size_check(survey=run.survey)
         arrays = detection_inputs(survey=run.survey)
         data = scan_data(arrays)
         k = run.survey.min_group_size
