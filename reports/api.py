@@ -111,6 +111,7 @@ class JobDetailApi(APIView):
         kind = serializers.CharField()
         status = serializers.CharField()
         progress = serializers.FloatField()
+        error = serializers.CharField(help_text="Why a failed job failed; empty otherwise.")
 
     @extend_schema(responses={200: Output})
     def get(self, request, survey_id, job_id):

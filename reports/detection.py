@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import F, Max, Min, OuterRef, Q, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -33,8 +33,20 @@ from reports import scan
 from reports.models import AggregationState, DetectionChunk, DetectionCluster, DetectionRun, Job
 from reports.simulate import branch_units
 from surveys import catalog
-from surveys.models import OrgUnit, Report, Survey
-from surveys.services import period_start_for
+from surveys.models import (
+    STUDY_WINDOW_MAX_YEARS,
+    OrgUnit,
+    Report,
+    Survey,
+    default_study_start,
+    years_before,
+)
+from surveys.services import (
+    next_period_start,
+    period_start_for,
+    periods_between,
+    report_period_error,
+)
 
 DEFAULT_REPLICAS = 999
 MIN_REPLICAS = 99
@@ -48,6 +60,10 @@ CUTS_PER_MODEL = 20
 # `per_capita` on teams that simply report more by habit; they, and targeted
 # and signature on their own, run only when asked for by name.
 DEFAULT_MODELS = ("joint",)
+# The largest scan a run takes on, in units x periods: the scan's arrays grow
+# with it (BENCHMARKS.md measures 20,000 units x 156 weeks). Larger surveys are
+# refused before anything is loaded.
+MAX_DETECTION_CELLS = 4_000_000
 # A stuck job must not block automatic runs for ever.
 JOB_STALE_AFTER = dt.timedelta(hours=2)
 CODE_VERSION = hashlib.sha256(Path(scan.__file__).read_bytes()).hexdigest()[:16]
@@ -98,12 +114,30 @@ def job_progress_set(*, job_id, progress: float) -> bool:
                               progress__lt=progress).update(progress=progress) == 1
 
 
-def job_finish(*, job_id, succeeded: bool) -> bool:
+JOB_ERROR_UNEXPECTED = ("The job stopped on an unexpected error. It was logged for the "
+                        "operator; starting the job again may help.")
+JOB_ERROR_WORKER_LOST = ("The worker running this job stopped (out of memory or over its "
+                         "time limit); the job was not restarted.")
+
+
+class JobFailure(Exception):
+    """A failure whose message is written for the organizer and shown with the job."""
+
+
+def job_finish(*, job_id, succeeded: bool, error: str = "") -> bool:
     fields = {"status": Job.Status.SUCCEEDED if succeeded else Job.Status.FAILED,
               "finished": timezone.now()}
     if succeeded:
         fields["progress"] = 1.0
+    else:
+        fields["error"] = error or JOB_ERROR_UNEXPECTED
     return Job.objects.filter(id=job_id, status__in=_UNFINISHED).update(**fields) == 1
+
+
+def job_error_for(exc: BaseException) -> str:
+    """What the organizer reads about a failure: a JobFailure's own words, and
+    for anything else a fixed sentence (an exception's text may quote data)."""
+    return str(exc) if isinstance(exc, JobFailure) else JOB_ERROR_UNEXPECTED
 
 
 @transaction.atomic
@@ -127,10 +161,29 @@ def job_get(*, survey: Survey, job_id) -> Job:
 # --------------------------------------------------------------------------------------
 
 
-def _next_period(day: dt.date, period: str) -> dt.date:
-    if period == Survey.Period.WEEK:
-        return day + dt.timedelta(days=7)
-    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+def detection_size_check(*, survey: Survey) -> None:
+    """Refuses, with words for the organizer, a scan larger than
+    MAX_DETECTION_CELLS units x periods or longer than the longest study
+    window, from two counting queries and before any array is built."""
+    units = OrgUnit.objects.filter(survey=survey).count()
+    span = Report.objects.filter(survey=survey).aggregate(first=Min("period_start"),
+                                                          last=Max("period_start"))
+    if span["first"] is None:
+        return
+    periods = periods_between(period=survey.period, first=span["first"], last=span["last"])
+    today = timezone.localdate()
+    longest = periods_between(period=survey.period,
+                              first=years_before(today, STUDY_WINDOW_MAX_YEARS), last=today)
+    # The messages do not name the span itself, which would date the
+    # earliest and latest reports beyond what the published cells show.
+    if periods > longest:
+        raise JobFailure(
+            f"The reports span more {survey.period}s than detection scans: at most {longest:,} "
+            f"({STUDY_WINDOW_MAX_YEARS} years).")
+    if units * periods > MAX_DETECTION_CELLS:
+        raise JobFailure(
+            f"This survey is too large for detection: its {units:,} units times the "
+            f"{survey.period}s its reports span exceed {MAX_DETECTION_CELLS:,} unit-periods.")
 
 
 def detection_inputs(*, survey: Survey) -> dict[str, np.ndarray]:
@@ -155,7 +208,7 @@ def detection_inputs(*, survey: Survey) -> dict[str, np.ndarray]:
         day, last = min(row[1] for row in rows), max(row[1] for row in rows)
         while day <= last:
             periods.append(day)
-            day = _next_period(day, survey.period)
+            day = next_period_start(period=survey.period, start=day)
     period_index = {day: i for i, day in enumerate(periods)}
     outcome_index = {code: i for i, code in enumerate(catalog.OUTCOME_CODES)}
     table = np.array(
@@ -316,6 +369,7 @@ def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
             run.publication = (AggregationState.objects.select_for_update(no_key=True)
                                .values_list("publications", flat=True)
                                .get(survey_id=run.survey_id))
+            detection_size_check(survey=run.survey)
             arrays = detection_inputs(survey=run.survey)
         data = scan_data(arrays)
         k = run.survey.min_group_size
@@ -330,6 +384,7 @@ def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
                  "observed": cut.observed, "expected": cut.expected, "llr": cut.llr,
                  "n_reports": cut.n_reports}
                 for cut in cuts]
+        require_finite(observed, what="observed cuts")
         run.inputs = _pack(arrays)
         run.fingerprint = inputs_fingerprint(arrays)
         run.numpy_version = np.__version__
@@ -345,6 +400,26 @@ def detection_prepare(*, run_id) -> list[tuple[str, int, int]]:
         # This worker process runs chunks too: spare them decoding what is at hand.
         _loaded[(str(run.id), run.fingerprint)] = (arrays, data)
     return chunk_plan(run=run)
+
+
+def _has_non_finite(value) -> bool:
+    if isinstance(value, dict):
+        return any(_has_non_finite(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(item) for item in value)
+    if isinstance(value, float | np.floating):
+        return not math.isfinite(value)
+    return False
+
+
+def require_finite(value, *, what: str) -> None:
+    """Stored statistics are finite numbers or None: JSON has no NaN or
+    infinity (SQLite's JSON_VALID and PostgreSQL's jsonb refuse them) and no
+    reader could make sense of one. The scan gives finite values by
+    construction; this stops a run that does not, before anything is written."""
+    if _has_non_finite(value):
+        raise JobFailure(f"Detection computed a value that is not a finite number ({what}); "
+                         "nothing was stored. The error was logged for the operator.")
 
 
 def chunk_plan(*, run: DetectionRun) -> list[tuple[str, int, int]]:
@@ -491,6 +566,8 @@ def detection_rank(*, run_id) -> int:
             summary=cluster_summary(shares=shares, signature_dominant=dominant),
             signature_dominant=dominant,
         ))
+    require_finite([[c.expected, c.relative_risk, c.llr, c.p_raw, c.p_value, c.signals]
+                    for c in clusters], what="clusters")
     with transaction.atomic():
         DetectionCluster.objects.filter(run=run).delete()
         DetectionCluster.objects.bulk_create(clusters)
@@ -501,10 +578,14 @@ def detection_rank(*, run_id) -> int:
     return len(clusters)
 
 
-def detection_fail(*, run_id) -> None:
+def detection_failed(*, run_id) -> bool:
+    return DetectionRun.objects.filter(id=run_id, job__status=Job.Status.FAILED).exists()
+
+
+def detection_fail(*, run_id, error: str = "") -> None:
     run = DetectionRun.objects.filter(id=run_id).only("job_id").first()
     if run is not None:
-        job_finish(job_id=run.job_id, succeeded=False)
+        job_finish(job_id=run.job_id, succeeded=False, error=error)
     _forget(run_id)
 
 
@@ -546,8 +627,8 @@ def simulated_period_starts(*, period: str, n_periods: int, today: dt.date) -> l
 @transaction.atomic
 def reports_bulk_create(*, survey: Survey, rows: list[tuple[str, dt.date, tuple, str]]) -> int:
     """Inserts many (unit path, period day, signals, outcome) reports at once,
-    under the same rules as `report_create` (open survey, known unit, no future
-    period, catalog codes). Receipts are not kept by anyone, so none is shown.
+    under the same rules as `report_create` (open survey, known unit, period in
+    the study window, catalog codes). Receipts are not kept by anyone, so none is shown.
     The cells are not touched: the caller rebuilds them."""
     from surveys.services import SurveyClosed, receipt_hash
 
@@ -561,8 +642,9 @@ def reports_bulk_create(*, survey: Survey, rows: list[tuple[str, dt.date, tuple,
     for index, (path, day, signals, outcome) in enumerate(rows):
         if path not in units:
             errors[f"reports[{index}].unit"] = ["Pick a unit from this survey's list."]
-        if day > today:
-            errors[f"reports[{index}].period"] = ["The period cannot be in the future."]
+        period_error = report_period_error(survey=survey, day=day, today=today)
+        if period_error:
+            errors[f"reports[{index}].period"] = [period_error]
         if set(signals) - set(catalog.SIGNAL_CODES):
             errors[f"reports[{index}].signals"] = ["Unknown signal."]
         if outcome and outcome not in catalog.OUTCOME_CODES:
@@ -587,13 +669,15 @@ def simulated_survey_create(*, owner, title: str, dataset, period: str = Survey.
     from reports.services import cells_rebuild, publication_maybe_publish
     from surveys.services import survey_create, units_upsert
 
+    starts = simulated_period_starts(period=period, n_periods=dataset.n_periods,
+                                     today=timezone.localdate())
+    # the study window holds every simulated period
     survey = survey_create(owner=owner, title=title, period=period,
-                           min_group_size=min_group_size)
+                           min_group_size=min_group_size,
+                           study_starts_on=min(starts[0], default_study_start()))
     units_upsert(survey=survey, units=[
         {"path": path, "headcount": int(head) if head > 0 else None}
         for path, head in zip(dataset.unit_paths, dataset.headcount.tolist(), strict=True)])
-    starts = simulated_period_starts(period=period, n_periods=dataset.n_periods,
-                                     today=timezone.localdate())
     reports_bulk_create(survey=survey, rows=[
         (dataset.unit_paths[unit], starts[period_index], signals, outcome or "")
         for unit, period_index, signals, outcome in zip(

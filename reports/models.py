@@ -107,6 +107,8 @@ class Job(models.Model):
     progress = models.FloatField(default=0.0)
     created = models.DateTimeField(auto_now_add=True)
     finished = models.DateTimeField(null=True, blank=True)
+    # Why a failed job failed, in words for the organizer; empty otherwise.
+    error = models.TextField(blank=True, default="")
 
     class Meta:
         constraints = [

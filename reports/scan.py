@@ -27,10 +27,11 @@ Models (``MODELS``)
     heavy-tailed on org-sized branches and cost power on departments).  ``Cut.expected``
     is ``n_g * max(C_W - c, 0.5) / (C - n_g)`` (the count at the rest's rate; the 0.5
     keeps a window in which nobody outside reported finite); branches with ``n_g == C``
-    yield no cut.  With ``leave_branch_out=False`` the classic ``E = n_g * C_W / C`` and
-    the Poisson LLR ``c ln(c/E) + (C-c) ln((C-c)/(C-E))`` for ``c > E`` are used (a big
-    drive inflates ``C_W`` and hides itself).  Null replicas permute report periods against
-    report units.
+    yield no ``targeted`` cut, and their ``joint`` cuts (scored on cases alone) take the
+    classic ``n_g * C_W / C``, which equals ``c``.  With ``leave_branch_out=False`` the
+    classic ``E = n_g * C_W / C`` and the Poisson LLR ``c ln(c/E) + (C-c) ln((C-c)/(C-E))``
+    for ``c > E`` are used (a big drive inflates ``C_W`` and hides itself).  Null replicas
+    permute report periods against report units.
 ``wave``
     Conditioned on branch, uniform in time.  Binomial LLR of ``c`` out of ``n_g`` against
     share ``w/T``.  Null replicas redraw every report's period uniformly.
@@ -41,7 +42,7 @@ Models (``MODELS``)
     (``c``), which also implies ``n >= min_reports``.  ``Cut.expected`` is
     ``n * (C - c) / (N - n)`` (cases expected at the outside rate) so that
     ``observed / expected`` is the inside/outside share ratio.  A cut holding every report
-    yields no cut.
+    yields no cut.  Every ``Cut`` field is finite.
 ``joint``
     ``targeted`` and ``signature`` as one statistic: per cut (at least ``min_reports``
     reports) the leave-branch-out table LLR of its reports plus the Bernoulli LLR of its
@@ -114,6 +115,10 @@ __all__ = [
 MODELS = ("targeted", "wave", "signature", "per_capita", "joint")
 DEFAULT_REPLICAS = 999
 _LEAVE_OUT_FLOOR = 0.5
+# observed_cuts keeps at most this many candidate cuts (the highest LLRs) while it
+# scans the window lengths, so its memory does not grow with reports x windows; the
+# secondary cuts are chosen among them (20 are kept, each removing its overlaps).
+MAX_CANDIDATE_CUTS = 1_000_000
 _TOL_REL = 1e-9
 _TOL_ABS = 1e-9
 
@@ -488,9 +493,13 @@ class _Model:
                 self.base[cases] + data.report_periods[cases][:, None], T
             )
             cs_all = _cumsum_time(counts)
-            self.nw = [cs_all[:, w:] - cs_all[:, :-w] for w in range(1, self.wmax + 1)]
-            self.nmin = np.stack([a.min(axis=1) for a in self.nw], axis=1)
-            self.nmax = np.stack([a.max(axis=1) for a in self.nw], axis=1)
+            # window report counts are taken from the cumulative sums when needed:
+            # kept for every window length they would cost U x T x max_window
+            self.report_cs = cs_all
+            self.nmin = np.stack([self.window_reports(w).min(axis=1)
+                                  for w in range(1, self.wmax + 1)], axis=1)
+            self.nmax = np.stack([self.window_reports(w).max(axis=1)
+                                  for w in range(1, self.wmax + 1)], axis=1)
             self.table = _XLogXTable(self.N)
         elif model == "per_capita":
             self.C = self.N
@@ -504,6 +513,11 @@ class _Model:
         else:
             self.C = self.N
         self.widths = np.arange(1, self.wmax + 1)
+
+    def window_reports(self, w: int, rows=slice(None)) -> np.ndarray:
+        """signature: reports of branches ``rows`` in every window of length ``w``."""
+        cs = self.report_cs[rows]
+        return cs[:, w:] - cs[:, :-w]
 
     # ---- expected counts ------------------------------------------------------------
     def expected(self, w: int, c: np.ndarray, rows: np.ndarray | slice, start=None):
@@ -521,7 +535,10 @@ class _Model:
                 rest = (self.C - n_g).astype(np.float64)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     e = n_g * np.maximum(cw - c, _LEAVE_OUT_FLOOR) / rest
-                return np.where(rest > 0, e, np.inf)
+                # A branch holding every report has no rest to take a rate from
+                # (joint still scores its cases): its expectation is the
+                # company's own profile, n_g * C_W / C.
+                return np.where(rest > 0, e, n_g * cw / self.C)
             return n_g * cw / self.C
         if self.model == "wave":
             n_g = self.n_g[rows].astype(np.float64)
@@ -633,7 +650,7 @@ class _Model:
             w = int(self.widths[wi])
             c = (cs[w:, rows] - cs[:-w, rows]).T
             if self.model == "signature":
-                val = self.table.bernoulli(c, self.nw[wi][rows], self.C, self.N)
+                val = self.table.bernoulli(c, self.window_reports(w, rows), self.C, self.N)
             else:
                 val = self.llr(w, c, rows)
             val = np.where(c >= min_reports, val, 0.0)
@@ -786,7 +803,7 @@ def _all_cuts(m: _Model, counts: np.ndarray, min_reports: int,
             n = c
             val = m.llr(w, c, rows) + m.table.bernoulli(ks[:, w:] - ks[:, :-w], c, m.K, m.N)
         elif m.model == "signature":
-            n = m.nw[w - 1]
+            n = m.window_reports(w)
             val = bernoulli_llr(c, n, m.C, m.N)
         else:
             n = c
@@ -796,10 +813,22 @@ def _all_cuts(m: _Model, counts: np.ndarray, min_reports: int,
         if g.size == 0:
             continue
         parts.append((g, s, np.full(g.size, w), c[g, s], n[g, s], val[g, s]))
+        if sum(part[0].size for part in parts) > 2 * MAX_CANDIDATE_CUTS:
+            parts = [_best_cuts(parts, MAX_CANDIDATE_CUTS)]
+    if len(parts) > 1 and sum(part[0].size for part in parts) > MAX_CANDIDATE_CUTS:
+        parts = [_best_cuts(parts, MAX_CANDIDATE_CUTS)]
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, empty, empty, np.zeros(0)
     return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
+
+
+def _best_cuts(parts: list, limit: int) -> tuple:
+    """The ``limit`` cuts of ``parts`` with the highest LLR (ties: any of them, the
+    same on every run)."""
+    g, s, w, c, n, val = (np.concatenate(x) for x in zip(*parts, strict=True))
+    top = np.argpartition(-val, limit - 1)[:limit] if val.size > limit else slice(None)
+    return g[top], s[top], w[top], c[top], n[top], val[top]
 
 
 def observed_cuts(
@@ -841,7 +870,7 @@ def observed_cuts(
         ci, ni = int(c[i]), int(n[i])
         if model == "signature":
             out_n = m.N - ni
-            expected = ni * (m.C - ci) / out_n if out_n > 0 else float("nan")
+            expected = ni * (m.C - ci) / out_n if out_n > 0 else ni * m.C / m.N
         else:
             expected = float(m.expected(wi, np.array([ci]), np.array([gi]), np.array([si]))[0])
         cuts.append(Cut(model, gi, si, ei, ci, float(expected), float(val[i]), ni))

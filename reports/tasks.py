@@ -1,12 +1,16 @@
 """Celery tasks: ids in, a service call, nothing else. Every task here
 recomputes from reports, so it is safe to run twice (hence acks_late)."""
 
+import logging
+
 from celery import chord, shared_task
 from celery.exceptions import Retry
 from django.db import DatabaseError
 
 from reports import detection, services
 from server.celery import ChorusTask, OutboxBackedTask
+
+logger = logging.getLogger(__name__)
 
 # Database errors (deadlocks, a dropped connection, a failover) are worth a
 # few more tries with backoff; after that the task gives up, and the held
@@ -35,21 +39,35 @@ def sweep() -> None:
 
 class JobTask(ChorusTask):
     """A task working for an organizer's job: a failure that will not be
-    retried marks the job failed, so nobody polls a dead job for ever. Done in
-    __call__ rather than on_failure, which eager runs never reach."""
+    retried marks the job failed with a message, so nobody polls a dead job
+    for ever. Done in __call__ rather than on_failure, which eager runs never
+    reach.
+
+    In-process (eager) tasks run inside the request that dispatched them on
+    commit: there the failed job is the answer, and the exception stops here
+    instead of turning the request's 202 into a 500. On a worker it goes on to
+    Celery, so a chord's error callback still runs."""
 
     abstract = True
 
     def __call__(self, *args, **kwargs):
+        if kwargs.get("run_id") and detection.detection_failed(run_id=kwargs["run_id"]):
+            return None  # another part of the run failed: its work would be thrown away
         try:
             return super().__call__(*args, **kwargs)
         except Retry:
             raise
-        except Exception:
+        except Exception as exc:
+            # Ids only: no report content and no request metadata in the log.
+            logger.exception("job task %s failed (run %s, job %s)", self.name,
+                             kwargs.get("run_id"), kwargs.get("job_id"))
+            error = detection.job_error_for(exc)
             if kwargs.get("run_id"):
-                detection.detection_fail(run_id=kwargs["run_id"])
+                detection.detection_fail(run_id=kwargs["run_id"], error=error)
             elif kwargs.get("job_id"):
-                detection.job_finish(job_id=kwargs["job_id"], succeeded=False)
+                detection.job_finish(job_id=kwargs["job_id"], succeeded=False, error=error)
+            if self.request.is_eager:
+                return None
             raise
 
 

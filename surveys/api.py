@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from server import auth
 from surveys import catalog, ratelimit, selectors, services
-from surveys.models import Survey
+from surveys.models import STUDY_WINDOW_DEFAULT_YEARS, STUDY_WINDOW_MAX_YEARS, Survey
 
 MAX_REPORT_BODY_BYTES = 16 * 1024
 # 20,000 units at a generous 200 bytes a line.
@@ -115,6 +115,8 @@ class SurveyOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=Survey.Status.choices)
     access = serializers.ChoiceField(choices=Survey.Access.choices)
     closes_on = serializers.DateField(allow_null=True)
+    study_starts_on = serializers.DateField(
+        help_text="Reports may name periods from the one holding this day to the current one.")
     accepting_reports = serializers.BooleanField(source="is_open")
     share_url = serializers.SerializerMethodField()
     dashboard_url = serializers.SerializerMethodField()
@@ -159,6 +161,10 @@ class SurveyCollectionApi(APIView):
         min_group_size = serializers.IntegerField(default=5, min_value=3, max_value=1000)
         access = serializers.ChoiceField(choices=Survey.Access.choices, default="link")
         closes_on = serializers.DateField(required=False, allow_null=True, default=None)
+        study_starts_on = serializers.DateField(
+            required=False, default=None,
+            help_text=f"Default: {STUDY_WINDOW_DEFAULT_YEARS} years before today; at most "
+                      f"{STUDY_WINDOW_MAX_YEARS} years back, not after today.")
 
     @extend_schema(responses={200: SurveyOutput(many=True)})
     def get(self, request):
@@ -182,6 +188,9 @@ class SurveyDetailApi(APIView):
         min_group_size = serializers.IntegerField(min_value=3, max_value=1000, required=False)
         period = serializers.ChoiceField(choices=Survey.Period.choices, required=False)
         closes_on = serializers.DateField(required=False, allow_null=True)
+        study_starts_on = serializers.DateField(
+            required=False, help_text=f"At most {STUDY_WINDOW_MAX_YEARS} years back, not after "
+                                      "today; once reports exist, only earlier.")
 
     @extend_schema(responses={200: SurveyOutput})
     def get(self, request, survey_id):

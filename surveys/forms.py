@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from surveys import catalog
 from surveys.models import Survey
-from surveys.services import period_start_for
+from surveys.services import period_start_for, report_period_range
 
 PERIODS_OFFERED = {Survey.Period.MONTH: 24, Survey.Period.WEEK: 78}
 
@@ -19,21 +19,22 @@ def period_label(*, period: str, start: dt.date) -> str:
     return _("Week of %(day)s") % {"day": date_format(start, "j M Y")}
 
 
-def period_choices(*, period: str, today: dt.date) -> list[tuple[str, str]]:
-    """The recent months (or weeks) a respondent can pick, newest first.
+def period_choices(*, survey: Survey, today: dt.date) -> list[tuple[str, str]]:
+    """The recent months (or weeks) a respondent can pick, newest first, none
+    before the survey's study start (report_period_range).
 
     A list of periods rather than a free date: the survey stores only the
     period anyway, and an exact day would be one more thing that identifies.
     """
+    period = survey.period
+    first, _last = report_period_range(survey=survey, today=today)
     start = period_start_for(period=period, day=today)
     choices = []
     for _index in range(PERIODS_OFFERED[period]):
-        if period == Survey.Period.MONTH:
-            previous = (start - dt.timedelta(days=1)).replace(day=1)
-        else:
-            previous = start - dt.timedelta(days=7)
+        if start < first:
+            break
         choices.append((start.isoformat(), period_label(period=period, start=start)))
-        start = previous
+        start = period_start_for(period=period, day=start - dt.timedelta(days=1))
     blank = _("Choose a month") if period == Survey.Period.MONTH else _("Choose a week")
     return [("", blank), *choices]
 
@@ -79,7 +80,7 @@ class ReportForm(forms.Form):
 
     def __init__(self, *args, survey: Survey, today: dt.date, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["period"].choices = period_choices(period=survey.period, today=today)
+        self.fields["period"].choices = period_choices(survey=survey, today=today)
         if survey.access != Survey.Access.INVITE:
             del self.fields["invite_code"]
 

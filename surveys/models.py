@@ -7,6 +7,24 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 MIN_GROUP_SIZE_FLOOR = 3
+# A survey's study window starts this many years before the survey was
+# created unless the organizer sets it, and never more than the maximum years
+# before the day it is set: reports name periods inside it, and detection's
+# work grows with its length.
+STUDY_WINDOW_DEFAULT_YEARS = 3
+STUDY_WINDOW_MAX_YEARS = 10
+
+
+def years_before(day, years: int):
+    """The same day `years` earlier (28 February for a 29 February)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
+
+
+def default_study_start():
+    return years_before(timezone.localdate(), STUDY_WINDOW_DEFAULT_YEARS)
 
 
 class Survey(models.Model):
@@ -32,6 +50,9 @@ class Survey(models.Model):
     access = models.CharField(max_length=6, choices=Access.choices, default=Access.LINK)
     # The last day reports are taken; the survey closes itself after it.
     closes_on = models.DateField(null=True, blank=True)
+    # The earliest day a report's period may name (see
+    # services.report_period_range); the latest is the current period.
+    study_starts_on = models.DateField(default=default_study_start)
     share_token = models.CharField(max_length=64, unique=True)
     dashboard_token = models.CharField(max_length=64, unique=True)
     created = models.DateTimeField(auto_now_add=True)

@@ -23,6 +23,13 @@ def survey_get(*, owner, survey_id) -> Survey:
     return survey
 
 
+def survey_has_reports(*, survey: Survey) -> bool:
+    """Whether anyone has filed a report, published or still held: from then
+    on, what respondents were promised when they filed (k, the period, the
+    study window) may only get stricter."""
+    return survey.reports.exists() or survey.held_reports.exists()
+
+
 def survey_by_share_token(*, token: str) -> Survey:
     # Every report filed starts here: the query is built once, not per call.
     survey = get_by_unique(Survey, "share_token", token)

@@ -20,9 +20,19 @@ from redis.exceptions import RedisError
 
 from reports.services import org_tree_index
 from server.db import guard, insert_rows, value_where
-from surveys import catalog, slots
+from surveys import catalog, selectors, slots
 from surveys.holding import content_of, content_period, held_content, receipt_hash, report_state
-from surveys.models import MIN_GROUP_SIZE_FLOOR, HeldReport, InviteCode, OrgUnit, Report, Survey
+from surveys.models import (
+    MIN_GROUP_SIZE_FLOOR,
+    STUDY_WINDOW_MAX_YEARS,
+    HeldReport,
+    InviteCode,
+    OrgUnit,
+    Report,
+    Survey,
+    default_study_start,
+    years_before,
+)
 from surveys.scrub import comment_scrub
 from surveys.sealing import receipt_lookup, seal
 from surveys.signals import report_held
@@ -50,6 +60,41 @@ def period_start_for(*, period: str, day: dt.date) -> dt.date:
     return day.replace(day=1)
 
 
+def next_period_start(*, period: str, start: dt.date) -> dt.date:
+    """The first day of the period after the one starting on `start`."""
+    if period == Survey.Period.WEEK:
+        return start + dt.timedelta(days=7)
+    return dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+def periods_between(*, period: str, first: dt.date, last: dt.date) -> int:
+    """How many periods run from the one holding `first` to the one holding `last`."""
+    first = period_start_for(period=period, day=first)
+    last = period_start_for(period=period, day=last)
+    if period == Survey.Period.WEEK:
+        return (last - first).days // 7 + 1
+    return (last.year - first.year) * 12 + last.month - first.month + 1
+
+
+def report_period_range(*, survey: Survey, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The days a report's period may name, both included: from the first day
+    of the period holding the survey's study start to the last day of the
+    current period (a later day of this month or week names this period)."""
+    first = period_start_for(period=survey.period, day=survey.study_starts_on)
+    current = period_start_for(period=survey.period, day=today)
+    return first, next_period_start(period=survey.period, start=current) - dt.timedelta(days=1)
+
+
+def report_period_error(*, survey: Survey, day: dt.date, today: dt.date) -> str | None:
+    """The field message for a period outside report_period_range, else None."""
+    first, last = report_period_range(survey=survey, today=today)
+    if first <= day <= last:
+        return None
+    return _("Pick a date from %(first)s to %(last)s: this survey's study window runs from "
+             "its start to the current period.") % {"first": first.isoformat(),
+                                                      "last": last.isoformat()}
+
+
 def _validate_min_group_size(value: int) -> None:
     if value < MIN_GROUP_SIZE_FLOOR:
         raise ValidationError(
@@ -64,29 +109,55 @@ def _validate_closes_on(value: dt.date | None) -> None:
         raise ValidationError({"closes_on": [_("The closing date cannot be in the past.")]})
 
 
+def _validate_study_starts_on(value: dt.date, *, survey: Survey | None = None) -> None:
+    today = timezone.localdate()
+    earliest = years_before(today, STUDY_WINDOW_MAX_YEARS)
+    if value > today:
+        raise ValidationError({"study_starts_on": [_("The study cannot start in the future.")]})
+    if value < earliest:
+        raise ValidationError({"study_starts_on": [
+            _("The study can start at most %(years)d years back, on %(day)s at the earliest.")
+            % {"years": STUDY_WINDOW_MAX_YEARS, "day": earliest.isoformat()}]})
+    # Once reports exist the window only widens, so every stored report stays
+    # inside it (and no answer tells how early the earliest report is).
+    if (survey is not None and value > survey.study_starts_on
+            and selectors.survey_has_reports(survey=survey)):
+        raise ValidationError({"study_starts_on": [
+            _("Once reports exist the study start can only move earlier than %(day)s.")
+            % {"day": survey.study_starts_on.isoformat()}]})
+
+
 @transaction.atomic
 def survey_create(
     *, owner, title: str, period: str = Survey.Period.MONTH, min_group_size: int = 5,
     access: str = Survey.Access.LINK, closes_on: dt.date | None = None,
+    study_starts_on: dt.date | None = None,
 ) -> Survey:
+    """`study_starts_on` defaults to STUDY_WINDOW_DEFAULT_YEARS before today."""
     _validate_min_group_size(min_group_size)
     _validate_closes_on(closes_on)
+    study_starts_on = study_starts_on or default_study_start()
+    _validate_study_starts_on(study_starts_on)
     return Survey.objects.create(
         owner=owner, title=title, period=period, min_group_size=min_group_size, access=access,
-        closes_on=closes_on, share_token=_token(), dashboard_token=_token(),
+        closes_on=closes_on, study_starts_on=study_starts_on, share_token=_token(),
+        dashboard_token=_token(),
     )
 
 
 @transaction.atomic
 def survey_update(*, survey: Survey, fields: dict) -> Survey:
-    """Changes title, status, access, closes_on or min_group_size. The period
-    granularity is fixed once reports exist, since stored periods depend on it."""
+    """Changes title, status, access, closes_on, study_starts_on or
+    min_group_size. The period granularity is fixed once reports exist, since
+    stored periods depend on it."""
     if "min_group_size" in fields:
         _validate_min_group_size(fields["min_group_size"])
     if "closes_on" in fields:
         _validate_closes_on(fields["closes_on"])
+    if "study_starts_on" in fields:
+        _validate_study_starts_on(fields["study_starts_on"], survey=survey)
     if "period" in fields and fields["period"] != survey.period and (
-            survey.reports.exists() or survey.held_reports.exists()):
+            selectors.survey_has_reports(survey=survey)):
         raise ValidationError({"period": _("Cannot change the period once reports exist.")})
     for name, value in fields.items():
         setattr(survey, name, value)
@@ -324,8 +395,9 @@ def _report_unit_id_validated(*, survey: Survey, draft: ReportDraft, today: dt.d
     unit_id = _report_unit_id(survey=survey, path=draft.unit.strip())
     if unit_id is None:
         errors["unit"] = [_("Pick a unit from this survey's list.")]
-    if draft.period > today:
-        errors["period"] = [_("The period cannot be in the future.")]
+    period_error = report_period_error(survey=survey, day=draft.period, today=today)
+    if period_error:
+        errors["period"] = [period_error]
     unknown = sorted(set(draft.signals) - set(catalog.SIGNAL_CODES))
     if unknown:
         errors["signals"] = [_("Unknown signal: %(codes)s.") % {"codes": ", ".join(unknown)}]
@@ -357,12 +429,14 @@ def _still_as_read(survey: Survey, today: dt.date) -> tuple[str, list]:
     # stored. A copy read a while ago may be stale; this is checked by the
     # INSERT itself, so a survey closed or re-linked a moment ago never
     # takes a report through an old copy.
-    key = (survey.id, survey.share_token, survey.access, survey.period, today)
+    key = (survey.id, survey.share_token, survey.access, survey.period,
+           survey.study_starts_on, today)
     found = _guards.get(key)
     if found is None:
         found = guard(Survey, equal={"id": survey.id, "share_token": survey.share_token,
                                      "status": Survey.Status.OPEN, "access": survey.access,
-                                     "period": survey.period},
+                                     "period": survey.period,
+                                     "study_starts_on": survey.study_starts_on},
                       null_or_at_least={"closes_on": today})
         if len(_guards) >= _GUARDS_KEPT:
             _guards.clear()

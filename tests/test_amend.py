@@ -273,9 +273,11 @@ def test_the_amend_page_shows_the_stored_answers_prefilled(client, api, survey):
 
 
 def test_a_period_older_than_those_offered_stays_on_offer(client, api, survey):
-    receipt = filed(api, survey, period="2019-05-20")
+    # inside the study window (three years back), before the 24 months offered
+    day = (timezone.localdate().replace(day=1) - dt.timedelta(days=31 * 29)).replace(day=20)
+    receipt = filed(api, survey, period=day.isoformat())
     body = opened(client, survey, receipt).content.decode()
-    assert re.search(r'<option value="2019-05-01" selected>', body)
+    assert re.search(f'<option value="{day.replace(day=1).isoformat()}" selected>', body)
 
 
 def test_saving_on_the_page_changes_the_report_and_cells_equal_a_recount(

@@ -308,3 +308,32 @@ def test_evaluate_detection_command_prints_the_table():
     assert "combined_all" in out.getvalue()
     assert "department/L4/RR3" not in out.getvalue() or "power on" in out.getvalue()
     assert "department/L4/RR5/in-season" in out.getvalue()
+
+
+# A null survey of the size an organizer meets first: 26 weeks, about 22 departments
+# and 100 teams, 120 to 170 reports. On these seeds the strongest joint cut is the
+# whole company in a few weeks (its cases, not its timing, stand out), a branch with
+# no reports outside it.
+COMPANY_SHAPE = OrgShape(n_orgs=5, departments_per_org=(4, 5), teams_per_department=(4, 5))
+
+
+@pytest.mark.parametrize("seed", [21, 26, 29, 52])
+def test_a_null_survey_whose_best_cut_is_the_whole_company_is_stored_and_read_back(
+        seed, organizer, organizer_api, django_capture_on_commit_callbacks):
+    dataset = simulate(seed, n_periods=26, shape=COMPANY_SHAPE, base_rate=0.0075)
+    survey = detection.simulated_survey_create(owner=organizer, title="Null", dataset=dataset,
+                                               period=Survey.Period.WEEK)
+    started = run_detection(organizer_api, survey, django_capture_on_commit_callbacks,
+                            replicas=99, seed=1, models=["joint"])
+    job = organizer_api.get(f"/api/v1/surveys/{survey.id}/jobs/{started['id']}/").json()
+    assert (job["status"], job["error"]) == ("succeeded", "")
+    run = DetectionRun.objects.get(job_id=started["id"])
+    company = [cut for cut in run.observed["joint"] if cut["branch"] == 0]
+    assert company
+    # nothing outside the branch to take a rate from: the company's own profile
+    assert all(cut["expected"] == cut["observed"] for cut in company)
+    body = clusters(organizer_api, survey)
+    assert body["run"]["id"] == started["id"]
+    for cluster in body["clusters"]:
+        if cluster["scope"] == "company":
+            assert cluster["relative_risk"] == 1.0

@@ -145,7 +145,8 @@ FORM_STRINGS = [
     "Anything else? (optional)",
     "Please check the answers marked below.",
     "Pick a unit from this survey's list.",
-    "The period cannot be in the future.",
+    "Pick a date from %(first)s to %(last)s: this survey's study window runs from its start "
+    "to the current period.",
     "Matching units",
     "No names, please.",
 ]

@@ -33,7 +33,8 @@
           show(label + ": done. Reload the page to see the result.", "succeeded");
           busy = false; setButtons(false);
         } else if (job.status === "failed") {
-          show(label + ": failed. Try again, or contact the administrator.", "failed");
+          show(label + ": failed. " + (job.error || "Try again, or contact the administrator."),
+               "failed");
           busy = false; setButtons(false);
         } else {
           show(label + ": " + (job.status === "queued" ? "waiting to start" : percent + "%"));
