@@ -149,7 +149,7 @@ def test_eight_respondents_filing_at_once_all_get_201_and_every_report_is_counte
 
     def respondent(index: int):
         for number in range(REPORTS_PER_CLIENT):
-            status, headers, content = client.request(
+            status, headers, _content = client.request(
                 "POST", path, report_body(comment=f"client {index} report {number}"))
             with lock:
                 answers.append((status, headers.get("Content-Type", "")))

@@ -39,7 +39,7 @@ class Command(BaseCommand):
         sys.stdout.flush()
         # gunicorn inherits the locked file and holds the lock while it serves.
         os.set_inheritable(lock, True)
-        os.execv(sys.executable, [
+        os.execv(sys.executable, [  # noqa: S606 - our own interpreter, fixed arguments
             sys.executable, "-m", "gunicorn", "server.wsgi", "--bind", address,
             "--worker-class", "gthread", "--workers", str(WORKERS), "--threads", str(threads),
             # No access log: addresses and user agents are never written.
