@@ -18,7 +18,12 @@ import pytest
 
 from tests.stack import BASE_DIR, PYTHON, Process, free_port, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # Its servers never use the pytest database: once, in the SQLite pass, is enough.
+    pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")),
+                       reason="the embedded default runs in the SQLite pass of scripts/test"),
+]
 
 CLIENTS, REPORTS_PER_CLIENT = 8, 25
 UNIT = "Acme/Cloud/Platform/Storage"
