@@ -191,6 +191,14 @@ def _amend_save(request, survey, today, context):
         try:
             report = services.report_amend(survey=survey, receipt=values["receipt"],
                                            changes=changes)
+        except OperationalError as error:
+            if not errors.database_busy(error):
+                raise
+            # The changes stay on the page, to save again.
+            response = render(request, "surveys/amend.html", {**context, "busy": True},
+                              status=503)
+            response["Retry-After"] = str(errors.BUSY_RETRY_AFTER_SECONDS)
+            return response
         except services.SurveyClosed:
             return _closed(request, survey)
         except ValidationError as error:

@@ -261,3 +261,26 @@ def test_a_second_run_while_one_is_serving_stops_before_changing_anything(embedd
     status, _body = embedded["client"].json(
         "POST", "/api/v1/auth/token/", {"username": "demo", "password": embedded["password"]})
     assert status == 200
+
+
+def test_changes_saved_while_the_database_stays_busy_come_back_on_the_page(impatient):
+    embedded = impatient
+    client, share = embedded["client"], embedded["share_token"]
+    status, body = client.json("POST", f"/api/v1/s/{share}/reports/", report_body())
+    assert status == 201
+    fields = {"step": "save", "receipt": body["receipt"], "unit": UNIT,
+              "period": last_month_start().isoformat(), "signals": "exit_pressure",
+              "comment": "Moved to a plan after the recap"}
+    holder = hold_write_lock(embedded["database"])
+    try:
+        status, headers, content = client.request(
+            "POST", f"/s/{share}/amend/", raw=urllib.parse.urlencode(fields).encode(),
+            content_type="application/x-www-form-urlencoded")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert status == 503
+    assert int(headers["Retry-After"]) > 0
+    text = content.decode()
+    assert "Your changes were not saved" in text
+    assert "Moved to a plan after the recap" in text
