@@ -199,9 +199,11 @@ def report_bodies(paths: list[str], count: int) -> list[str]:
     from surveys import catalog
 
     rng = random.Random(7)
+    # The twelve months before the current one: any day drawn from them is in
+    # the past, whatever today's date (the current month's later days are not).
     today = dt.date.today()
-    months = [(today.replace(day=1) - dt.timedelta(days=31 * back)).replace(day=1)
-              for back in range(12)]
+    months = [dt.date(year, month + 1, 1) for year, month in (
+        divmod(today.year * 12 + today.month - 1 - back, 12) for back in range(1, 13))]
     bodies = []
     for _ in range(count):
         body = {"unit": rng.choice(paths),

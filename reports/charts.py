@@ -118,7 +118,7 @@ def heatmap(nodes: list[HeatNode], *, periods: tuple[str, ...], granularity: str
         stack.extend(node.children)
         top[node.depth] = max([top.get(node.depth, 0)] + [c.reports or 0 for c in node.cells])
 
-    def row(node: HeatNode) -> SafeString:
+    def row(node: HeatNode, inner: SafeString) -> SafeString:
         cells = format_html_join("", "{}", ((_heat_cell(c, top[node.depth], granularity, k),)
                                             for c in node.cells))
         total = ("hidden" if node.total is None else str(node.total))
@@ -133,16 +133,30 @@ def heatmap(nodes: list[HeatNode], *, periods: tuple[str, ...], granularity: str
         if not node.children:
             return format_html('<div class="hm-row leaf" data-unit="{}">{}</div>', node.unit,
                                head)
-        inner = format_html_join("", "{}", ((row(child),) for child in node.children))
         return format_html(
             '<details class="hm-group" data-unit="{}"{}><summary class="hm-row">{}</summary>'
             '<div class="hm-children">{}</div></details>',
             node.unit, mark_safe(" open") if node.unit in open_units else "", head, inner)
 
+    # Children before their parents, without recursion: an org tree may be
+    # deeper than the interpreter's stack.
+    preorder, stack = [], list(nodes)
+    while stack:
+        node = stack.pop()
+        preorder.append(node)
+        if not node.more:
+            stack.extend(node.children)
+    rendered: dict[int, SafeString] = {}
+    for node in reversed(preorder):
+        inner = format_html_join("", "{}", ((rendered.pop(id(child)),)
+                                            for child in node.children)) if (
+            node.children and not node.more) else ""
+        rendered[id(node)] = row(node, inner)
+
     header = format_html_join("", '<span class="hm-cell head" title="{}">{}</span>', (
         (period_label(p, granularity), period_label(p, granularity, short=True))
         for p in periods))
-    body = format_html_join("", "{}", ((row(node),) for node in nodes))
+    body = format_html_join("", "{}", ((rendered[id(node)],) for node in nodes))
     legend = format_html_join("", '<span class="hm-cell h{}">{}</span>', (
         (step, label) for step, label in ((0, "0"), (1, "few"), (3, ""), (5, "many"))))
     return format_html(

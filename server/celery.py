@@ -58,8 +58,12 @@ class OutboxBackedTask(ChorusTask):
         __call__). Under a burst of reports this publishes one message per
         coalesce_seconds instead of one per report. The wait changes none of
         that reasoning: the mark is checked after this commit, and a message
-        that has not started has not read the outbox, however long it waits."""
-        transaction.on_commit(functools.partial(self._delay_unless_queued, *args))
+        that has not started has not read the outbox, however long it waits.
+
+        Robust: the transaction is committed, so its request must answer as
+        such even when the task (run in-process on the embedded default)
+        fails; Django logs the failure and the outbox keeps the work."""
+        transaction.on_commit(functools.partial(self._delay_unless_queued, *args), robust=True)
 
     def _queued_key(self, args) -> str:
         return f"chorus:queued:{self.name}:{':'.join(map(str, args))}"

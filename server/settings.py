@@ -13,10 +13,13 @@ from django.utils.csp import CSP
 from environs import Env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = Env()
 env.read_env(BASE_DIR / ".env", recurse=False)
+
+# The embedded default's state: SQLite database, generated secret key, the
+# lock of the running `scripts/run`. One directory per running instance.
+VAR_DIR = env.path("CHORUS_VAR_DIR", BASE_DIR / "var").resolve()
 
 DEBUG = env.bool("DEBUG", False)
 PRODUCTION = env.bool("CHORUS_PRODUCTION", False)
@@ -26,7 +29,7 @@ def _dev_secret_key() -> str:
     """A key generated once per checkout and kept in a git-ignored file."""
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        VAR_DIR.mkdir(exist_ok=True)
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
     return path.read_text().strip()
@@ -62,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "server.errors.BusyMiddleware",
 ]
 
 ROOT_URLCONF = "server.urls"
@@ -93,10 +97,20 @@ DATABASES = {
 if (test_database_name := env.str("CHORUS_TEST_DB_NAME", "")) and (
         DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": test_database_name}
+# How long a write waits for SQLite's one writer before the request answers
+# 503 with Retry-After (server.errors.database_busy).
+SQLITE_BUSY_TIMEOUT_SECONDS = env.float("CHORUS_SQLITE_BUSY_TIMEOUT", 20.0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Concurrent readers while the in-process tasks write.
-    DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;"}
-    VAR_DIR.mkdir(exist_ok=True)
+    DATABASES["default"]["OPTIONS"] = {
+        # Readers never wait for the writer, nor the writer for readers.
+        "init_command": "PRAGMA journal_mode=WAL;",
+        # Every transaction takes the write lock when it begins, so writers
+        # queue for it (up to the timeout) instead of failing at once when
+        # a read turns into a write under another writer.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+    }
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -115,6 +129,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "server" / "static"]
+# Without collectstatic (scripts/run), static files are served from the apps.
+WHITENOISE_USE_FINDERS = not PRODUCTION
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -167,7 +183,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only (views that take files add their own parsers): form encodings
     # cannot say null or an empty list, so they would not mean what the schema says.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["server.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "server.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -230,16 +246,19 @@ CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "reports.sweep", "schedule": env.float("CHORUS_SWEEP_SECONDS", 30.0)},
 }
 
-# Logs carry no request metadata: Django's request logger is silenced below
-# because its records include the request object (and so the client address).
+# Logs carry no request metadata: Django's request logger keeps only unhandled
+# exceptions, as their type and traceback (its records include the request
+# object, and so the client address; its messages the path, and so tokens).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
+    "filters": {"without_request": {"()": "server.logs.WithoutRequest"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.log_level("LOG_LEVEL", "INFO")},
     "loggers": {
-        "django.request": {"handlers": [], "level": "CRITICAL", "propagate": False},
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False,
+                           "filters": ["without_request"]},
         "django.server": {"handlers": [], "level": "CRITICAL", "propagate": False},
         "django.security.DisallowedHost": {"handlers": [], "propagate": False},
         # Per-task lines would date each report's arrival to the second.

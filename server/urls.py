@@ -71,4 +71,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
+handler400 = "server.errors.bad_request"
 handler404 = "server.errors.page_not_found"
+handler500 = "server.errors.server_error"

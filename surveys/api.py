@@ -12,6 +12,7 @@ import sys
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import OperationalError
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -23,7 +24,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from server import auth
+from server import auth, errors
 from surveys import catalog, ratelimit, selectors, services
 from surveys.models import STUDY_WINDOW_DEFAULT_YEARS, STUDY_WINDOW_MAX_YEARS, Survey
 
@@ -430,6 +431,11 @@ class ReportCreateApi(APIView):
             return cls.file(request, share_token=share_token, data=lambda: body, kept=False)
         except services.SurveyClosed as closed:
             raise Gone from closed
+        except OperationalError as error:
+            # Too busy to store it (503): the attempt is given back.
+            if errors.database_busy(error):
+                ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
+            raise
         except ValidationError as error:
             # Rejected input stores nothing and costs nothing, except guessing
             # invite codes, which keeps counting.
@@ -456,7 +462,8 @@ class ReportCreateApi(APIView):
                 return api_view(request, share_token=share_token)
             try:
                 body = json.loads(request.body.decode(), parse_constant=_no_constant)
-            except ValueError:
+            except (ValueError, RecursionError):
+                # The APIView's parser answers it, with the same 400.
                 return api_view(request, share_token=share_token)
             try:
                 receipt = cls.file(request, share_token=share_token, data=lambda: body)
@@ -481,7 +488,9 @@ class ReportCreateApi(APIView):
         view.request = api_request
         view.headers = view.default_response_headers
         view.format_kwarg = view.get_format_suffix(share_token=share_token)
-        view.perform_content_negotiation(api_request)
+        # As APIView.initial does: the renderer the response is rendered with.
+        api_request.accepted_renderer, api_request.accepted_media_type = (
+            view.perform_content_negotiation(api_request))
         response = view.handle_exception(sys.exception())
         return view.finalize_response(api_request, response)
 

@@ -5,6 +5,7 @@ import datetime as dt
 from django.contrib import messages as notices
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db import OperationalError
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 
 from reports import services as report_services
 from reports.views import dashboard_context
+from server import errors
 from server.http import no_referrer
 from surveys import catalog, ratelimit, selectors, services
 from surveys.forms import (
@@ -80,10 +82,18 @@ def respondent_form(request, share_token):
             return _already_received(request, survey)
         verdict = ratelimit.hit(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
         if not verdict.allowed:
-            return _rate_limited(request, survey, verdict, ratelimit.SUBMIT)
+            # The answers stay on the page, to send from elsewhere or later.
+            return _form_refused(request, survey, form, refusal="rate_limited",
+                                 status=429, retry_after=verdict.retry_after)
         try:
             receipt = services.report_create_once(survey=survey, draft=draft,
                                                   submission_token=token)
+        except OperationalError as error:
+            if not errors.database_busy(error):
+                raise
+            ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
+            return _form_refused(request, survey, form, refusal="busy", status=503,
+                                 retry_after=errors.BUSY_RETRY_AFTER_SECONDS)
         except services.AlreadyReceived:
             ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
             return _already_received(request, survey)
@@ -102,11 +112,23 @@ def respondent_form(request, share_token):
                 "received_week": services.report_received_week(at=timezone.now()),
             }, status=201)
     status = 400 if request.method == "POST" else 200
-    return render(request, "surveys/form.html", {
+    return render(request, "surveys/form.html", _form_context(survey, form), status=status)
+
+
+def _form_context(survey, form) -> dict:
+    return {
         **_answers_context(survey), "form": form,
-        # A form sent back for corrections keeps its token: nothing was filed with it.
+        # A form sent back keeps its token: nothing was filed with it.
         "submission_token": form["submission_token"].value() or services.submission_token_new(),
-    }, status=status)
+    }
+
+
+def _form_refused(request, survey, form, *, refusal: str, status: int, retry_after: int):
+    """The form again, with the answers as sent and why nothing was stored."""
+    response = render(request, "surveys/form.html",
+                      {**_form_context(survey, form), "refusal": refusal}, status=status)
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 def _already_received(request, survey):
@@ -167,6 +189,14 @@ def _amend_save(request, survey, today, context):
         try:
             report = services.report_amend(survey=survey, receipt=values["receipt"],
                                            changes=changes)
+        except OperationalError as error:
+            if not errors.database_busy(error):
+                raise
+            # The changes stay on the page, to save again.
+            response = render(request, "surveys/amend.html", {**context, "busy": True},
+                              status=503)
+            response["Retry-After"] = str(errors.BUSY_RETRY_AFTER_SECONDS)
+            return response
         except services.SurveyClosed:
             return _closed(request, survey)
         except ValidationError as error:

@@ -92,14 +92,19 @@ def test_a_filed_report_gets_the_same_status_headers_and_body_as_through_the_ful
     (json_body(unit="Nowhere"), "application/json", "400"),
     (json_body(signals="not a list"), "application/json", "400"),
     (b"{not json", "application/json", "400"),
+    # Nested deeper than the interpreter's recursion limit, in 10 kB.
+    (b"[" * 5000 + b"]" * 5000, "application/json", "400"),
     (json_body(), "text/plain", "415"),
     (b"{" + b" " * 20_000 + b"}", "application/json", "413"),
 ])
 def test_refused_reports_are_answered_as_by_the_full_stack(call, full, survey, body,
                                                            content_type, expected):
-    status, _headers, _content = both(call, full, "POST", path_of(survey), body,
-                                      CONTENT_TYPE=content_type)
+    status, headers, content = both(call, full, "POST", path_of(survey), body,
+                                    CONTENT_TYPE=content_type)
     assert status.startswith(expected)
+    assert dict(headers)["Content-Type"] == "application/json"
+    # A message: "detail", or one per field.
+    assert json.loads(content)
     assert not stored_count(survey)
 
 

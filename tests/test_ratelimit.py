@@ -1,4 +1,5 @@
 import datetime as dt
+import re
 
 import pytest
 from django.apps import apps
@@ -53,6 +54,31 @@ def test_the_form_over_the_limit_answers_429_with_a_human_page(client, survey, l
     assert 0 < int(refused["Retry-After"]) <= 24 * 60 * 60
     assert "try again tomorrow" in refused.text
     assert stored_count(survey) == 1
+
+
+def test_the_sixth_form_from_one_office_address_keeps_the_typed_answers_on_the_page(
+        client, survey, limit):
+    limit(5)
+    url = f"/s/{survey.share_token}/"
+    office = {"REMOTE_ADDR": "203.0.113.50"}
+    for _ in range(5):
+        assert client.post(url, form_data(), **office).status_code == 201
+    token = client.get(url).context["submission_token"]
+    typed = {**form_data(), "signals": ["coaching_plan", "exit_pressure"],
+             "comment": "My recap listed problems nobody raised", "submission_token": token}
+    refused = client.post(url, typed, **office)
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 24 * 60 * 60
+    page = refused.content.decode()
+    assert "too many reports for this survey came from your network today" in page
+    assert "share an office connection or a VPN" in page
+    assert "My recap listed problems nobody raised" in page
+    for code in ("coaching_plan", "exit_pressure"):
+        assert re.search(f'value="{code}"[^>]*checked', page)
+    assert f'value="{token}"' in page
+    # Sent from another connection, the same page files it.
+    assert client.post(url, typed, REMOTE_ADDR="198.51.100.9").status_code == 201
+    assert stored_count(survey) == 6
 
 
 def test_the_limit_is_per_survey(api, organizer, survey, limit):
