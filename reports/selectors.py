@@ -622,9 +622,17 @@ def _company(rel: Release, periods: tuple[str, ...]) -> int | None:
     return _sum_all(rel.overall(period) for period in periods)
 
 
+def _part_sum(rel: Release, released: disclosure.Released, unit: str,
+              periods: tuple[str, ...]) -> int | None:
+    """A signal's or outcome's count over periods, when released in each; a period whose
+    report count is a released 0 holds none of it."""
+    return _sum_all(0 if rel.cell(unit, period) == 0 else released.counts.get((unit, period))
+                    for period in periods)
+
+
 def _part_total(rel: Release, released: disclosure.Released, unit: str) -> int | None:
     total = released.counts.get((unit, None))
-    return total if total is not None else rel.part_window(released, unit, rel.periods)
+    return total if total is not None else _part_sum(rel, released, unit, rel.periods)
 
 
 def released_ratio(rel: Release, *, unit: str, window: tuple[str, ...]) -> float | None:
@@ -654,7 +662,7 @@ def _cluster_shares(rel: Release, *, unit: str, window: tuple[str, ...],
     for parts, labels, codes in ((rel.signals, _SIGNAL_LABELS, catalog.SIGNAL_CODES),
                                  (rel.outcomes, _OUTCOME_LABELS, catalog.OUTCOME_CODES)):
         for code in codes:
-            count = rel.part_window(parts[code], unit, window)
+            count = _part_sum(rel, parts[code], unit, window)
             if not count:
                 continue
             share = count / reports
@@ -779,6 +787,8 @@ def clusters_document(*, survey: Survey) -> dict:
     dashboard link."""
     latest = detection.clusters_latest(survey=survey)
     clusters = latest["clusters"]
+    if not any(p_value_band(cluster["p_value"]) for cluster in clusters):
+        return {"run": latest["run"], "clusters": []}
     wanted = {cluster["unit"] for cluster in clusters}
     rel = _release_of(survey, part_units=lambda units, roots: wanted | set(roots))
     return {"run": latest["run"],

@@ -261,6 +261,15 @@ def test_a_cluster_ratio_is_worked_out_from_released_counts_only(client, publish
         body["clusters"][0]["sentence"])
 
 
+def test_the_clusters_endpoint_reads_a_fixed_number_of_queries(
+        client, published, django_assert_num_queries):
+    finished_run_with_cluster(published, unit_path="Acme/Retail", end=dt.date(2026, 2, 1))
+    url = f"/api/v1/d/{published.dashboard_token}/clusters/"
+    # survey, run, its clusters, the released table, the units' signal counts
+    with django_assert_num_queries(5):
+        assert len(client.get(url).json()["clusters"]) == 1
+
+
 def test_a_cluster_whose_hidden_cells_could_hold_fewer_than_k_is_not_listed(client, published):
     finished_run_with_cluster(published, unit_path="Acme/Retail/Sales", observed=99)
     html = page(client, published).content.decode()
