@@ -566,8 +566,8 @@ def period_window(rel: Release, *, start: dt.date | None, end: dt.date | None) -
 
 # Bands a released p-value is given in, as (upper bound, text); the last is the level a
 # cluster must reach to be released at all.
-P_VALUE_BANDS = ((0.001, "at most 0.001"), (0.01, "at most 0.01"),
-                 (detection.SIGNIFICANCE_LEVEL, "at most 0.05"))
+P_VALUE_BANDS = tuple((bound, f"at most {bound:g}")
+                      for bound in (0.001, 0.01, detection.SIGNIFICANCE_LEVEL))
 
 
 def p_value_band(p_value: float) -> str | None:
@@ -622,6 +622,11 @@ def _company(rel: Release, periods: tuple[str, ...]) -> int | None:
     return _sum_all(rel.overall(period) for period in periods)
 
 
+def _everyone(rel: Release) -> int | None:
+    total = rel.overall(None)
+    return total if total is not None else _company(rel, rel.periods)
+
+
 def _part_sum(rel: Release, released: disclosure.Released, unit: str,
               periods: tuple[str, ...]) -> int | None:
     """A signal's or outcome's count over periods, when released in each; a period whose
@@ -644,8 +649,7 @@ def released_ratio(rel: Release, *, unit: str, window: tuple[str, ...]) -> float
     inside = rel.window(unit, window)
     branch = _row_total(rel, unit)
     everyone_window = _company(rel, window)
-    everyone = rel.overall(None) if rel.overall(None) is not None else _company(rel,
-                                                                                 rel.periods)
+    everyone = _everyone(rel)
     if None in (inside, branch, everyone_window, everyone):
         return None
     rest_window, rest = everyone_window - inside, everyone - branch
@@ -656,8 +660,7 @@ def released_ratio(rel: Release, *, unit: str, window: tuple[str, ...]) -> float
 
 def _cluster_shares(rel: Release, *, unit: str, window: tuple[str, ...],
                     reports: int) -> list[ClusterShare]:
-    everyone = rel.overall(None) if rel.overall(None) is not None else _company(rel,
-                                                                                 rel.periods)
+    everyone = _everyone(rel)
     out = []
     for parts, labels, codes in ((rel.signals, _SIGNAL_LABELS, catalog.SIGNAL_CODES),
                                  (rel.outcomes, _OUTCOME_LABELS, catalog.OUTCOME_CODES)):
