@@ -15,19 +15,24 @@ shown anyway (0 or >= k).
 
 import datetime as dt
 import itertools
+import json
 import random
 import re
+import urllib.parse
+import urllib.request
 from html import escape, unescape
 
 import numpy as np
 import pytest
 from django.core.cache import cache
+from rest_framework.authtoken.models import Token
 from scipy.optimize import linprog
 
 from reports import services as report_services
 from surveys import catalog
 from surveys.models import Report
-from tests.factories import survey_with_units
+from tests.factories import OrganizerFactory, survey_with_units
+from tests.stack import detection_over_http
 
 pytestmark = pytest.mark.django_db
 
@@ -561,3 +566,40 @@ def test_random_surveys_with_a_planted_drive_release_no_cluster_figure_that_narr
     run_default_detection(organizer_api, survey, django_capture_on_commit_callbacks, seed=seed)
     attack_with_clusters(client, organizer_api, survey, parents, periods, truth)
     assert_every_cluster_figure_is_recomputable(client, organizer_api, survey)
+
+
+class _HttpResponse:
+    def __init__(self, status: int, body: bytes):
+        self.status_code, self.content = status, body
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class HttpClient:
+    """What `collect` and the cluster attacks read, over HTTP from a running web process."""
+
+    def __init__(self, stack, headers: dict | None = None):
+        self.stack, self.headers = stack, headers or {}
+
+    def get(self, path: str, params: dict | None = None) -> _HttpResponse:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        # Always the stack's own http://127.0.0.1:<port>.
+        request = urllib.request.Request(f"{self.stack.web_url}{path}{query}",  # noqa: S310
+                                         headers=self.headers)
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return _HttpResponse(response.status, response.read())
+
+
+@pytest.mark.services
+def test_a_running_server_releases_no_cluster_figure_that_narrows_a_small_team_month(stack):
+    organizer = OrganizerFactory()
+    survey, parents, periods, truth = cluster_survey(
+        organizer, PLANTED_COUNTS, planted=frozenset({("Co/D1/T3", 2), ("Co/D1/T3", 3)}))
+    token = Token.objects.create(user=organizer).key
+    detection_over_http(stack, survey=survey, token=token, body={"replicas": 99, "seed": 1})
+    client = HttpClient(stack)
+    organizer_http = HttpClient(stack, {"Authorization": f"Token {token}"})
+    released = attack_with_clusters(client, organizer_http, survey, parents, periods, truth)
+    assert released["clusters"]
+    assert assert_every_cluster_figure_is_recomputable(client, organizer_http, survey)
