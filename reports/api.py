@@ -45,6 +45,45 @@ def _aggregates(survey) -> HttpResponse:
                         content_type="application/json")
 
 
+P_VALUE_BANDS = [text for _, text in selectors.P_VALUE_BANDS]
+
+
+class ClusterOutput(serializers.Serializer):
+    """One released cluster: every number in it is a released count, a sum of released
+    counts, or a function of them; the p-value is a band."""
+
+    class SignalOutput(serializers.Serializer):
+        code = serializers.CharField()
+        count = serializers.IntegerField(help_text="Reports in the cluster carrying it: a sum "
+                                                   "of released signal counts.")
+        percent = serializers.IntegerField(help_text="Of the cluster's reports, rounded.")
+        baseline_percent = serializers.IntegerField(
+            allow_null=True, help_text="Of every report outside the cluster, rounded; null "
+                                       "when the organisation's count is not released.")
+        lift = serializers.FloatField(allow_null=True,
+                                      help_text="Share against baseline share, one decimal.")
+
+    model = serializers.CharField()
+    scope = serializers.ChoiceField(choices=["company", "unit"])
+    unit = serializers.CharField()
+    start = serializers.DateField(help_text="First day of the first period.")
+    end = serializers.DateField(help_text="First day of the last period.")
+    last_day = serializers.DateField(help_text="Last day of the last period.")
+    reports = serializers.IntegerField(
+        allow_null=True, help_text="Released reports of the unit over the window (their sum); "
+                                   "null when one of them is hidden.")
+    ratio = serializers.FloatField(
+        allow_null=True, help_text="The unit's reports in the window against what the rest of "
+                                   "the organisation's rate predicts, from released counts, "
+                                   "one decimal; null when they are not all released.")
+    p_value = serializers.ChoiceField(choices=P_VALUE_BANDS,
+                                      help_text="Band of the adjusted p-value.")
+    signals = SignalOutput(many=True)
+    attrition_signature = serializers.BooleanField()
+    summary = serializers.CharField()
+    sentence = serializers.CharField()
+
+
 class ExportOutput(serializers.Serializer):
     survey = serializers.CharField()
     min_group_size = serializers.IntegerField()
@@ -55,7 +94,7 @@ class ExportOutput(serializers.Serializer):
     timeline = serializers.JSONField()
     cells = serializers.JSONField()
     units = serializers.JSONField()
-    clusters = serializers.JSONField()
+    clusters = ClusterOutput(many=True)
 
 
 class SurveyExportApi(APIView):
@@ -148,36 +187,19 @@ class ClustersOutput(serializers.Serializer):
         replicas = serializers.IntegerField()
         seed = serializers.IntegerField()
 
-    class ClusterOutput(serializers.Serializer):
-        class SignalOutput(serializers.Serializer):
-            code = serializers.CharField()
-            share = serializers.FloatField()
-            baseline_share = serializers.FloatField(allow_null=True)
-            lift = serializers.FloatField(allow_null=True)
-
-        model = serializers.CharField()
-        scope = serializers.ChoiceField(choices=["company", "unit"])
-        unit = serializers.CharField()
-        start = serializers.DateField()
-        end = serializers.DateField()
-        observed = serializers.IntegerField()
-        expected = serializers.FloatField()
-        relative_risk = serializers.FloatField(allow_null=True)
-        llr = serializers.FloatField()
-        p_value = serializers.FloatField()
-        signals = SignalOutput(many=True)
-        attrition_signature = serializers.BooleanField()
-        summary = serializers.CharField()
-
     run = RunOutput(allow_null=True)
-    clusters = ClusterOutput(many=True)
+    clusters = ClusterOutput(
+        many=True, help_text="Only clusters at the significance level (adjusted p at most "
+                             "0.05), and only where the released counts already show at least "
+                             "the minimum group size in them; none is not evidence that "
+                             "nothing happened.")
 
 
 class SurveyClustersApi(APIView):
     @extend_schema(responses={200: ClustersOutput})
     def get(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
-        return Response(ClustersOutput(detection.clusters_latest(survey=survey)).data)
+        return Response(ClustersOutput(selectors.clusters_document(survey=survey)).data)
 
 
 class SharedClustersApi(APIView):
@@ -187,4 +209,4 @@ class SharedClustersApi(APIView):
     @extend_schema(responses={200: ClustersOutput}, auth=[])
     def get(self, request, dashboard_token):
         survey = survey_selectors.survey_by_dashboard_token(token=dashboard_token)
-        return Response(ClustersOutput(detection.clusters_latest(survey=survey)).data)
+        return Response(ClustersOutput(selectors.clusters_document(survey=survey)).data)

@@ -93,6 +93,8 @@ SIGNAL_PHRASES = {
 SUMMARY_MIN_LIFT = 1.5
 SUMMARY_MAX_SIGNALS = 2
 SIGNATURE_DOMINANT_SHARE = 0.5
+# A cluster is a finding, and is released at all, only at this adjusted p-value or below.
+SIGNIFICANCE_LEVEL = 0.05
 
 
 # --------------------------------------------------------------------------------------
@@ -504,9 +506,25 @@ def _percent(share: float) -> str:
     return f"{round(share * 100)}%"
 
 
+def signature_marked(shares: dict[str, float]) -> bool:
+    """Whether most of a cluster's reports carry each mark of the attrition-drive pattern:
+    every one of `SIGNATURE_ALL` and at least one of `SIGNATURE_ANY`, each on its own.
+    Decided from per-signal shares, so that a released cluster decides it from released
+    signal counts alone."""
+    def most(code: str) -> bool:
+        return shares.get(code, 0.0) >= SIGNATURE_DOMINANT_SHARE
+
+    return (all(most(code) for code in catalog.SIGNATURE_ALL)
+            and any(most(code) for code in catalog.SIGNATURE_ANY))
+
+
 def cluster_summary(*, shares: list[SignalShare], signature_dominant: bool) -> str:
-    standing_out = [s for s in shares if s.code in catalog.SIGNAL_CODES
-                    and (s.baseline_share == 0 or (s.lift or 0) >= SUMMARY_MIN_LIFT)]
+    signals = [s for s in shares if s.code in catalog.SIGNAL_CODES]
+    standing_out = [s for s in signals
+                    if s.baseline_share == 0 or (s.lift or 0) >= SUMMARY_MIN_LIFT]
+    if not standing_out and all(s.baseline_share is None for s in signals):
+        # Nothing to compare with: say what is most common here instead.
+        standing_out = sorted(signals, key=lambda s: (-s.share, s.code))
     parts = []
     for s in standing_out[:SUMMARY_MAX_SIGNALS]:
         line = f"{_percent(s.share)} say {SIGNAL_PHRASES[s.code]}"
@@ -515,14 +533,20 @@ def cluster_summary(*, shares: list[SignalShare], signature_dominant: bool) -> s
         parts.append(line)
     text = "; ".join(parts) + "." if parts else "No signal stands out against the other reports."
     if signature_dominant:
-        text += (" Most reports here fit the attrition-drive pattern: good standing, an abrupt "
-                 "reversal, and a recap or coaching plan building a paper trail.")
+        text += (" Most reports here carry each mark of the attrition-drive pattern: good "
+                 "standing, an abrupt reversal, and a recap or coaching plan building a paper "
+                 "trail.")
     return text[0].upper() + text[1:]
 
 
 def detection_rank(*, run_id) -> int:
     """Scores the observed cuts against the replica maxima and stores the
-    clusters (at least k observed), best first; returns how many."""
+    clusters (at least k observed), best first; returns how many.
+
+    The stored rows keep the run's exact figures (counts, expectation, ratio, LLR, shares
+    against live reports) so that a run can be checked and reproduced; they are never
+    released as they are: `reports.selectors.cluster_release` decides what of a cluster
+    leaves the server."""
     run = DetectionRun.objects.select_related("survey").defer("inputs").get(id=run_id)
     arrays, _ = _run_data(run)
     k = run.survey.min_group_size
@@ -530,7 +554,6 @@ def detection_rank(*, run_id) -> int:
     parents = arrays["parents"]
     paths = arrays["unit_paths"]
     days = [dt.date.fromordinal(int(o)) for o in arrays["period_ordinals"]]
-    cases = _signature_cases(arrays["report_signals"])
     ranked = []
     for model in run.models_run:
         cuts = [cut for cut in run.observed.get(model, []) if cut["observed"] >= k]
@@ -551,8 +574,7 @@ def detection_rank(*, run_id) -> int:
                   & (arrays["report_periods"] <= cut["end"]))
         shares = _shares(inside=inside, arrays=arrays, k=k)
         n_in = int(inside.sum())
-        n_cases = int((cases & inside).sum())
-        dominant = n_cases >= k and n_cases >= SIGNATURE_DOMINANT_SHARE * n_in
+        dominant = signature_marked({s.code: s.share for s in shares})
         expected = float(cut["expected"])
         clusters.append(DetectionCluster(
             run=run, rank=rank, model=model,
@@ -703,7 +725,9 @@ def latest_run(*, survey: Survey) -> DetectionRun | None:
 
 
 def clusters_latest(*, survey: Survey) -> dict:
-    """The latest completed run's clusters, best first, in API shape."""
+    """The latest completed run and its stored clusters, best first, with their exact
+    figures: for the server only (the `simulate` command, and `cluster_release`, which is
+    the only way a cluster reaches a page, the API or an export)."""
     run = latest_run(survey=survey)
     if run is None:
         return {"run": None, "clusters": []}

@@ -11,6 +11,7 @@ combination of pages, API calls and exports tells an attacker more than the rele
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable
@@ -423,18 +424,6 @@ class Breakdown:
 
 
 @dataclass(frozen=True)
-class ClusterCard:
-    unit: str
-    start: str
-    end: str
-    sentence: str
-    reports: int | None
-    ratio: float | None
-    p_value: float | None
-    top_signal: Share | None
-
-
-@dataclass(frozen=True)
 class Dashboard:
     survey: Survey
     k: int
@@ -443,7 +432,7 @@ class Dashboard:
     timeline: Timeline
     heatmap: list[HeatNode]
     breakdown: Breakdown | None
-    clusters: list[ClusterCard]
+    clusters: list[ReleasedCluster]
     units: list[str]
     selected_unit: str | None
     table_rows: list[tuple[str, list[Bar], int | None]]
@@ -566,17 +555,200 @@ def period_window(rel: Release, *, start: dt.date | None, end: dt.date | None) -
                  and (end is None or period <= end.isoformat()))
 
 
-def clusters_from(rel: Release, *, survey: Survey,
-                  clusters: list[dict] | None = None) -> list[ClusterCard]:
-    """Cluster cards from the latest detection run, with every count taken from the release.
+# -- what a detection run releases -----------------------------------------------------------
+#
+# A detection run scans the reports themselves, so everything it knows about a cut (its
+# observed and expected counts, the ratio, the LLR, signal shares against the rest) is exact
+# and reaches into hidden cells. None of that leaves the server. `cluster_release` is the one
+# step between a stored cluster and the page, the API, the export and the sentences: it keeps
+# the cut's identity (model, branch, window) and a p-value band, and takes every number from
+# the released table, as a sum of released figures or a function of such sums.
 
-    A detection run reads live reports, so its own counts are not repeated here: the card's
-    count and signal share are released cells summed over the cluster's unit and periods,
-    and a cluster whose window is not fully released gets no count at all.
+# Bands a released p-value is given in, as (upper bound, text); the last is the level a
+# cluster must reach to be released at all.
+P_VALUE_BANDS = tuple((bound, f"at most {bound:g}")
+                      for bound in (0.001, 0.01, detection.SIGNIFICANCE_LEVEL))
+
+
+def p_value_band(p_value: float) -> str | None:
+    """The band of a (Bonferroni-adjusted) p-value; None above the significance level."""
+    for bound, text in P_VALUE_BANDS:
+        if p_value <= bound:
+            return text
+    return None
+
+
+@dataclass(frozen=True)
+class ClusterShare:
+    """A signal or outcome among a released cluster's reports, from released cells only."""
+
+    code: str
+    label: str
+    count: int
+    percent: int
+    baseline_percent: int | None  # among every report outside the cut
+    lift: float | None  # share / baseline share, one decimal
+
+
+@dataclass(frozen=True)
+class ReleasedCluster:
+    model: str
+    scope: str
+    unit: str
+    start: dt.date  # first day of the first period
+    end: dt.date  # first day of the last period
+    last_day: dt.date
+    reports: int | None  # None: shown without any number
+    ratio: float | None
+    p_value: str
+    signals: list[ClusterShare]
+    attrition_signature: bool
+    summary: str
+    sentence: str
+
+    @property
+    def top_signal(self) -> ClusterShare | None:
+        shown = [s for s in self.signals if s.code in catalog.SIGNAL_CODES]
+        return max(shown, key=lambda s: (s.count, -catalog.SIGNAL_CODES.index(s.code)),
+                   default=None)
+
+
+def _row_total(rel: Release, unit: str) -> int | None:
+    total = rel.cell(unit, None)
+    return total if total is not None else rel.window(unit, rel.periods)
+
+
+def _company(rel: Release, periods: tuple[str, ...]) -> int | None:
+    return _sum_all(rel.overall(period) for period in periods)
+
+
+def _everyone(rel: Release) -> int | None:
+    total = rel.overall(None)
+    return total if total is not None else _company(rel, rel.periods)
+
+
+def _part_sum(rel: Release, released: disclosure.Released, unit: str,
+              periods: tuple[str, ...]) -> int | None:
+    """A signal's or outcome's count over periods, when released in each; a period whose
+    report count is a released 0 holds none of it."""
+    return _sum_all(0 if rel.cell(unit, period) == 0 else released.counts.get((unit, period))
+                    for period in periods)
+
+
+def _part_total(rel: Release, released: disclosure.Released, unit: str) -> int | None:
+    total = released.counts.get((unit, None))
+    return total if total is not None else _part_sum(rel, released, unit, rel.periods)
+
+
+def released_ratio(rel: Release, *, unit: str, window: tuple[str, ...]) -> float | None:
+    """How many more of the branch's reports fall in the window than the rest of the
+    organisation's rate predicts: ``c (C - n) / (n (C_W - c))`` with ``c`` the branch over the
+    window, ``n`` the branch over every period, ``C_W`` everyone over the window and ``C``
+    everyone. Only when all four are released (so the ratio is a function of released
+    figures), and ``n``, ``C - n`` and ``C_W - c`` are positive; one decimal."""
+    inside = rel.window(unit, window)
+    branch = _row_total(rel, unit)
+    everyone_window = _company(rel, window)
+    everyone = _everyone(rel)
+    if None in (inside, branch, everyone_window, everyone):
+        return None
+    rest_window, rest = everyone_window - inside, everyone - branch
+    if branch <= 0 or rest <= 0 or rest_window <= 0:
+        return None
+    return round(inside * rest / (branch * rest_window), 1)
+
+
+def _cluster_shares(rel: Release, *, unit: str, window: tuple[str, ...],
+                    reports: int) -> list[ClusterShare]:
+    everyone = _everyone(rel)
+    out = []
+    for parts, labels, codes in ((rel.signals, _SIGNAL_LABELS, catalog.SIGNAL_CODES),
+                                 (rel.outcomes, _OUTCOME_LABELS, catalog.OUTCOME_CODES)):
+        for code in codes:
+            count = _part_sum(rel, parts[code], unit, window)
+            if not count:
+                continue
+            share = count / reports
+            overall = _sum_all(_part_total(rel, parts[code], root) for root in rel.roots)
+            baseline = lift = None
+            if overall is not None and everyone is not None and everyone > reports:
+                baseline = (overall - count) / (everyone - reports)
+                lift = round(share / baseline, 1) if baseline > 0 else None
+            out.append(ClusterShare(
+                code=code, label=labels[code], count=count, percent=round(100 * share),
+                baseline_percent=None if baseline is None else round(100 * baseline),
+                lift=lift))
+    return out
+
+
+def released_floor(rel: Release, *, unit: str, period: str) -> int:
+    """The least count of ``unit`` in ``period`` that the released cells alone imply: the
+    cell itself when released, else the sum of the released cells below it reached through
+    hidden ones (every count filed below is at least 0)."""
+    value = rel.cell(unit, period)
+    if value is not None:
+        return value
+    return sum(released_floor(rel, unit=child, period=period)
+               for child in rel.children.get(unit, []))
+
+
+def cluster_release(rel: Release, cluster: dict, *, period: str) -> ReleasedCluster | None:
+    """The disclosure step for one stored cluster: what may be shown of it, or None.
+
+    A cluster is released only when its adjusted p-value is at most the significance level.
+    Its count is the sum of the released cells of its branch over its window, when all are
+    released; its signal counts are sums of released signal cells, its ratio and signal
+    baselines functions of released figures (`released_ratio`), its p-value a band. When
+    a cell of the window is hidden the cluster is shown without any number, and only if the
+    released cells already imply that the cut holds at least k reports
+    (`released_floor`), since a cluster's existence says so; otherwise not at all. The stored
+    cluster's own counts, expectation, ratio, LLR and shares are never read.
     """
+    band = p_value_band(cluster["p_value"])
+    unit = cluster["unit"]
+    if band is None or unit not in rel.parents:
+        return None
+    start, end = cluster["start"], cluster["end"]
+    window = tuple(p for p in rel.periods if start.isoformat() <= p <= end.isoformat())
+    if not window:
+        return None
+    reports = rel.window(unit, window)
+    if reports is None and sum(released_floor(rel, unit=unit, period=p)
+                               for p in window) < rel.k:
+        return None
+    if reports == 0:
+        return None
+    shares = [] if reports is None else _cluster_shares(rel, unit=unit, window=window,
+                                                        reports=reports)
+    ratio = None if reports is None else released_ratio(rel, unit=unit, window=window)
+    marked = reports is not None and detection.signature_marked(
+        {s.code: s.count / reports for s in shares})
+    summary = "" if reports is None else detection.cluster_summary(
+        shares=[detection.SignalShare(s.code, s.count, s.count / reports,
+                                      None if s.baseline_percent is None else
+                                      s.baseline_percent / 100, s.lift) for s in shares],
+        signature_dominant=marked)
+    last_day = _period_end(end, period)
+    released = ReleasedCluster(
+        model=cluster["model"], scope="company" if rel.parents[unit] is None else "unit",
+        unit=unit, start=start, end=end, last_day=last_day, reports=reports, ratio=ratio,
+        p_value=band, signals=shares, attrition_signature=marked, summary=summary,
+        sentence="")
+    return dataclasses.replace(released, sentence=cluster_sentence(released))
+
+
+def clusters_from(rel: Release, *, survey: Survey,
+                  clusters: list[dict] | None = None) -> list[ReleasedCluster]:
+    """The latest run's clusters as released: significant ones with a released count, through
+    `cluster_release`, in p-value band order, then by ratio, unit and window (never by the
+    run's own ranking, which orders cuts by their exact LLR)."""
     if clusters is None:
         clusters = detection.clusters_latest(survey=survey)["clusters"]
-    return [_card(rel, cluster, period=survey.period) for cluster in clusters]
+    released = [card for cluster in clusters
+                if (card := cluster_release(rel, cluster, period=survey.period)) is not None]
+    bands = [text for _, text in P_VALUE_BANDS]
+    return sorted(released, key=lambda c: (bands.index(c.p_value), -(c.ratio or 0.0), c.unit,
+                                           c.start, c.end, c.model))
 
 
 def _period_end(start: dt.date, period: str) -> dt.date:
@@ -584,30 +756,6 @@ def _period_end(start: dt.date, period: str) -> dt.date:
         return start + dt.timedelta(days=6)
     following = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     return following - dt.timedelta(days=1)
-
-
-def _card(rel: Release, cluster: dict, *, period: str) -> ClusterCard:
-    unit = cluster["unit"]
-    start, end = cluster["start"], cluster["end"]
-    window = tuple(p for p in rel.periods if start.isoformat() <= p <= end.isoformat())
-    reports = rel.window(unit, window) if window and unit in rel.parents else None
-    ratio, p_value = cluster.get("relative_risk"), cluster.get("p_value")
-    top = None
-    if reports:
-        top_count, top_code = 0, None
-        for code in catalog.SIGNAL_CODES:
-            count = rel.part_window(rel.signals[code], unit, window)
-            if count and count > top_count:
-                top_count, top_code = count, code
-        if top_code:
-            top = Share(top_code, _SIGNAL_LABELS[top_code], top_count,
-                        round(100 * top_count / reports))
-    last_day = _period_end(end, period)
-    return ClusterCard(unit=unit, start=start.isoformat(), end=last_day.isoformat(),
-                       sentence=cluster_sentence(unit=unit, start=start, end=last_day,
-                                                 reports=reports, ratio=ratio, p_value=p_value,
-                                                 top=top),
-                       reports=reports, ratio=ratio, p_value=p_value, top_signal=top)
 
 
 def _day_span(first: dt.date, last: dt.date) -> str:
@@ -618,28 +766,49 @@ def _day_span(first: dt.date, last: dt.date) -> str:
     return f"{first:%-d %b %Y}–{last:%-d %b %Y}"
 
 
-def _p_text(p_value: float | None) -> str:
-    if p_value is None:
-        return ""
-    if p_value < 0.001:
-        return "p < 0.001"
-    return f"p = {p_value:.3f}".rstrip("0").rstrip(".") if p_value < 0.01 else f"p = {p_value:.2f}"
+def _p_text(band: str) -> str:
+    return "p ≤ " + band.removeprefix("at most ")
 
 
-def cluster_sentence(*, unit: str, start: dt.date, end: dt.date, reports: int | None,
-                     ratio: float | None, p_value: float | None, top: Share | None) -> str:
-    parts = [f"{unit}, {_day_span(start, end)}: "]
-    parts.append(f"{reports} reports" if reports is not None
+def cluster_sentence(cluster: ReleasedCluster) -> str:
+    """The card's sentence: every number in it is a figure of the released cluster."""
+    sentence = f"{cluster.unit}, {_day_span(cluster.start, cluster.last_day)}: "
+    sentence += (f"{cluster.reports} reports" if cluster.reports is not None
                  else "a count that stays hidden to protect small groups")
-    if ratio is not None:
-        stat = f", {ratio:.1f}× what the rest of the organisation would predict"
-        p_text = _p_text(p_value)
-        parts.append(f"{stat} ({p_text})" if p_text else stat)
-    sentence = "".join(parts)
+    if cluster.ratio is not None:
+        sentence += f", {cluster.ratio:.1f}× what the rest of the organisation would predict"
+    sentence += f" ({_p_text(cluster.p_value)})"
+    top = cluster.top_signal
     if top is not None:
         phrase = detection.SIGNAL_PHRASES.get(top.code, top.label.lower())
         sentence += f"; {top.percent}% say {phrase}"
     return sentence + "."
+
+
+def clusters_document(*, survey: Survey) -> dict:
+    """The clusters API's body (`ClustersOutput`), the same for the organizer and the
+    dashboard link."""
+    latest = detection.clusters_latest(survey=survey)
+    clusters = latest["clusters"]
+    if not any(p_value_band(cluster["p_value"]) for cluster in clusters):
+        return {"run": latest["run"], "clusters": []}
+    wanted = {cluster["unit"] for cluster in clusters}
+    rel = _release_of(survey, part_units=lambda units, roots: wanted | set(roots))
+    return {"run": latest["run"],
+            "clusters": [cluster_fields(c) for c in clusters_from(rel, survey=survey,
+                                                                  clusters=clusters)]}
+
+
+def cluster_fields(cluster: ReleasedCluster) -> dict:
+    return {"model": cluster.model, "scope": cluster.scope, "unit": cluster.unit,
+            "start": cluster.start, "end": cluster.end, "last_day": cluster.last_day,
+            "reports": cluster.reports,
+            "ratio": cluster.ratio, "p_value": cluster.p_value,
+            "signals": [{"code": s.code, "count": s.count, "percent": s.percent,
+                         "baseline_percent": s.baseline_percent, "lift": s.lift}
+                        for s in cluster.signals],
+            "attrition_signature": cluster.attrition_signature, "summary": cluster.summary,
+            "sentence": cluster.sentence}
 
 
 def dashboard(*, survey: Survey, unit: str | None = None, start: dt.date | None = None,
@@ -652,7 +821,7 @@ def dashboard(*, survey: Survey, unit: str | None = None, start: dt.date | None 
 
     def part_units(units: list[str], roots: list[str]) -> set[str]:
         focus = unit if unit in units else (roots[0] if len(roots) == 1 else None)
-        return {focus, *(cluster["unit"] for cluster in clusters)} - {None}
+        return {focus, *roots, *(cluster["unit"] for cluster in clusters)} - {None}
 
     rel = _release_of(survey, part_units=part_units)
     if unit is not None and unit not in rel.parents:
@@ -695,7 +864,7 @@ def export_document(*, survey: Survey) -> dict:
                    "signals": _parts_at(rel.signals, total.unit, None),
                    "outcomes": _parts_at(rel.outcomes, total.unit, None)}
                   for total in unit_totals_from(rel)],
-        "clusters": [{"unit": card.unit, "start": card.start, "end": card.end,
-                      "reports": card.reports, "ratio": card.ratio, "p_value": card.p_value,
-                      "sentence": card.sentence} for card in clusters_from(rel, survey=survey)],
+        "clusters": [{**cluster_fields(card), "start": card.start.isoformat(),
+                      "end": card.end.isoformat(), "last_day": card.last_day.isoformat()}
+                     for card in clusters_from(rel, survey=survey)],
     }

@@ -240,18 +240,56 @@ def test_cluster_card_counts_come_from_the_released_cells(client, published):
     finished_run_with_cluster(published, start=dt.date(2026, 2, 1), end=dt.date(2026, 2, 1),
                               observed=17)
     html = page(client, published).content.decode()
-    assert ("Acme/Retail/Marketing, 1–28 Feb 2026: 4 reports, 4.1× what the rest of the "
-            "organisation would predict (p = 0.001); 100% say the feedback turned "
-            "suddenly.") in html
+    # Marketing's own total is hidden, so no ratio can be worked out from released figures.
+    assert ("Acme/Retail/Marketing, 1–28 Feb 2026: 4 reports (p ≤ 0.001); 100% say the "
+            "feedback turned suddenly.") in html
     assert "17 reports" not in html
+    assert "4.1×" not in html
     assert "live summary" not in html
 
 
-def test_cluster_card_on_a_hidden_window_shows_no_count(client, published):
+def test_a_cluster_ratio_is_worked_out_from_released_counts_only(client, published):
+    finished_run_with_cluster(published, unit_path="Acme/Retail", end=dt.date(2026, 2, 1),
+                              relative_risk=4.1, p_value=0.004)
+    body = shared(client, published, "clusters")
+    # Retail 7 + 4 of its 11, against the rest's 0 + 5 of 5: 11 * 5 / (11 * 5).
+    assert [(c["unit"], c["reports"], c["ratio"], c["p_value"]) for c in body["clusters"]] == [
+        ("Acme/Retail", 11, 1.0, "at most 0.01")]
+    assert body["clusters"][0]["sentence"] == (
+        "Acme/Retail, 1 Jan–28 Feb 2026: 11 reports, 1.0× what the rest of the organisation "
+        "would predict (p ≤ 0.01); 100% say the feedback turned suddenly.")
+    assert shared(client, published, "export")["clusters"][0]["sentence"] == (
+        body["clusters"][0]["sentence"])
+
+
+def test_the_clusters_endpoint_reads_a_fixed_number_of_queries(
+        client, published, django_assert_num_queries):
+    finished_run_with_cluster(published, unit_path="Acme/Retail", end=dt.date(2026, 2, 1))
+    url = f"/api/v1/d/{published.dashboard_token}/clusters/"
+    # survey, run, its clusters, the released table, the units' signal counts
+    with django_assert_num_queries(5):
+        assert len(client.get(url).json()["clusters"]) == 1
+
+
+def test_a_cluster_whose_hidden_cells_could_hold_fewer_than_k_is_not_listed(client, published):
     finished_run_with_cluster(published, unit_path="Acme/Retail/Sales", observed=99)
     html = page(client, published).content.decode()
-    assert "Acme/Retail/Sales, 1–31 Jan 2026: a count that stays hidden" in html
+    assert "Acme/Retail/Sales, 1–31 Jan 2026" not in html
     assert "99" not in html
+    assert "No finding is not evidence that nothing happened" in html
+    assert shared(client, published, "clusters")["clusters"] == []
+
+
+def test_a_cluster_above_the_significance_level_is_released_nowhere(
+        client, organizer, published):
+    finished_run_with_cluster(published, unit_path="Acme", p_value=0.06)
+    assert shared(client, published, "clusters")["clusters"] == []
+    assert shared(client, published, "export")["clusters"] == []
+    own = organizer_client(organizer)
+    assert own.get(f"/api/v1/surveys/{published.id}/clusters/").json()["clusters"] == []
+    html = own.get(f"/organizer/surveys/{published.id}/").content.decode()
+    assert "cluster-sentence" not in html
+    assert "No cluster stands out at the survey's significance level" in html
 
 
 def seeded(owner, *, departments: int, teams: int, periods: int):

@@ -10,6 +10,7 @@ are integral and an integer-reasoning attacker learns nothing more.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 import random
@@ -449,3 +450,194 @@ def test_protection_is_deterministic_and_a_fixed_point(survey, rnd: random.Rando
     assert again == first
     cell_hidden = [key for key in first.hidden if key[1] is not None]
     assert protect(Table(parents, periods, cells), k, suppress=cell_hidden) == first
+
+
+# -- clusters: what a detection run releases --------------------------------------------------
+
+
+def primary_interval(k: int) -> tuple[int, int]:
+    """What a respondent was promised about a hidden count: no attacker narrows it below
+    this interval. Every cluster attack test takes its bound from here."""
+    return 1, k - 1
+
+
+def assert_as_wide_as_promised(att, v, true, k, what):
+    low, high = primary_interval(k)
+    lo, hi = att.range(v)
+    assert lo - 1e-6 <= true <= hi + 1e-6, (what, lo, true, hi)
+    pinned_ok = hi - lo < 1e-6 and (true == 0 or true >= k)
+    assert hi - lo >= (high - low) - 1e-6 or pinned_ok, (
+        f"{what}: true {true}, attacker sees [{lo}, {hi}]")
+
+
+class ClusterAttacker(Attacker):
+    """Adds lower bounds (a cluster without a count still says it holds at least k) and
+    two-sided bounds (a rounded percentage of a known count)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.bounds: list[tuple[np.ndarray, float]] = []  # v.x >= value
+
+    def at_least(self, v, value):
+        self.bounds.append((v, float(value)))
+
+    def range(self, v):
+        saved = list(self.at_least_one)
+        extra = [row for row, _ in self.bounds]
+        try:
+            self.at_least_one = saved + extra
+            rhs_extra = [value for _, value in self.bounds]
+            a = np.array(self.rows) if self.rows else None
+            b = np.array(self.rhs) if self.rows else None
+            a_ub = -np.array(self.at_least_one) if self.at_least_one else None
+            b_ub = (-np.array([1.0] * len(saved) + rhs_extra)
+                    if self.at_least_one else None)
+            ends = []
+            for sign in (1, -1):
+                res = linprog(sign * v, A_eq=a, b_eq=b, A_ub=a_ub, b_ub=b_ub,
+                              bounds=(0, None), method="highs")
+                if res.status == 3:
+                    ends.append(sign * -np.inf)
+                else:
+                    assert res.status == 0, res.message
+                    ends.append(sign * res.fun)
+            return ends[0], ends[1]
+        finally:
+            self.at_least_one = saved
+
+
+def _iso_periods(periods):
+    return {p: dt.date(2025, 1 + j, 1).isoformat() for j, p in enumerate(periods)}
+
+
+@st.composite
+def surveys_with_clusters(draw):
+    """A random survey with a planted surge, and clusters at the surge and at random cuts
+    with random p-values, as a detection run might store them."""
+    parents, periods, reports, k = draw(surveys(max_units=10, max_periods=5))
+    units = sorted(parents)
+    iso = _iso_periods(periods)
+    plant_unit = draw(st.sampled_from(units))
+    first = draw(st.integers(0, len(periods) - 1))
+    last = draw(st.integers(first, len(periods) - 1))
+    surge = draw(st.integers(0, 12))
+    rnd = draw(st.randoms(use_true_random=False))
+    reports = reports + [(plant_unit, periods[rnd.randint(first, last)], rnd.randrange(8))
+                         for _ in range(surge)]
+    cuts = [(plant_unit, first, last)]
+    for _ in range(draw(st.integers(0, 4))):
+        a = draw(st.integers(0, len(periods) - 1))
+        cuts.append((draw(st.sampled_from(units)), a, draw(st.integers(a, len(periods) - 1))))
+    clusters = [{"model": "joint", "unit": unit,
+                 "start": dt.date.fromisoformat(iso[periods[a]]),
+                 "end": dt.date.fromisoformat(iso[periods[b]]),
+                 "p_value": draw(st.sampled_from([0.001, 0.004, 0.02, 0.05, 0.06, 1.0])),
+                 "observed": 99, "expected": 1.0, "relative_risk": 99.0, "llr": 9.9}
+                for unit, a, b in cuts]
+    return parents, periods, reports, k, clusters
+
+
+def _release_for(parents, periods, reports, k):
+    """A `selectors.Release` of the random survey: reports, and one signal (categories 0..3
+    carry it)."""
+    from reports import selectors
+    from surveys import catalog
+
+    iso = _iso_periods(periods)
+    split = roll_up(parents, [(u, iso[t], "s" if c < 4 else "c") for u, t, c in reports])
+    s, c = split.get("s", Counter()), split.get("c", Counter())
+    n = add(s, c)
+    dates = tuple(iso[p] for p in periods)
+    table = Table(parents, dates, dict(n))
+    released = protect(table, k)
+    signal = catalog.SIGNAL_CODES[0]
+    out = protect_breakdown(table, released, {signal: dict(s)}, exclusive=False)[signal]
+    empty = Released(k=k, counts={}, hidden=frozenset())
+    children: dict = {}
+    for unit in sorted(parents):
+        children.setdefault(parents[unit], []).append(unit)
+    rel = selectors.Release(
+        k=k, parents=dict(parents), periods=dates, reports=released,
+        signals={code: (out if code == signal else empty) for code in catalog.SIGNAL_CODES},
+        outcomes={code: empty for code in catalog.OUTCOME_CODES},
+        present=frozenset((u, t) for u in parents for t in dates), children=children)
+    return rel, dates, n, s, c, released, out, signal
+
+
+@PROPERTY
+@given(surveys_with_clusters())
+def test_released_clusters_add_nothing_to_the_released_table(survey):
+    """Every figure of a released cluster is recomputed here from the released table alone
+    (count, signal counts and percentages, ratio), only clusters at the significance level
+    are released, and with every cluster fact in the attacker's constraints (counts, signal
+    counts, the at-least-k a cluster without a count stands for, percentages as the bands
+    they were rounded from) no hidden count is narrower than the promised interval."""
+    from reports import selectors
+
+    parents, periods, reports, k, clusters = survey
+    rel, dates, n, s, _, released, out, signal = _release_for(parents, periods, reports, k)
+    # A run stores only cuts holding at least k reports.
+    clusters = [cl for cl in clusters if sum(
+        n.get((cl["unit"], t), 0) for t in dates
+        if cl["start"].isoformat() <= t <= cl["end"].isoformat()) >= k]
+    shown = [card for cluster in clusters
+        if (card := selectors.cluster_release(rel, cluster, period="month")) is not None]
+    att = ClusterAttacker(parents, dates, ("s", "c"))
+    att.know(("s", "c"), released)
+    att.know_the_rule(("s", "c"), released)
+    att.know(("s",), out)
+    everyone = sum(released.counts[(r, None)] if (r, None) in released.counts else
+                   sum(released.counts.get((r, t), 0) for t in dates)
+                   for r in sorted(parents) if parents[r] is None) if all(
+        (r, t) in released.counts for r in parents if parents[r] is None for t in dates) else None
+    for card in shown:
+        assert min(cl["p_value"] for cl in clusters if cl["unit"] == card.unit
+                   and cl["start"] == card.start and cl["end"] == card.end) <= 0.05
+        window = tuple(t for t in dates if card.start.isoformat() <= t <= card.end.isoformat())
+        cells = [released.counts.get((card.unit, t)) for t in window]
+        if card.reports is None:
+            assert None in cells
+            assert not card.signals
+            assert card.ratio is None
+            assert "reports" not in card.sentence.split(":", 1)[1]
+            att.at_least(sum(att.vec(("s", "c"), card.unit, t) for t in window), k)
+            continue
+        assert None not in cells
+        assert card.reports == sum(cells)
+        window_vec = sum(att.vec(("s", "c"), card.unit, t) for t in window)
+        att.rows.append(window_vec)
+        att.rhs.append(card.reports)
+        for share in card.signals:
+            signal_cells = [out.counts.get((card.unit, t)) for t in window]
+            assert share.code == signal
+            assert None not in signal_cells
+            assert share.count == sum(signal_cells)
+            assert share.percent == round(100 * share.count / card.reports)
+            signal_vec = sum(att.vec(("s",), card.unit, t) for t in window)
+            att.rows.append(signal_vec)
+            att.rhs.append(share.count)
+            # the percentage as the band it was rounded from, over the known count
+            att.at_least(signal_vec - (share.percent - 0.5) / 100 * window_vec, 0)
+            att.at_least((share.percent + 0.5) / 100 * window_vec - signal_vec, 0)
+        branch = (released.counts.get((card.unit, None)) if (card.unit, None) in released.counts
+                  else (sum(released.counts[(card.unit, t)] for t in dates)
+                        if all((card.unit, t) in released.counts for t in dates) else None))
+        roots = [r for r in parents if parents[r] is None]
+        window_all = (sum(released.counts[(r, t)] for r in roots for t in window)
+                      if all((r, t) in released.counts for r in roots for t in window)
+                      else None)
+        if card.ratio is not None:
+            assert None not in (branch, window_all, everyone)
+            assert card.ratio == round(card.reports * (everyone - branch)
+                                       / (branch * (window_all - card.reports)), 1)
+    for u in sorted(parents):
+        for t in (*dates, None):
+            true = sum(n.get((u, x), 0) for x in dates) if t is None else n.get((u, t), 0)
+            if (u, t) in released.hidden:
+                assert_as_wide_as_promised(att, att.vec(("s", "c"), u, t), true, k,
+                                           f"hidden {(u, t)}")
+            if t is None:
+                continue
+            if (u, t) in released.counts and (u, t) not in out.counts:
+                assert_as_wide_as_promised(att, att.vec(("s",), u, t), s.get((u, t), 0), k,
+                                           f"hidden signal {(u, t)}")

@@ -15,19 +15,24 @@ shown anyway (0 or >= k).
 
 import datetime as dt
 import itertools
+import json
 import random
 import re
+import urllib.parse
+import urllib.request
 from html import escape, unescape
 
 import numpy as np
 import pytest
 from django.core.cache import cache
+from rest_framework.authtoken.models import Token
 from scipy.optimize import linprog
 
 from reports import services as report_services
 from surveys import catalog
 from surveys.models import Report
-from tests.factories import survey_with_units
+from tests.factories import OrganizerFactory, survey_with_units
+from tests.stack import detection_over_http
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +81,8 @@ class Attacker:
         self.rows: list[np.ndarray] = []
         self.rhs: list[float] = []
         self.at_least_one: list[np.ndarray] = []
+        self.lower_rows: list[np.ndarray] = []
+        self.lower_rhs: list[float] = []
 
     def subtree(self, unit):
         out, stack = [], [unit]
@@ -102,10 +109,15 @@ class Attacker:
         """A withheld report count is never 0: the rule shows every zero."""
         self.at_least_one.append(v)
 
+    def know_at_least(self, v, value):
+        self.lower_rows.append(v)
+        self.lower_rhs.append(value)
+
     def range(self, v):
         ends = []
-        a_ub = -np.array(self.at_least_one) if self.at_least_one else None
-        b_ub = -np.ones(len(self.at_least_one)) if self.at_least_one else None
+        lower = self.at_least_one + self.lower_rows
+        a_ub = -np.array(lower) if lower else None
+        b_ub = -np.array([1.0] * len(self.at_least_one) + self.lower_rhs) if lower else None
         for sign in (1, -1):
             res = linprog(sign * v, A_eq=np.array(self.rows), b_eq=np.array(self.rhs),
                           A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
@@ -225,3 +237,369 @@ def test_the_attacker_does_catch_a_primary_only_release():
         attacker.know(vector, float(vector @ truth))
     with pytest.raises(AssertionError, match="attacker sees"):
         attacker.assert_safe(attacker.rolled(CATS, "Co/A", ("2025-01-01",)), truth, 5, "Co/A")
+
+
+# -- detection runs release clusters: the attacker reads them too ------------------------------
+
+REPRO_TEAMS = ("Co/D1/T1", "Co/D1/T2", "Co/D1/T3", "Co/D2/T4", "Co/D2/T5")
+REPRO_MONTHS = [dt.date(2025, month, 1) for month in (1, 2, 3, 4)]
+
+
+def primary_interval(k: int) -> tuple[int, int]:
+    """What a respondent was promised about a hidden count: the attacker learns no more
+    than that it lies in this interval. Every bound the attacker tests check comes from here."""
+    return 1, k - 1
+
+
+def assert_no_narrower_than_promised(attacker, v, truth, k, what):
+    """A hidden figure's feasible range is at least as wide as the promised interval, or it
+    is pinned to a value that could have been released anyway (0 or >= k)."""
+    low, high = primary_interval(k)
+    true = float(v @ truth)
+    lo, hi = attacker.range(v)
+    assert lo - 1e-6 <= true <= hi + 1e-6, (what, lo, true, hi)
+    pinned_ok = hi - lo < 1e-6 and (true == 0 or true >= k)
+    assert hi - lo >= (high - low) - 1e-6 or pinned_ok, (
+        f"{what}: true {true}, attacker sees [{lo}, {hi}]")
+
+
+PATTERN = catalog.signals_to_mask(("prior_positive_standing", "abrupt_reversal",
+                                   "recap_contradicts_meeting"))
+
+
+def cluster_survey(owner, counts: dict[tuple[str, int], int], *, k: int = 5, seed: int = 7,
+                   planted: frozenset = frozenset()):
+    """Reports filed at the teams, ``counts[(team, month index)]`` of them, signals seeded;
+    reports in ``planted`` cells carry the attrition-drive pattern."""
+    rnd = random.Random(seed)
+    survey = survey_with_units(owner=owner, paths=list(REPRO_TEAMS), min_group_size=k)
+    ids = dict(survey.units.values_list("path", "id"))
+    reports, truth = [], {}
+    for (path, month), size in sorted(counts.items()):
+        for _ in range(size):
+            mask = rnd.randrange(1 << 4) | (PATTERN if (path, month) in planted else 0)
+            reports.append(Report(
+                survey=survey, unit_id=ids[path], period_start=REPRO_MONTHS[month],
+                signals=mask, received_week=dt.date(2026, 1, 5),
+                receipt_hash=f"{survey.id}-{len(reports)}"))
+            cat = "with" if mask & catalog.signal_bit(SIGNAL) else "without"
+            key = (cat, path, REPRO_MONTHS[month].isoformat())
+            truth[key] = truth.get(key, 0) + 1
+    Report.objects.bulk_create(reports)
+    report_services.cells_rebuild(survey_id=survey.id)
+    report_services.publication_maybe_publish(survey_id=survey.id, force=True)
+    parents = {path: (path.rpartition("/")[0] or None) for path in ids}
+    return survey, parents, [m.isoformat() for m in REPRO_MONTHS], truth
+
+
+def run_default_detection(organizer_api, survey, capture, *, seed=1):
+    with capture(execute=True):
+        response = organizer_api.post(f"/api/v1/surveys/{survey.id}/detections/",
+                                      {"replicas": 99, "seed": seed}, format="json")
+    assert response.status_code == 202, response.content
+
+
+def _window(periods, start, end):
+    return tuple(p for p in periods if start[:7] <= p[:7] <= end[:7])
+
+
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
+CARD_SENTENCE = re.compile(r'<p class="cluster-sentence">([^<]*)</p>')
+
+
+def collect_clusters(client, organizer_api, survey, attacker, periods):
+    """Every figure the clusters carry, in the organizer's and the shared API, the export and
+    the page, as facts; returns the clusters as the shared API gave them.
+
+    A count of a cut is a fact about the rolled-up reports of its branch over its window,
+    whatever the field is called; a signal share times that count is the cut's signal count;
+    an expected count gives the branch's total (n = e C / (C_W - c + e)) once the company's
+    reports overall and in the window are known; a percentage printed in a sentence bounds
+    the signal count it was rounded from.
+    """
+    token = survey.dashboard_token
+    shared = client.get(f"/api/v1/d/{token}/clusters/").json()
+    own = organizer_api.get(f"/api/v1/surveys/{survey.id}/clusters/").json()
+    export = client.get(f"/api/v1/d/{token}/export/").json()
+    html = unescape(client.get(f"/d/{token}/").content.decode())
+    everything = tuple(periods)
+    company = attacker.rolled(CATS, "Co", everything)
+    known_company = [value for row, value in zip(attacker.rows, attacker.rhs, strict=True)
+                     if np.array_equal(row, company)]
+    for cluster in shared["clusters"] + own["clusters"]:
+        window = _window(periods, cluster["start"], cluster["end"])
+        count = cluster.get("reports", cluster.get("observed"))
+        if count is None:
+            attacker.know_at_least(attacker.rolled(CATS, cluster["unit"], window), survey
+                                   .min_group_size)
+            continue
+        attacker.know(attacker.rolled(CATS, cluster["unit"], window), count)
+        for signal in cluster.get("signals", []):
+            if signal["code"] != SIGNAL:
+                continue
+            with_signal = signal.get("count")
+            if with_signal is None and "share" in signal:
+                with_signal = round(signal["share"] * count)
+            if with_signal is not None:
+                attacker.know(attacker.rolled(("with",), cluster["unit"], window), with_signal)
+        expected = cluster.get("expected")
+        window_company = [value for row, value in zip(attacker.rows, attacker.rhs, strict=True)
+                          if np.array_equal(row, attacker.rolled(CATS, "Co", window))]
+        if expected and known_company and window_company and cluster["model"] == "joint":
+            big_c, big_cw = known_company[0], window_company[0]
+            rest = max(big_cw - count, 0.5)
+            branch = expected * big_c / (rest + expected)
+            attacker.know(attacker.rolled(CATS, cluster["unit"], everything), round(branch))
+    for card in export.get("clusters", []):
+        window = _window(periods, card["start"], card["end"])
+        if card.get("reports") is not None:
+            attacker.know(attacker.rolled(CATS, card["unit"], window), card["reports"])
+    for sentence in CARD_SENTENCE.findall(html):
+        match = re.search(r": (\d+) reports", sentence)
+        card = next((c for c in export.get("clusters", []) if c["sentence"] == sentence), None)
+        if match and card:
+            unit = card["unit"]
+            window = _window(periods, card["start"], card["end"])
+            reports = int(match.group(1))
+            attacker.know(attacker.rolled(CATS, unit, window), reports)
+    return shared
+
+
+def attack_with_clusters(client, organizer_api, survey, parents, periods, truth):
+    attacker = Attacker(parents, periods)
+    truth_vec = np.zeros(len(attacker.index))
+    for key, value in truth.items():
+        truth_vec[attacker.index[key]] = value
+    hidden = collect(client, survey, attacker, periods, random.Random(0))
+    released = collect_clusters(client, organizer_api, survey, attacker, periods)
+    for row, value in zip(attacker.rows, attacker.rhs, strict=True):
+        assert abs(row @ truth_vec - value) < 1e-6, (
+            "a released figure is not what it claims",
+            [key for key, i in attacker.index.items() if row[i]], value)
+    k = survey.min_group_size
+    for kind, unit, window in sorted(hidden):
+        cats = CATS if kind == "reports" else ("with",)
+        assert_no_narrower_than_promised(attacker, attacker.rolled(cats, unit, window),
+                                         truth_vec, k, f"{kind} {unit} {window}")
+    return released
+
+
+REPRO_COUNTS = {
+    ("Co/D1/T1", 0): 1, ("Co/D1/T1", 1): 9, ("Co/D1/T1", 2): 7, ("Co/D1/T1", 3): 6,
+    ("Co/D1/T2", 0): 7, ("Co/D1/T2", 1): 6, ("Co/D1/T2", 2): 11, ("Co/D1/T2", 3): 2,
+    ("Co/D1/T3", 0): 8, ("Co/D1/T3", 1): 5, ("Co/D1/T3", 2): 6, ("Co/D1/T3", 3): 10,
+    ("Co/D2/T4", 0): 12, ("Co/D2/T4", 1): 5, ("Co/D2/T4", 2): 8, ("Co/D2/T4", 3): 7,
+    ("Co/D2/T5", 0): 6, ("Co/D2/T5", 1): 10, ("Co/D2/T5", 2): 5, ("Co/D2/T5", 3): 9,
+}
+
+
+def test_the_default_clusters_do_not_undo_the_suppression_of_small_team_months(
+        organizer, organizer_api, client, django_capture_on_commit_callbacks):
+    cache.clear()
+    survey, parents, periods, truth = cluster_survey(organizer, REPRO_COUNTS)
+    run_default_detection(organizer_api, survey, django_capture_on_commit_callbacks)
+    attack_with_clusters(client, organizer_api, survey, parents, periods, truth)
+
+
+def recomputed_clusters(client, survey) -> dict:
+    """Every cluster figure as the released table alone gives it, per (unit, start, end)."""
+    token = survey.dashboard_token
+    body = client.get(f"/api/v1/d/{token}/aggregates/").json()
+    export = client.get(f"/api/v1/d/{token}/export/").json()
+    periods = export["periods"]
+    cells = {(c["unit"], c["period"]): c["reports"] for c in body["cells"]}
+    signals = {(b["unit"], b["period"]): b["signals"] for b in body["breakdowns"]}
+    outcomes = {(b["unit"], b["period"]): b["outcomes"] for b in body["breakdowns"]}
+    totals = {t["unit"]: t for t in export["units"]}
+    roots = sorted(u for u in totals if "/" not in u)
+
+    def window_sum(unit, window):
+        values = [cells.get((unit, p), 0) if (unit, p) in cells else 0 for p in window]
+        return None if any(v is None for v in values) else sum(values)
+
+    def part_sum(parts, unit, window, code):
+        if any(cells.get((unit, p)) is None and (unit, p) in cells for p in window):
+            return None
+        values = [parts.get((unit, p), {}).get(code) if cells.get((unit, p)) else 0
+                  for p in window]
+        return None if any(v is None for v in values) else sum(values)
+
+    def total(unit):
+        if totals[unit]["reports"] is not None:
+            return totals[unit]["reports"]
+        return window_sum(unit, periods)
+
+    def part_total(parts_of, unit, code, parts):
+        value = parts_of(totals[unit]).get(code)
+        return value if value is not None else part_sum(parts, unit, periods, code)
+
+    def floor(unit, period):
+        if cells.get((unit, period), 0) is not None:
+            return cells.get((unit, period), 0)
+        return sum(floor(child, period) for child in totals
+                   if child.rpartition("/")[0] == unit)
+
+    def figures(unit, window):
+        reports = window_sum(unit, window)
+        if reports is None:
+            return {"reports": None, "ratio": None, "signals": {},
+                    "floor": sum(floor(unit, p) for p in window)}
+        if not reports:
+            return None
+        everyone = sum(total(r) for r in roots) if all(total(r) is not None
+                                                       for r in roots) else None
+        everyone_window = sum(window_sum(r, window) for r in roots) if all(
+            window_sum(r, window) is not None for r in roots) else None
+        branch = total(unit)
+        ratio = None
+        if None not in (everyone, everyone_window, branch):
+            rest, rest_window = everyone - branch, everyone_window - reports
+            if branch > 0 and rest > 0 and rest_window > 0:
+                ratio = round(reports * rest / (branch * rest_window), 1)
+        shares = {}
+        for parts, parts_of, codes in (
+                (signals, lambda t: t["signals"], catalog.SIGNAL_CODES),
+                (outcomes, lambda t: t["outcomes"], catalog.OUTCOME_CODES)):
+            for code in codes:
+                count = part_sum(parts, unit, window, code)
+                if not count:
+                    continue
+                overall = [part_total(parts_of, r, code, parts) for r in roots]
+                baseline = lift = None
+                if None not in overall and everyone is not None and everyone > reports:
+                    base = (sum(overall) - count) / (everyone - reports)
+                    baseline = round(100 * base)
+                    lift = round(count / reports / base, 1) if base > 0 else None
+                shares[code] = {"code": code, "count": count,
+                                "percent": round(100 * count / reports),
+                                "baseline_percent": baseline, "lift": lift}
+        return {"reports": reports, "ratio": ratio, "signals": shares}
+
+    return figures, periods
+
+
+CLUSTER_KEYS = {"model", "scope", "unit", "start", "end", "last_day", "reports", "ratio",
+                "p_value", "signals", "attrition_signature", "summary", "sentence"}
+BANDS = {"at most 0.001": "0.001", "at most 0.01": "0.01", "at most 0.05": "0.05"}
+
+
+def assert_every_cluster_figure_is_recomputable(client, organizer_api, survey):
+    """Each number a cluster carries, in both APIs, the export and the page's sentences, is
+    what the released table alone gives (so it adds no fact the table did not), and its
+    p-value is a band. Returns how many clusters were checked."""
+    figures, periods = recomputed_clusters(client, survey)
+    token = survey.dashboard_token
+    shared = client.get(f"/api/v1/d/{token}/clusters/").json()["clusters"]
+    own = organizer_api.get(f"/api/v1/surveys/{survey.id}/clusters/").json()["clusters"]
+    export = client.get(f"/api/v1/d/{token}/export/").json()["clusters"]
+    html = unescape(client.get(f"/d/{token}/").content.decode())
+    assert own == shared
+    checked = 0
+    for cluster in shared + export:
+        assert set(cluster) <= CLUSTER_KEYS, set(cluster) - CLUSTER_KEYS
+        window = _window(periods, cluster["start"], cluster["end"])
+        expected = figures(cluster["unit"], window)
+        assert expected is not None, f"{cluster['unit']} {window}: an empty cut"
+        assert cluster["reports"] == expected["reports"]
+        if expected["reports"] is None:
+            # Shown without numbers: its existence (at least k reports) follows from the
+            # released cells.
+            assert expected["floor"] >= survey.min_group_size
+        assert cluster["ratio"] == expected["ratio"]
+        assert cluster["p_value"] in BANDS
+        if "signals" in cluster:
+            assert {s["code"]: s for s in cluster["signals"]} == expected["signals"]
+        allowed = {BANDS[cluster["p_value"]]}
+        if expected["reports"] is not None:
+            allowed.add(str(expected["reports"]))
+        if expected["ratio"] is not None:
+            allowed.add(f"{expected['ratio']:.1f}")
+        for share in expected["signals"].values():
+            allowed |= {str(share["percent"]), str(share["baseline_percent"])}
+        dates = r"\d{1,2} [A-Z][a-z]{2}|[A-Z][a-z]{2} \d{4}|\d{4}|\d{1,2}–\d{1,2}"
+        for text in (cluster["sentence"].split(":", 1)[-1], cluster.get("summary", "")):
+            numbers = set(NUMBER.findall(re.sub(dates, "", text)))
+            assert numbers <= allowed, (text, numbers - allowed)
+        assert cluster["sentence"] in html
+        checked += 1
+    assert len(CARD_SENTENCE.findall(html)) == len(shared)
+    return checked
+
+
+PLANTED_COUNTS = {**REPRO_COUNTS, ("Co/D1/T3", 2): 30, ("Co/D1/T3", 3): 34}
+
+
+def test_a_significant_cluster_releases_only_figures_of_the_released_table(
+        organizer, organizer_api, client, django_capture_on_commit_callbacks):
+    cache.clear()
+    survey, parents, periods, truth = cluster_survey(
+        organizer, PLANTED_COUNTS, planted=frozenset({("Co/D1/T3", 2), ("Co/D1/T3", 3)}))
+    run_default_detection(organizer_api, survey, django_capture_on_commit_callbacks)
+    released = attack_with_clusters(client, organizer_api, survey, parents, periods, truth)
+    assert released["clusters"], "the planted drive is released"
+    assert released["clusters"][0]["unit"].startswith("Co/D1")
+    assert assert_every_cluster_figure_is_recomputable(client, organizer_api, survey)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_surveys_with_a_planted_drive_release_no_cluster_figure_that_narrows_a_count(
+        organizer, organizer_api, client, django_capture_on_commit_callbacks, seed):
+    """Random counts (small ones among them) on the five-team tree, a drive of random size
+    planted in a random team or department over random months, the default detection run:
+    every cluster figure in the APIs, the export and the page recomputes from the released
+    table, and with all of them the attacker narrows no hidden count."""
+    cache.clear()
+    rnd = random.Random(seed)
+    counts = {(team, month): rnd.choice([0, 1, 2, 3, 5, 6, 8, 11])
+              for team in REPRO_TEAMS for month in range(len(REPRO_MONTHS))}
+    drive = rnd.choice(["Co/D1", "Co/D2", *REPRO_TEAMS])
+    first = rnd.randrange(len(REPRO_MONTHS))
+    months = range(first, min(first + rnd.randint(1, 2), len(REPRO_MONTHS)))
+    planted = set()
+    for team in REPRO_TEAMS:
+        if team == drive or team.startswith(drive + "/"):
+            for month in months:
+                counts[(team, month)] += rnd.randint(6, 20)
+                planted.add((team, month))
+    survey, parents, periods, truth = cluster_survey(
+        organizer, counts, k=rnd.choice([3, 4, 5]), seed=seed, planted=frozenset(planted))
+    run_default_detection(organizer_api, survey, django_capture_on_commit_callbacks, seed=seed)
+    attack_with_clusters(client, organizer_api, survey, parents, periods, truth)
+    assert_every_cluster_figure_is_recomputable(client, organizer_api, survey)
+
+
+class _HttpResponse:
+    def __init__(self, status: int, body: bytes):
+        self.status_code, self.content = status, body
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class HttpClient:
+    """What `collect` and the cluster attacks read, over HTTP from a running web process."""
+
+    def __init__(self, stack, headers: dict | None = None):
+        self.stack, self.headers = stack, headers or {}
+
+    def get(self, path: str, params: dict | None = None) -> _HttpResponse:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        # Always the stack's own http://127.0.0.1:<port>.
+        request = urllib.request.Request(f"{self.stack.web_url}{path}{query}",  # noqa: S310
+                                         headers=self.headers)
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return _HttpResponse(response.status, response.read())
+
+
+@pytest.mark.services
+def test_a_running_server_releases_no_cluster_figure_that_narrows_a_small_team_month(stack):
+    organizer = OrganizerFactory()
+    survey, parents, periods, truth = cluster_survey(
+        organizer, PLANTED_COUNTS, planted=frozenset({("Co/D1/T3", 2), ("Co/D1/T3", 3)}))
+    token = Token.objects.create(user=organizer).key
+    detection_over_http(stack, survey=survey, token=token, body={"replicas": 99, "seed": 1})
+    client = HttpClient(stack)
+    organizer_http = HttpClient(stack, {"Authorization": f"Token {token}"})
+    released = attack_with_clusters(client, organizer_http, survey, parents, periods, truth)
+    assert released["clusters"]
+    assert assert_every_cluster_figure_is_recomputable(client, organizer_http, survey)
