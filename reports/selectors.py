@@ -790,11 +790,16 @@ def clusters_document(*, survey: Survey) -> dict:
     dashboard link."""
     latest = detection.clusters_latest(survey=survey)
     clusters = latest["clusters"]
+    run = latest["run"]
+    if run is not None:
+        # Named by its slot like every released time: an automatic run ends
+        # seconds after a publication, and a finer time says no more than that.
+        run = {**run, "finished": slots.slot_of(run["finished"])}
     if not any(p_value_band(cluster["p_value"]) for cluster in clusters):
-        return {"run": latest["run"], "clusters": []}
+        return {"run": run, "clusters": []}
     wanted = {cluster["unit"] for cluster in clusters}
     rel = _release_of(survey, part_units=lambda units, roots: wanted | set(roots))
-    return {"run": latest["run"],
+    return {"run": run,
             "clusters": [cluster_fields(c) for c in clusters_from(rel, survey=survey,
                                                                   clusters=clusters)]}
 

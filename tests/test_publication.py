@@ -227,3 +227,21 @@ def test_the_period_cannot_change_while_reports_are_held(api, k3, hourly):
     file(api, k3, 1)
     with pytest.raises(services.ValidationError):
         services.survey_update(survey=k3, fields={"period": Survey.Period.WEEK})
+
+
+def test_a_finished_detection_is_dated_by_its_slot_on_both_clusters_endpoints(
+        api, organizer_api, k3, hourly):
+    file(api, k3, 3)
+    report_services.publication_maybe_publish(survey_id=k3.id, force=True)
+    response = organizer_api.post(f"/api/v1/surveys/{k3.id}/detections/",
+                                  {"replicas": 99, "seed": 1}, format="json")
+    assert response.status_code == 202, response.content
+    finished = DetectionRun.objects.get(job_id=response.json()["id"]).finished
+    assert finished is not None
+
+    for url in (f"/api/v1/surveys/{k3.id}/clusters/",
+                f"/api/v1/d/{k3.dashboard_token}/clusters/"):
+        client = organizer_api if "/surveys/" in url else api
+        released = dt.datetime.fromisoformat(client.get(url).json()["run"]["finished"])
+        assert released <= finished
+        assert released.minute == released.second == released.microsecond == 0
