@@ -1,5 +1,8 @@
 """Celery tasks: ids in, a service call, nothing else. Every task here
-recomputes from reports, so it is safe to run twice (hence acks_late)."""
+recomputes from reports, so it is safe to run twice (hence acks_late).
+Detection tasks are not requeued when their worker is lost: a run that
+exhausted one worker's memory would exhaust the next one's, so its job ends
+failed instead (JobTask)."""
 
 import logging
 
@@ -50,9 +53,30 @@ class JobTask(ChorusTask):
 
     abstract = True
 
+    def apply_async(self, args=None, kwargs=None, **options):
+        # A detection task whose worker process dies (out of memory, killed at
+        # the hard time limit) never reaches __call__'s handler: Celery then
+        # calls the errbacks, which fail the job. Failures the handler saw
+        # have finished the job already, so this message only lands when the
+        # process itself was lost.
+        run_id = (kwargs or {}).get("run_id")
+        if run_id and "link_error" not in options:
+            options["link_error"] = detection_fail.si(
+                run_id=run_id, error=detection.JOB_ERROR_WORKER_LOST)
+        return super().apply_async(args, kwargs, **options)
+
     def __call__(self, *args, **kwargs):
-        if kwargs.get("run_id") and detection.detection_failed(run_id=kwargs["run_id"]):
+        run_id = kwargs.get("run_id")
+        if run_id and detection.detection_failed(run_id=run_id):
             return None  # another part of the run failed: its work would be thrown away
+        if run_id and (self.request.delivery_info or {}).get("redelivered"):
+            # Handed out again after a worker stopped holding it unacknowledged
+            # (the whole worker was killed, or restarted mid-task): running it
+            # again could kill the next worker the same way, so the run ends.
+            logger.error("job task %s redelivered (run %s): the job is failed", self.name,
+                         run_id)
+            detection.detection_fail(run_id=run_id, error=detection.JOB_ERROR_WORKER_LOST)
+            return None
         try:
             return super().__call__(*args, **kwargs)
         except Retry:
@@ -87,12 +111,13 @@ def detection_start_for_survey(survey_id: str) -> None:
 
 
 @shared_task(name="reports.detection_prepare", base=JobTask, acks_late=True,
-             reject_on_worker_lost=True, **RETRY)
+             reject_on_worker_lost=False, **RETRY)
 def detection_prepare(*, run_id: str) -> None:
     """Chord head: stores the inputs once, then fans the replicas out to chunk
     tasks that carry only (run, model, start, stop)."""
     plan = detection.detection_prepare(run_id=run_id)
-    rank = detection_rank.si(run_id=run_id).on_error(detection_fail.si(run_id=run_id))
+    rank = detection_rank.si(run_id=run_id).on_error(
+        detection_fail.si(run_id=run_id, error=detection.JOB_ERROR_WORKER_LOST))
     if not plan:
         rank.delay()
         return
@@ -102,17 +127,17 @@ def detection_prepare(*, run_id: str) -> None:
 
 # A chord counts finished header tasks through the result backend.
 @shared_task(name="reports.detection_chunk", base=JobTask, acks_late=True,
-             reject_on_worker_lost=True, ignore_result=False, **RETRY)
+             reject_on_worker_lost=False, ignore_result=False, **RETRY)
 def detection_chunk(*, run_id: str, model: str, start: int, stop: int) -> None:
     detection.detection_chunk(run_id=run_id, model=model, start=start, stop=stop)
 
 
 @shared_task(name="reports.detection_rank", base=JobTask, acks_late=True,
-             reject_on_worker_lost=True, **RETRY)
+             reject_on_worker_lost=False, **RETRY)
 def detection_rank(*, run_id: str) -> None:
     detection.detection_rank(run_id=run_id)
 
 
 @shared_task(name="reports.detection_fail", base=ChorusTask)
-def detection_fail(*args, run_id: str) -> None:
-    detection.detection_fail(run_id=run_id)
+def detection_fail(*args, run_id: str, error: str = "") -> None:
+    detection.detection_fail(run_id=run_id, error=error)

@@ -1,6 +1,6 @@
 """Celery settings that keep aggregation durable: no task outlives its
-broker lease, lost workers hand their work back, publishing cannot hang a
-request, and a task that keeps failing gives up."""
+broker lease, lost workers hand aggregation back (and fail detection jobs),
+publishing cannot hang a request, and a task that keeps failing gives up."""
 
 import logging
 
@@ -9,11 +9,18 @@ from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 
 import reports.tasks  # noqa: F401 (registers the tasks)
-from reports.tasks import publish_survey, rebuild_survey
+from reports.tasks import (
+    detection_chunk,
+    detection_prepare,
+    detection_rank,
+    publish_survey,
+    rebuild_survey,
+)
 from server.celery import app
 
 CHORUS_TASKS = sorted(name for name in app.tasks if name.startswith(("reports.", "surveys.")))
 AGGREGATION_TASKS = [publish_survey, rebuild_survey]
+DETECTION_TASKS = [detection_prepare, detection_chunk, detection_rank]
 
 
 def visibility_timeout() -> float:
@@ -39,6 +46,13 @@ def test_every_task_ends_before_the_broker_hands_it_out_again(name):
 def test_aggregation_tasks_are_handed_back_when_their_worker_dies(task):
     assert task.acks_late
     assert task.reject_on_worker_lost
+
+
+@pytest.mark.parametrize("task", DETECTION_TASKS, ids=lambda task: task.name)
+def test_detection_tasks_are_not_handed_back_when_their_worker_dies(task):
+    # a run that exhausted one worker would exhaust the next: its job fails instead
+    assert task.acks_late
+    assert not task.reject_on_worker_lost
 
 
 def test_publishing_gives_up_within_a_bounded_time():

@@ -72,3 +72,44 @@ def test_reports_spanning_more_than_the_longest_window_fail_the_job_quickly(
     assert f"{STUDY_WINDOW_MAX_YEARS} years" in job["error"]
     assert "0001" not in job["error"]
 
+
+@pytest.mark.services
+def test_a_worker_process_killed_mid_run_fails_the_job_and_the_run_is_not_redelivered(stack):
+    import os
+    import signal
+
+    from rest_framework.authtoken.models import Token
+
+    from reports.simulate import OrgShape, simulate
+    from tests.factories import OrganizerFactory
+    from tests.stack import wait_for
+
+    organizer = OrganizerFactory()
+    dataset = simulate(5, n_periods=40, shape=OrgShape(n_orgs=4, teams_per_department=(6, 8)),
+                       base_rate=0.2)
+    survey = detection.simulated_survey_create(owner=organizer, title="Killed", dataset=dataset,
+                                               period="week")
+    auth = {"Authorization": f"Token {Token.objects.create(user=organizer).key}"}
+    stack.start_web()
+    worker = stack.start_worker()
+    # the largest run there is: a few long chunks, so that one is under way when killed
+    status, started = stack.request("POST", f"/api/v1/surveys/{survey.id}/detections/",
+                                    {"replicas": detection.MAX_REPLICAS}, headers=auth)
+    assert status == 202, started
+    job_path = f"/api/v1/surveys/{survey.id}/jobs/{started['id']}/"
+    wait_for(lambda: stack.request("GET", job_path, headers=auth)[1]["status"] == "running",
+             timeout=60, what="the job to run")
+    time.sleep(1)
+    # what the kernel's out-of-memory killer does to the pool process holding the run
+    for pid in worker.children():
+        os.kill(pid, signal.SIGKILL)
+    job = wait_for(lambda: (lambda j: j if j["status"] != "running" else None)(
+        stack.request("GET", job_path, headers=auth)[1]), timeout=60, what="the job to end")
+    assert job["status"] == "failed", stack.logs()[-3000:]
+    assert job["error"] == detection.JOB_ERROR_WORKER_LOST
+    chunks = DetectionRun.objects.get(job_id=started["id"]).chunks.count()
+    # the worker's new pool process does not pick the run up again
+    time.sleep(8)
+    assert worker.alive
+    assert DetectionRun.objects.get(job_id=started["id"]).chunks.count() == chunks
+    assert stack.request("GET", job_path, headers=auth)[1]["status"] == "failed"
