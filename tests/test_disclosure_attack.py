@@ -6,11 +6,11 @@ unit totals with their signals), and dashboard pages for random units and time w
 (subtree timelines and window totals). Each number is a linear fact about the reports
 filed directly at each unit and period (split by whether they carry one signal). For
 every figure that was withheld, an LP (scipy) then finds the smallest and largest value
-consistent with all facts, with every count being >= 0 and with what the rule itself gives
-away (a withheld report count is never 0): parent minus child, subtree
-minus whole, window minus window and export minus page are all inside that LP. A withheld
-figure must keep a range at least k wide, or be pinned to a value that could have been
-shown anyway (0 or >= k).
+consistent with all facts, with every count being >= 0 (a withheld count may be 0, so
+withholding tells nothing more): parent minus child, subtree minus whole, window minus
+window and export minus page are all inside that LP. A withheld figure must keep a range
+at least as wide as the primary interval [0, k - 1] (`tests.primary`). The set of cells and
+units listed is checked too: the whole tree in every period, whoever reported.
 """
 
 import datetime as dt
@@ -28,6 +28,7 @@ from reports import services as report_services
 from surveys import catalog
 from surveys.models import Report
 from tests.factories import survey_with_units
+from tests.primary import assert_protected
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +76,6 @@ class Attacker:
                       enumerate(itertools.product(CATS, self.units, self.periods))}
         self.rows: list[np.ndarray] = []
         self.rhs: list[float] = []
-        self.at_least_one: list[np.ndarray] = []
 
     def subtree(self, unit):
         out, stack = [], [unit]
@@ -98,32 +98,24 @@ class Attacker:
         self.rows.append(v)
         self.rhs.append(value)
 
-    def know_nonzero(self, v):
-        """A withheld report count is never 0: the rule shows every zero."""
-        self.at_least_one.append(v)
-
     def range(self, v):
         ends = []
-        a_ub = -np.array(self.at_least_one) if self.at_least_one else None
-        b_ub = -np.ones(len(self.at_least_one)) if self.at_least_one else None
         for sign in (1, -1):
             res = linprog(sign * v, A_eq=np.array(self.rows), b_eq=np.array(self.rhs),
-                          A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
+                          bounds=(0, None), method="highs")
             assert res.status in (0, 3), res.message
             ends.append(sign * -np.inf if res.status == 3 else sign * res.fun)
         return ends
 
-    def assert_safe(self, v, truth, k, what):
-        true = float(v @ truth)
+    def assert_safe(self, v, truth, k, what, *, derived=False):
         lo, hi = self.range(v)
-        assert lo - 1e-6 <= true <= hi + 1e-6, (what, lo, true, hi)
-        pinned_ok = hi - lo < 1e-6 and (true == 0 or true >= k)
-        assert hi - lo >= k - 1e-6 or pinned_ok, f"{what}: true {true}, attacker sees [{lo}, {hi}]"
+        assert_protected(lo, hi, float(v @ truth), k, what, derived=derived)
 
 
 ROW = re.compile(r'<tr data-unit="([^"]+)">(.*?)</tr>', re.S)
 CELL = re.compile(r"<td([^>]*)>([^<]*)</td>")
 PERIOD = re.compile(r'data-period="([^"]+)"')
+UNIT_OPTION = re.compile(r'<option value="([^"]+)">')
 TIMELINE_ROW = re.compile(r'<tr data-period="([^"]+)"><th scope="row">[^<]*</th><td[^>]*>([^<]*)'
                           r'</td>')
 
@@ -133,21 +125,31 @@ def collect(client, survey, attacker, periods, rnd):
     token = survey.dashboard_token
     everything = tuple(periods)
     hidden = set()
+    windows = set()  # sums over periods a page does not add up: derivable when >= k
     body = client.get(f"/api/v1/d/{token}/aggregates/").json()
+    k = body["min_group_size"]
+    listed = [(cell["unit"], cell["period"]) for cell in body["cells"]]
+    released_periods = sorted({period for _, period in listed})
+    assert released_periods == list(everything[everything.index(released_periods[0]):][
+        :len(released_periods)])  # a run of periods, with no gap where nobody reported
+    assert sorted(listed) == sorted(itertools.product(attacker.units, released_periods))
+    assert [total["unit"] for total in body["units"]] == attacker.units
     for cell in body["cells"]:
         key = (cell["unit"], (cell["period"],))
+        assert cell["suppressed"] is (cell["reports"] is None)
         if cell["reports"] is None:
             hidden.add(("reports", *key))
-            attacker.know_nonzero(attacker.rolled(CATS, *key))
         else:
+            assert cell["reports"] >= k
             attacker.know(attacker.rolled(CATS, *key), cell["reports"])
     for total in body["units"]:
         if total["reports"] is None:
             hidden.add(("reports", total["unit"], everything))
-            attacker.know_nonzero(attacker.rolled(CATS, total["unit"], everything))
         else:
+            assert total["reports"] >= k
             attacker.know(attacker.rolled(CATS, total["unit"], everything), total["reports"])
     for row in body["breakdowns"]:
+        assert all(value >= k for value in (*row["signals"].values(), *row["outcomes"].values()))
         if SIGNAL in row["signals"]:
             attacker.know(attacker.rolled(("with",), row["unit"], (row["period"],)),
                           row["signals"][SIGNAL])
@@ -173,24 +175,28 @@ def collect(client, survey, attacker, periods, rnd):
         window = tuple(periods[first:last + 1])
         html = client.get(f"/d/{token}/", {"unit": unit, "start": window[0],
                                            "end": window[-1]}).content.decode()
-        # A unit with no published cell at all is unknown to the dashboard: it shows all units.
-        shown = unit if f"Reports over time in {escape(unit)}<" in html else "Co"
+        # The filter offers every unit, whoever reported, and any of them opens.
+        assert sorted(unescape(u) for u in UNIT_OPTION.findall(html)) == attacker.units
+        assert f"Reports over time in {escape(unit)}<" in html
         for period, value in TIMELINE_ROW.findall(html):
             if value.strip().isdigit():
-                attacker.know(attacker.rolled(CATS, shown, (period,)), int(value))
+                assert int(value) >= k
+                attacker.know(attacker.rolled(CATS, unit, (period,)), int(value))
         for row_unit, cells in ROW.findall(html):
             row_unit = unescape(row_unit)
             values = CELL.findall(cells)
             for attrs, value in values[:-1]:
                 period = PERIOD.search(attrs).group(1)
                 if value.strip().isdigit():
+                    assert int(value) >= k
                     attacker.know(attacker.rolled(CATS, row_unit, (period,)), int(value))
             total = values[-1][1].strip()
             if total.isdigit():
+                assert int(total) >= k
                 attacker.know(attacker.rolled(CATS, row_unit, window), int(total))
-            else:
-                hidden.add(("reports", row_unit, window))
-    return hidden
+            elif len(window) > 1:
+                windows.add(("reports", row_unit, window))
+    return hidden, windows - hidden
 
 
 @pytest.mark.parametrize("seed", range(24))
@@ -202,7 +208,7 @@ def test_difference_queries_across_api_pages_and_exports_recover_nothing_below_k
     truth_vec = np.zeros(len(attacker.index))
     for key, value in truth.items():
         truth_vec[attacker.index[key]] = value
-    hidden = collect(client, survey, attacker, periods, rnd)
+    hidden, windows = collect(client, survey, attacker, periods, rnd)
     for row, value in zip(attacker.rows, attacker.rhs, strict=True):
         assert row @ truth_vec == value, [key for key, i in attacker.index.items() if row[i]]
     k = survey.min_group_size
@@ -210,6 +216,9 @@ def test_difference_queries_across_api_pages_and_exports_recover_nothing_below_k
         cats = CATS if kind == "reports" else ("with",)
         attacker.assert_safe(attacker.rolled(cats, unit, window), truth_vec, k,
                              f"{kind} {unit} {window}")
+    for kind, unit, window in sorted(windows):
+        attacker.assert_safe(attacker.rolled(CATS, unit, window), truth_vec, k,
+                             f"{kind} {unit} {window}", derived=True)
 
 
 def test_the_attacker_does_catch_a_primary_only_release():
