@@ -79,15 +79,32 @@ def survey_create(
     )
 
 
+def _has_reports(survey: Survey) -> bool:
+    """Whether anyone has filed a report, published or still waiting for publication."""
+    return survey.reports.exists()
+
+
 @transaction.atomic
 def survey_update(*, survey: Survey, fields: dict) -> Survey:
     """Changes title, status, access, closes_on or min_group_size. The period
-    granularity is fixed once reports exist, since stored periods depend on it."""
+    granularity is fixed once reports exist, since stored periods depend on it.
+
+    Once reports exist the minimum group size may rise but never fall: each respondent
+    filed under the promise that any total smaller than the k shown then stays hidden, and
+    a release at a lower k next to the earlier ones would narrow what they hid."""
     if "min_group_size" in fields:
         _validate_min_group_size(fields["min_group_size"])
+        # The stored k, locked: two organizer tabs must not step it down between them.
+        current = (Survey.objects.select_for_update().filter(pk=survey.pk)
+                   .values_list("min_group_size", flat=True).get())
+        if fields["min_group_size"] < current and _has_reports(survey):
+            raise ValidationError({"min_group_size": [
+                _("Reports were filed under the promise that any total smaller than "
+                  "%(k)d is hidden, so the minimum group size can be raised but not "
+                  "lowered.") % {"k": current}]})
     if "closes_on" in fields:
         _validate_closes_on(fields["closes_on"])
-    if "period" in fields and fields["period"] != survey.period and survey.reports.exists():
+    if "period" in fields and fields["period"] != survey.period and _has_reports(survey):
         raise ValidationError({"period": _("Cannot change the period once reports exist.")})
     for name, value in fields.items():
         setattr(survey, name, value)
