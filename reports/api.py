@@ -16,7 +16,9 @@ class AggregatesOutput(serializers.Serializer):
     class CellOutput(serializers.Serializer):
         unit = serializers.CharField()
         period = serializers.DateField()
-        reports = serializers.IntegerField(allow_null=True)
+        reports = serializers.IntegerField(
+            allow_null=True, help_text="At least min_group_size, or null when withheld: fewer "
+                                       "than min_group_size (0 included) or protecting one.")
         suppressed = serializers.BooleanField()
 
     class UnitTotalOutput(serializers.Serializer):
@@ -31,7 +33,7 @@ class AggregatesOutput(serializers.Serializer):
         outcomes = serializers.DictField(child=serializers.IntegerField())
 
     min_group_size = serializers.IntegerField()
-    cells = CellOutput(many=True)
+    cells = CellOutput(many=True, help_text="Every unit of the tree in every period.")
     units = UnitTotalOutput(many=True, help_text="Reports per unit over all periods.")
     breakdowns = BreakdownOutput(
         many=True, help_text="Released signal and outcome counts per cell; a code that is "

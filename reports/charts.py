@@ -97,10 +97,11 @@ def _heat_cell(bar: Bar, top: int, granularity: str, k: int) -> SafeString:
     name = period_label(bar.period, granularity)
     if bar.suppressed:
         return format_html(
-            '<span class="hm-cell hidden" title="{}: hidden, fewer than {} or withheld">'
+            '<span class="hm-cell hidden" '
+            'title="{}: hidden, fewer than {} (0 included) or withheld">'
             '<span class="sr">{}: </span>hidden</span>', name, k, name)
-    step = 0 if not bar.reports else 1 + min(HEAT_STEPS - 1,
-                                             (HEAT_STEPS * bar.reports - 1) // max(top, 1))
+    # A released count is >= k, never 0, so every shown cell gets a shade.
+    step = 1 + min(HEAT_STEPS - 1, (HEAT_STEPS * bar.reports - 1) // max(top, 1))
     return format_html('<span class="hm-cell h{}" title="{}: {} reports">'
                        '<span class="sr">{}: </span>{}</span>',
                        step, name, bar.reports, name, bar.reports)
@@ -158,7 +159,7 @@ def heatmap(nodes: list[HeatNode], *, periods: tuple[str, ...], granularity: str
         for p in periods))
     body = format_html_join("", "{}", ((rendered[id(node)],) for node in nodes))
     legend = format_html_join("", '<span class="hm-cell h{}">{}</span>', (
-        (step, label) for step, label in ((0, "0"), (1, "few"), (3, ""), (5, "many"))))
+        (step, label) for step, label in ((1, "few"), (3, ""), (5, "many"))))
     return format_html(
         '<div class="heatmap">'
         '<div class="hm-row head"><span class="hm-name">Unit</span>{}'

@@ -8,12 +8,16 @@ The attacker model
 A report is filed at one unit and one period.  Write ``d(u, t) >= 0`` for the reports filed
 *directly* at ``u`` (not at a descendant).  Every count we release is a sum of those:
 ``n(u, t)`` sums ``d`` over the subtree of ``u``; the unit total ``n(u, *)`` sums ``n(u, t)``
-over the periods.  An attacker knows the tree, every released number, that every
-``d >= 0``, and this rule: in particular that it never hides a zero report count, so every
-hidden ``n(u, t)`` is at least 1.  A hidden count is safe when its feasible range under
-those constraints is at least ``k`` wide (or unbounded), or when it is pinned to a value
-that could have been released anyway (0 or >= k).  Counts filed directly at a unit are
-protected the same way.
+over the periods.  An attacker knows the tree (all of it: every unit is listed whether or not
+anyone reported there), every released number, that every ``d >= 0``, and this rule.
+
+The primary rule hides every count below ``k``, zero included: a released count is ``>= k``
+and a hidden one reads "fewer than k" whatever its value, so hiding says nothing about
+whether anyone reported.  A hidden count is thus in ``[0, k - 1]`` a priori (the *primary
+interval*), and hidden says nothing more than ``>= 0``.  The guarantee: every hidden count
+(cell, unit total, signal or outcome count) ranges, under every released figure, over an
+interval at least as wide as ``[0, k - 1]`` (width ``>= k - 1``) or is unbounded; none is
+pinned, 0 included.
 
 Cells (``protect``)
 -------------------
@@ -21,41 +25,44 @@ Per period, given the shown cells, the hidden cells fall into independent *regio
 whose nearest shown ancestor is ``A`` (or a hidden root's whole hidden part, unbounded).
 ``A``'s *frontier* is the shown cells below it reached through hidden cells only, and its
 *remainder* ``R(A) = n(A) - sum(frontier)`` is the mass filed directly at ``A`` or at a
-hidden unit in between.  A hidden ``h`` in the region with shown frontier ``F(h)`` holds
-``F(h)`` plus whatever part of ``R(A)`` lies in its hidden subtree.  Knowing hidden counts
-are never 0 adds one constraint per hidden cell with ``F(h) = 0`` ("needy"); all of them are
-met by putting 1 at each needy *leaf* (a needy cell with no hidden child: every hidden cell
-under a needy one is needy too).  With ``L(A)`` needy leaves, ``h`` ranges over exactly
-``[F(h) + L_in(h), F(h) + L_in(h) + R(A) - L(A)]`` (``L_in``: needy leaves in its subtree,
-itself included; the slack always fits at ``A`` itself), and so does the direct count at
-``A``.  Every hidden cell of a region thus has width ``W(A) = R(A) - L(A)``, and the rule
-is: every shown ``A`` has ``R(A) = 0`` (then nothing in the region is needy and each hidden
-cell is pinned to its frontier, a sum of shown cells: 0 or >= k), or ``W(A) >= k``.  The
-old rule (``R(A)`` 0 or >= k) let two hidden siblings share exactly ``k`` and be pinned to
-1..k-1 each.  The rule is taken over the *frontier*, not the shown children: a parent of 20
-with a hidden child of 12 whose shown children sum to 10 and a shown child of 6 leaves the
-hidden child in ``[10, 14]``.  A hidden root has no upper bound.
+hidden unit in between.  A hidden ``h`` in the region with shown frontier sum ``F(h)`` holds
+``F(h)`` plus whatever part of ``R(A)`` lies in its hidden subtree, and nothing else
+constrains it: ``h`` ranges over exactly ``[F(h), F(h) + R(A)]`` (all of ``R(A)`` filed at
+``A`` itself, or all of it directly at ``h``), every hidden cell of the region has width
+``R(A)``, and the direct count at ``A`` ranges over ``[0, R(A)]``.  So the rule, for every
+shown ``A``:
 
-Hiding zeros instead (so that hidden no longer implies nonzero) would need hiding them
-unpredictably, and would blank empty cells, the most common and least sensitive figure on a
-sparse dashboard; tightening the width costs a few more hidden cells and is exact.
+- if ``A`` has a hidden child (its region is not empty): ``R(A) >= k - 1``;
+- else ``R(A)`` is the count filed directly at ``A``, released by subtraction: it is 0 or
+  ``>= k``.
 
-It is enforced in one post-order pass per period: while ``0 < R(A)`` and ``W(A) < k``, hide
-the smallest frontier cell ``w`` whose hiding widens the region (it adds ``R(w)`` less the
-needy leaves it brings, itself if nothing of it is shown below); failing that, one that
-opens a frontier below it; with nothing left, hide ``A`` itself, which passes the problem to
-its own nearest shown ancestor, processed later.  Zeros are never hidden.
+With no hidden cell in a region there is nothing to protect but the direct count; with one,
+``R(A) = 0`` would pin each hidden cell to its frontier (a hidden 0 to exactly 0, the
+"someone here reported" tell of a listed zero beside a hidden count), and ``R(A)`` below
+``k - 1`` narrows every one of them below the primary interval.  The rule is taken over the
+*frontier*, not the shown children: a parent of 20 with a hidden child of 12 whose shown
+children sum to 10 and a shown child of 6 leaves the hidden child in ``[10, 14]``.  A hidden
+root has no upper bound.  A direct count of 0 at a unit whose children are all shown is the
+one exact zero an attacker derives; it says nobody filed at the unit itself, next to cells
+that are all released.
+
+It is enforced in one post-order pass per period: while ``A`` fails, hide the smallest
+frontier cell ``w`` whose hiding widens the region (it adds ``R(w)``); failing that, one
+that opens a frontier below it; with nothing left, hide ``A`` itself, which passes the
+problem to its own nearest shown ancestor, processed later.
 
 Unit totals.  A total over a row with hidden periods ties those periods together (the brief's
 time rule alone can pin a hidden cell: see the tests).  Given the shown cells, each hidden
 cell's range is exactly its region's interval above, and regions are independent, so a
 released total ``n(u, *)`` whose regions no other released total reaches into is a 1-D
-problem: ``u``'s hidden periods, each within ``[lo_t, lo_t + W_t]``, must sum to the total
-minus the shown periods.  The total is released when each of them still ranges over at least
-``k`` under that sum (``_total_widths``, exact); other cells of those regions share the
-region's free mass with ``u``'s cell and lose no more range than it does.  Units are taken
-in key order; a total whose regions are already taken, or that fails, stays hidden.  A
-total over a fully shown row is always released (it is a sum of released cells).
+problem: ``u``'s hidden periods, each within ``[F_t, F_t + R_t]``, must sum to the total
+minus the shown periods.  The total is released when that sum is ``>= k`` (it becomes
+known, so it is a count like any other) and each of them still ranges over at least
+``k - 1`` under it (``_total_widths``, exact); other cells of
+those regions share the region's free mass with ``u``'s cell and lose no more range than it
+does.  Units are taken in key order; a total whose regions are already taken, or that fails,
+stays hidden.  A total over a fully shown row is released (a sum of released cells, so
+``>= k``).
 
 Breakdowns (``protect_breakdown``)
 ----------------------------------
@@ -64,23 +71,30 @@ Signals are not additive within a cell, but each signal's table ``s`` and its co
 ``s`` is hidden but ``n`` shown, ``s + c = n`` couples the two tables, and the per-table
 remainder rule no longer bounds what an attacker learns.  So the cells where a signal is
 hidden (among the released cells) are kept *upward closed*: hiding ``s(u)`` hides it at every
-released ancestor of ``u`` too.  Then ``s`` and ``c`` below the hidden part have the released
-cells' mask and the cell argument applies to each; and a hidden ``s(u)`` with ``n(u)`` shown
-ranges over exactly ``[F_s(u), n(u) - F_c(u)]`` (frontiers over the cells where ``s`` is
-shown), whose width must be 0 or ``>= k`` (else the signal is withheld in ``u``'s whole
-subtree for that period).  A cell's signal fails on its own when ``s``, ``c`` or their
-frontier remainders are in 1..k-1 (this includes the brief's ``n - s_i`` rule).
+released ancestor of ``u`` too.  Then a released ``s(A)``'s frontier over the released cells
+is all ``s``-released, ``s`` and ``c`` in ``A``'s region share the cells' regions, and the
+cell rule applies to each table with the cells' hidden children: ``s(A) >= k`` (a signal
+nobody in the cell reported is hidden like any count below ``k``), ``c(A)`` is 0 or
+``>= k`` (``c`` is a subtraction, never a released count: "everybody in the cell reported
+it" may stand), and ``R_s(A)``, ``R_c(A)`` pass as ``R(A)`` does above.  A hidden
+``s(u)`` with ``n(u)`` shown ranges over exactly ``[F_s(u), n(u) - F_c(u)]`` (frontiers
+over the cells where ``s`` is shown), whose width ``n(u) - F_n(u)`` must be ``>= k - 1``,
+else the signal is withheld in ``u``'s whole subtree for that period (then the width is
+``n(u) >= k``).
 Outcomes partition a cell (with "no outcome"), so they are handled together: a set of
-outcomes is released per (root tree, period), each passing on its own, and the remainder
-``n - sum(released outcomes)`` passing as a table too; the smallest released outcome is
-dropped into the remainder until it does.  Breakdown totals are released only over fully
-released rows, where they are sums of released cells.
+outcomes is released per (root tree, period), each passing as a table on its own, and the
+remainder ``n - sum(released outcomes)`` passing as a table too (0 or ``>= k`` in shown
+cells, like ``c``); the smallest released
+outcome is dropped into the remainder until it does.  Breakdown totals are released only
+over fully released rows, where they are sums of released cells.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -109,13 +123,19 @@ class Released:
     """What may be published for one table.
 
     ``counts`` maps ``(unit, period)`` to a cell and ``(unit, None)`` to a unit total; every
-    other count is suppressed and listed in ``hidden``.  The per-root, per-period grand
-    totals are the root units' cells.
+    other count of ``units`` x ``periods`` (and their totals) is suppressed and listed in
+    ``hidden``.  The per-root, per-period grand totals are the root units' cells.
     """
 
     k: int
     counts: Mapping[Key, int]
-    hidden: frozenset[Key]
+    units: tuple[str, ...] = ()
+    periods: tuple[str, ...] = ()
+
+    @cached_property
+    def hidden(self) -> frozenset[Key]:
+        keys = itertools.product(self.units, (*self.periods, None))
+        return frozenset(key for key in keys if key not in self.counts)
 
     def shown(self, unit: str, period: str | None = None) -> bool:
         return (unit, period) in self.counts
@@ -195,49 +215,47 @@ class _Frame:
         return x - below
 
 
-def _ok(v: np.ndarray, k: int) -> np.ndarray:
-    return (v == 0) | (v >= k)
+def _hidden_child(frame: _Frame, shown: np.ndarray) -> np.ndarray:
+    """Per cell: does the unit have a hidden child in that period (is its region non-empty)?"""
+    out = np.zeros(shown.shape, dtype=bool)
+    kids = np.flatnonzero(frame.parent >= 0)
+    np.logical_or.at(out, frame.parent[kids], ~shown[kids])
+    return out
+
+
+def _remainder_ok(r: np.ndarray, hidden_child: np.ndarray, k: int) -> np.ndarray:
+    """The remainder rule: ``R >= k - 1`` over a non-empty region, else 0 or ``>= k``."""
+    return np.where(hidden_child, r >= k - 1, (r == 0) | (r >= k))
 
 
 def _protect_period(frame: _Frame, x: list[int], shown: list[bool], k: int) -> None:
-    """Enforce the remainder rule with the zero knowledge in one period, in place on ``shown``.
+    """Enforce the remainder rule in one period, in place on ``shown``.
 
-    Per unit ``u``: ``front[u]`` its shown frontier, ``needy[u]`` the needy leaves in the hidden
-    part below it (reached through hidden cells).  A shown ``A`` passes when ``R(A) = 0`` or
-    ``R(A) - L(A) >= k``.
+    Per unit ``u``: ``front[u]`` its shown frontier.  A shown ``A`` passes when it has a
+    hidden child and ``R(A) >= k - 1``, or has none and ``R(A)`` is 0 or ``>= k``.
     """
     front: list[list[int]] = [[] for _ in x]
-    needy = [0] * len(x)
     rem = [0] * len(x)
-
-    def leaves(c: int) -> int:
-        """Needy leaves in hidden ``c``'s part of a region, ``c`` itself included."""
-        if sum(x[w] for w in front[c]):
-            return needy[c]
-        return max(needy[c], 1)
 
     for u in frame.post:
         f: list[int] = []
-        lv = 0
+        region = False
         for c in frame.children[u]:
             if shown[c]:
                 f.append(c)
             else:
                 f.extend(front[c])
-                lv += leaves(c)
+                region = True
         front[u] = f
-        needy[u] = lv
         if not shown[u]:
             continue
         r = x[u] - sum(x[w] for w in f)
-        while r > 0 and r - needy[u] < k:
+        while (r < k - 1) if region else (0 < r < k):
             # Hiding a shown frontier cell w merges its region into this one: the width
-            # grows by R(w) less the needy leaves that come with it (w itself among them
-            # when nothing of it is shown below).
-            gains = [(w, rem[w] - leaves(w)) for w in f if x[w] > 0]
-            useful = [w for w, gain in gains if gain > 0]
+            # grows by R(w).
+            useful = [w for w in f if rem[w] > 0]
             # Hiding a cell that gains nothing still opens its own frontier to the search.
-            useful = useful or [w for w, _ in gains if any(x[v] for v in front[w])]
+            useful = useful or [w for w in f if front[w]]
             if not useful:
                 shown[u] = False  # its region joins its nearest shown ancestor's
                 break
@@ -245,7 +263,7 @@ def _protect_period(frame: _Frame, x: list[int], shown: list[bool], k: int) -> N
             shown[w] = False
             f.remove(w)
             f.extend(front[w])
-            needy[u] += leaves(w)
+            region = True
             r += rem[w]
         rem[u] = r
 
@@ -255,24 +273,17 @@ def _regions(frame: _Frame, x: list[int], shown: list[bool]) -> tuple[list, list
 
     Returns, per unit: its region (the nearest shown ancestor, or the top of an unbounded
     hidden part as ``-1 - unit``), the least value ``lo`` consistent with the released cells
-    and the zero knowledge, and the region's width (``inf`` when unbounded): every hidden
-    cell ranges over exactly ``[lo, lo + width]``, all of them sharing one free mass.
+    (its frontier sum), and the region's width (``inf`` when unbounded): every hidden cell
+    ranges over exactly ``[lo, lo + width]``, all of them sharing one free mass.
     """
     n = len(x)
     fsum = [0] * n
-    needy = [0] * n
-    lo = [0.0] * n
     for u in frame.post:
-        f = lv = 0
+        f = 0
         for c in frame.children[u]:
-            if shown[c]:
-                f += x[c]
-            else:
-                f += fsum[c]
-                lv += needy[c] if fsum[c] else max(needy[c], 1)
-        fsum[u], needy[u] = f, lv
-        lo[u] = f + (lv if f else max(lv, 1))
-    width = [float(x[u] - fsum[u] - needy[u]) if shown[u] else 0.0 for u in range(n)]
+            f += x[c] if shown[c] else fsum[c]
+        fsum[u] = f
+    width = [float(x[u] - fsum[u]) if shown[u] else 0.0 for u in range(n)]
     region = [0] * n
     for u in reversed(frame.post):  # parents first
         p = int(frame.parent[u])
@@ -283,16 +294,23 @@ def _regions(frame: _Frame, x: list[int], shown: list[bool]) -> tuple[list, list
         else:
             region[u] = region[p] if not shown[p] else p
     widths = [width[r] if r >= 0 else float("inf") for r in region]
-    return region, lo, widths
+    return region, [float(f) for f in fsum], widths
 
 
 def _total_widths(lo: list[float], width: list[float], hidden_sum: float) -> list[float]:
     """Range of each hidden period of a unit once its total fixes their sum (exact, 1-D)."""
-    total_lo, total_hi = sum(lo), sum(a + b for a, b in zip(lo, width, strict=True))
+    total_lo = sum(lo)
+    highs = [a + w for a, w in zip(lo, width, strict=True)]
+    unbounded = sum(1 for h in highs if h == float("inf"))
+    finite_hi = sum(h for h in highs if h != float("inf"))
     out = []
-    for a, w in zip(lo, width, strict=True):
-        low = max(a, hidden_sum - (total_hi - (a + w)))
-        high = min(a + w, hidden_sum - (total_lo - a))
+    for a, high_alone in zip(lo, highs, strict=True):
+        # the others' largest sum, without inf - inf when this period is the unbounded one
+        others_unbounded = unbounded - (high_alone == float("inf"))
+        others_hi = (float("inf") if others_unbounded
+                     else finite_hi - (0.0 if high_alone == float("inf") else high_alone))
+        low = max(a, hidden_sum - others_hi)
+        high = min(high_alone, hidden_sum - (total_lo - a))
         out.append(high - low)
     return out
 
@@ -305,7 +323,8 @@ def _unit_totals(frame: _Frame, k: int, x: np.ndarray, shown: np.ndarray) -> np.
     independent of each other given the released cells, so when no two released totals
     reach into the same region, each total is a 1-D problem over its own row: the hidden
     periods, each within ``[lo, lo + width]`` of its region, must sum to the total minus the
-    shown periods, and each must keep a range of at least ``k`` under that sum.  Fixing the
+    shown periods, and each must keep a range of at least ``k - 1`` under that sum; that
+    sum, which the total gives away, must be ``>= k`` itself.  Fixing the
     row's sum narrows every other cell of those regions by no more than it narrows the
     row's own cell (they share the region's free mass), so the row's check covers them.
     Units are taken in key order (ancestors first); a total whose regions are taken stays
@@ -313,7 +332,7 @@ def _unit_totals(frame: _Frame, k: int, x: np.ndarray, shown: np.ndarray) -> np.
     """
     cols_x, cols_shown = x.T.tolist(), shown.T.tolist()
     info = [_regions(frame, cols_x[j], cols_shown[j]) for j in range(len(frame.periods))]
-    released = shown.all(axis=1)
+    released = shown.all(axis=1) & (len(frame.periods) > 0)
     taken: set[tuple[int, int]] = set()
     for i in range(len(frame.units)):
         if released[i]:
@@ -323,9 +342,11 @@ def _unit_totals(frame: _Frame, k: int, x: np.ndarray, shown: np.ndarray) -> np.
         if regions & taken:
             continue
         hidden_sum = float(sum(cols_x[j][i] for j in hidden))
+        if hidden_sum < k:  # the hidden periods' sum becomes known: a count like any other
+            continue
         widths = _total_widths([info[j][1][i] for j in hidden],
                                [info[j][2][i] for j in hidden], hidden_sum)
-        if min(widths) >= k:
+        if min(widths) >= k - 1:
             released[i] = True
             taken |= regions
     return released
@@ -333,20 +354,15 @@ def _unit_totals(frame: _Frame, k: int, x: np.ndarray, shown: np.ndarray) -> np.
 
 def _released(frame: _Frame, k: int, x: np.ndarray, shown: np.ndarray,
               totals: np.ndarray | None = None) -> Released:
-    counts: dict[Key, int] = {}
-    hidden: set[Key] = set()
     row_total = shown.all(axis=1) if totals is None else totals
-    for i, u in enumerate(frame.units):
-        for j, t in enumerate(frame.periods):
-            if shown[i, j]:
-                counts[(u, t)] = int(x[i, j])
-            else:
-                hidden.add((u, t))
-        if row_total[i]:
-            counts[(u, None)] = int(x[i].sum())
-        else:
-            hidden.add((u, None))
-    return Released(k=k, counts=counts, hidden=frozenset(hidden))
+    units, periods = frame.units, frame.periods
+    # The primary rule once more, on whatever the passes leave: nothing below k is released.
+    cells = np.argwhere(shown & (x >= k))
+    counts: dict[Key, int] = {(units[i], periods[j]): int(x[i, j]) for i, j in cells.tolist()}
+    sums = x.sum(axis=1)
+    for i in np.flatnonzero(row_total & (sums >= k)).tolist():
+        counts[(units[i], None)] = int(sums[i])
+    return Released(k=k, counts=counts, units=tuple(units), periods=tuple(periods))
 
 
 def protect(table: Table, k: int, *, suppress: Iterable[Cell] = ()) -> Released:
@@ -360,7 +376,7 @@ def protect(table: Table, k: int, *, suppress: Iterable[Cell] = ()) -> Released:
     frame = _Frame(table.parents, table.periods)
     x = frame.matrix(table.cells, "cells")
     frame.check_additive(x, "cells")
-    shown = ~((x >= 1) & (x < k))
+    shown = x >= k
     for u, t in suppress:
         if t is not None:
             shown[frame.uidx[u], frame.tidx[t]] = False
@@ -408,11 +424,16 @@ def protect_breakdown(
         if (sum(xs) > n).any():
             raise ValueError("outcomes exceed the report count somewhere")
     rn = frame.remainders(n, shown)
+    region = _hidden_child(frame, shown)
     ncomp = len(frame.roots)
 
-    def fails(x: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """Per (root tree, period): does table ``x`` with remainders ``r`` break a rule?"""
-        bad = shown & ~(_ok(x, k) & _ok(r, k))
+    def fails(x: np.ndarray, r: np.ndarray, *, rest: bool = False) -> np.ndarray:
+        """Per (root tree, period): does table ``x`` with remainders ``r`` break a rule?
+
+        ``rest``: the reports with no released outcome, a subtraction that may be 0.
+        """
+        small = ((x > 0) & (x < k)) if rest else (x < k)
+        bad = shown & (small | ~_remainder_ok(r, region, k))
         out = np.zeros((ncomp, n.shape[1]), dtype=bool)
         np.logical_or.at(out, frame.comp, bad)
         return out
@@ -426,7 +447,7 @@ def protect_breakdown(
             on = keep[:, frame.comp, :]  # (parts, units, periods)
             rest = n - (on * np.array(xs).reshape(on.shape)).sum(axis=0)
             rrest = rn - (on * np.array(rs).reshape(on.shape)).sum(axis=0)
-            bad = fails(rest, rrest)
+            bad = fails(rest, rrest, rest=True)
             if not bad.any():
                 break
             size = np.where(keep, roots_size, np.inf)
@@ -435,31 +456,35 @@ def protect_breakdown(
             keep[drop[c_idx, t_idx], c_idx, t_idx] = False
         masks = [shown & keep[i][frame.comp, :] for i in range(len(names))]
     else:
-        masks = [_signal_mask(frame, k, n, shown, rn, x, r) for x, r in zip(xs, rs, strict=True)]
+        masks = [_signal_mask(frame, k, n, shown, rn, region, x, r)
+                 for x, r in zip(xs, rs, strict=True)]
     return {p: _released(frame, k, xs[i], masks[i]) for i, p in enumerate(names)}
 
 
 def _signal_mask(
-    frame: _Frame, k: int, n: np.ndarray, shown: np.ndarray, rn: np.ndarray, s: np.ndarray,
-    rs: np.ndarray,
+    frame: _Frame, k: int, n: np.ndarray, shown: np.ndarray, rn: np.ndarray,
+    region: np.ndarray, s: np.ndarray, rs: np.ndarray,
 ) -> np.ndarray:
     """Released cells of one signal ``s``: ``shown`` minus an upward-closed hidden set.
 
-    A cell fails on its own when ``s`` or ``c = n - s``, or their remainders over the shown
-    frontier, are in 1..k-1.  Hiding ``s`` there means hiding it at every shown ancestor too
-    (upward closed), and then a hidden ``s(u)`` with ``n(u)`` shown can be anything in
-    ``[F_s(u), n(u) - F_c(u)]`` (frontiers over the cells where ``s`` is still shown): that
-    width ``n(u) - F_n(u)`` must be 0 or >= k, else the signal goes for ``u``'s whole subtree.
+    A cell fails on its own when ``s`` is below ``k``, ``c = n - s`` is in 1..k-1 (``c = 0``,
+    everybody reported it, is a subtraction of released counts), or their remainders
+    over the shown frontier break the remainder rule of the cell's region.  Hiding ``s``
+    there means hiding it at every shown ancestor too (upward closed), and then a hidden
+    ``s(u)`` with ``n(u)`` shown can be anything in ``[F_s(u), n(u) - F_c(u)]`` (frontiers
+    over the cells where ``s`` is still shown): that width ``n(u) - F_n(u)`` must be
+    ``>= k - 1``, else the signal goes for ``u``'s whole subtree.
     """
     c, rc = n - s, rn - rs
-    hide = shown & ~(_ok(s, k) & _ok(c, k) & _ok(rs, k) & _ok(rc, k))
+    hide = shown & ~((s >= k) & ((c == 0) | (c >= k)) & _remainder_ok(rs, region, k)
+                     & _remainder_ok(rc, region, k))
     while True:
         below = hide.copy()  # close upward, through hidden-n units as well
         for level in reversed(frame.levels[1:]):
             np.logical_or.at(below, frame.parent[level], below[level])
         hide = below & shown
         width = frame.remainders(n, shown & ~hide)
-        bad = hide & (width > 0) & (width < k)
+        bad = hide & (width < k - 1)
         if not bad.any():
             return shown & ~hide
         for level in frame.levels[1:]:  # hide the bad cells' whole subtrees

@@ -23,7 +23,8 @@ from django.db.models.fields.json import KeyTextTransform
 from reports import detection, disclosure
 from reports.models import AggregationState, PublishedCell, ReleasedTable
 from surveys import catalog, slots
-from surveys.models import Survey
+from surveys import services as survey_services
+from surveys.models import OrgUnit, Survey
 
 _CACHE_SECONDS = 60 * 60
 
@@ -38,7 +39,6 @@ class Release:
     reports: disclosure.Released
     signals: dict[str, disclosure.Released]
     outcomes: dict[str, disclosure.Released]
-    present: frozenset[tuple[str, str]]  # (unit, period) with a published cell
     published_at: dt.datetime | None = None
     publications: int = 0
     children: dict[str | None, list[str]] = field(default_factory=dict)
@@ -81,12 +81,29 @@ def _parent_path(path: str) -> str | None:
     return parent or None
 
 
+def _period_range(periods: set[str], period: str) -> tuple[str, ...]:
+    """Every period from the first published one to the last: a period in between where
+    nobody reported is a hidden count like any other, not a gap."""
+    if not periods:
+        return ()
+    day, last = dt.date.fromisoformat(min(periods)), dt.date.fromisoformat(max(periods))
+    out = []
+    while day <= last:
+        out.append(day.isoformat())
+        day = survey_services.next_period_start(period=period, start=day)
+    return tuple(out)
+
+
 def _compute_release(*, survey: Survey, state: AggregationState | None) -> Release:
+    """Disclosure control over the whole unit tree: a unit nobody reported at is listed
+    like any other, so neither the list of units nor a cell says where anyone reported."""
     k = survey.min_group_size
+    parents: dict[str, str | None] = {
+        path: _parent_path(path)
+        for path in OrgUnit.objects.filter(survey=survey).values_list("path", flat=True)}
     rows = list(PublishedCell.objects.filter(survey=survey)
                 .values_list("unit__path", "period_start", "reports", "signals", "outcomes")
                 .order_by())
-    parents: dict[str, str | None] = {}
     cells: dict[tuple[str, str], int] = {}
     signal_cells: dict[str, dict[tuple[str, str], int]] = {code: {} for code in
                                                             catalog.SIGNAL_CODES}
@@ -103,12 +120,12 @@ def _compute_release(*, survey: Survey, state: AggregationState | None) -> Relea
         for code, value in (outcomes or {}).items():
             if code in outcome_cells:
                 outcome_cells[code][(path, period)] = value
-        # Every ancestor of a unit with reports has a cell too; walking up anyway keeps
-        # the tree whole if one were missing.
+        # Units are never deleted, so every cell's unit and its ancestors are in the tree;
+        # walking up anyway keeps the tree whole if one were missing.
         while path is not None and path not in parents:
             parents[path] = _parent_path(path)
             path = parents[path]
-    ordered_periods = tuple(sorted(periods))
+    ordered_periods = _period_range(periods, survey.period)
     table = disclosure.Table(parents=parents, periods=ordered_periods, cells=cells)
     reports = disclosure.protect(table, k)
     signals = disclosure.protect_breakdown(table, reports, signal_cells, exclusive=False)
@@ -118,7 +135,7 @@ def _compute_release(*, survey: Survey, state: AggregationState | None) -> Relea
         children.setdefault(parents[unit], []).append(unit)
     return Release(
         k=k, parents=parents, periods=ordered_periods, reports=reports, signals=signals,
-        outcomes=outcomes, present=frozenset(cells),
+        outcomes=outcomes,
         published_at=state.published_at if state else None,
         publications=state.publications if state else 0, children=children,
     )
@@ -137,7 +154,7 @@ def release(*, survey: Survey) -> Release:
     """
     state = publication_status(survey=survey)
     publications = state.publications if state else 0
-    key = f"chorus:release:v1:{survey.id}:{publications}:{survey.min_group_size}"
+    key = f"chorus:release:v2:{survey.id}:{publications}:{survey.min_group_size}"
     cached = cache.get(key)
     if cached is not None:
         return cached
@@ -150,31 +167,29 @@ def release(*, survey: Survey) -> Release:
 #
 # Disclosure control runs in the publication task (`released_table_fields`), and reads decode
 # what it stored: the report counts as a units x periods matrix (its size follows the org
-# tree, not the number of reports), and the signal and outcome counts as one JSON text per
-# unit, of which a page decodes only the units it shows.
+# tree, not the number of reports; a hidden count is null), and the signal and outcome
+# counts as one JSON text per unit, of which a page decodes only the units it shows.
 
-_ABSENT = -1  # no published cell: a released 0 that the API does not list
+# Stored releases of another format (released zeros, units with reports only) are not read.
+RELEASE_FORMAT = 2
 
 
 def _compact(value) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _parts_payload(rel: Release, unit: str) -> str:
+def _parts_payloads(rel: Release) -> dict[str, str]:
+    """Each unit's released signal and outcome counts, as the JSON text stored for it."""
     index = {period: str(j) for j, period in enumerate(rel.periods)}
-
-    def per_period(parts: dict[str, disclosure.Released]) -> dict:
-        out = {}
+    out = {unit: {"s": {}, "o": {}, "st": {}, "ot": {}} for unit in rel.units}
+    for parts, cells_key, total_key in ((rel.signals, "s", "st"), (rel.outcomes, "o", "ot")):
         for code, part in parts.items():
-            values = {index[period]: value for period in rel.periods
-                      if (value := part.counts.get((unit, period))) is not None}
-            if values:
-                out[code] = values
-        return out
-
-    return _compact({"s": per_period(rel.signals), "o": per_period(rel.outcomes),
-                     "st": _parts_at(rel.signals, unit, None),
-                     "ot": _parts_at(rel.outcomes, unit, None)})
+            for (unit, period), value in part.counts.items():
+                if period is None:
+                    out[unit][total_key][code] = value
+                else:
+                    out[unit][cells_key].setdefault(code, {})[index[period]] = value
+    return {unit: _compact(payload) for unit, payload in out.items()}
 
 
 def aggregates_document(rel: Release) -> dict:
@@ -196,19 +211,18 @@ def released_table_fields(*, survey: Survey, state: AggregationState) -> dict:
     rel = _compute_release(survey=survey, state=state)
     units = rel.units
     position = {unit: i for i, unit in enumerate(units)}
-    cells = [[_ABSENT if (unit, period) not in rel.present else rel.cell(unit, period)
-              for period in rel.periods] for unit in units]
+    cells = [[rel.cell(unit, period) for period in rel.periods] for unit in units]
     return {
         "publications": state.publications,
         "min_group_size": rel.k,
         "published_at": state.published_at,
         "release": {
-            "periods": list(rel.periods), "units": units,
+            "format": RELEASE_FORMAT, "periods": list(rel.periods), "units": units,
             "parents": [-1 if rel.parents[unit] is None else position[rel.parents[unit]]
                         for unit in units],
             "cells": cells, "totals": [rel.cell(unit, None) for unit in units],
         },
-        "parts": {unit: _parts_payload(rel, unit) for unit in units},
+        "parts": _parts_payloads(rel),
         "aggregates": _compact(aggregates_document(rel)),
     }
 
@@ -220,15 +234,10 @@ def _decode(*, k: int, published_at, publications: int, release: dict,
     parents = {unit: (None if p < 0 else units[p])
                for unit, p in zip(units, release["parents"], strict=True)}
     counts: dict[disclosure.Key, int] = {}
-    present = set()
     for unit, row, total in zip(units, release["cells"], release["totals"], strict=True):
         for period, value in zip(periods, row, strict=True):
-            if value == _ABSENT:
-                counts[(unit, period)] = 0
-            else:
-                present.add((unit, period))
-                if value is not None:
-                    counts[(unit, period)] = value
+            if value is not None:
+                counts[(unit, period)] = value
         if total is not None:
             counts[(unit, None)] = total
     signals: dict[str, dict] = {code: {} for code in catalog.SIGNAL_CODES}
@@ -249,20 +258,22 @@ def _decode(*, k: int, published_at, publications: int, release: dict,
     # Readers use the released counts only; what is hidden is everything else.
     return Release(
         k=k, parents=parents, periods=periods,
-        reports=disclosure.Released(k=k, counts=counts, hidden=frozenset()),
-        signals={code: disclosure.Released(k=k, counts=c, hidden=frozenset())
-                 for code, c in signals.items()},
-        outcomes={code: disclosure.Released(k=k, counts=c, hidden=frozenset())
-                  for code, c in outcomes.items()},
-        present=frozenset(present), published_at=published_at, publications=publications,
+        reports=disclosure.Released(k=k, counts=counts),
+        signals={code: disclosure.Released(k=k, counts=c) for code, c in signals.items()},
+        outcomes={code: disclosure.Released(k=k, counts=c) for code, c in outcomes.items()},
+        published_at=published_at, publications=publications,
         children=children,
     )
 
 
 def _stored(survey: Survey, *fields: str) -> dict | None:
-    """The survey's stored release, when it was computed for the survey's current k."""
+    """The survey's stored release, when it was computed for the survey's current k and in
+    this format."""
     row = (ReleasedTable.objects.filter(survey=survey, min_group_size=survey.min_group_size)
-           .values("publications", "published_at", *fields).first())
+           .values("publications", "published_at", *fields,
+                   release_format=KeyTextTransform("format", "release")).first())
+    if row is None or str(row["release_format"]) != str(RELEASE_FORMAT):
+        return None
     return row
 
 
@@ -329,12 +340,24 @@ def _parts_at(parts: dict[str, disclosure.Released], unit: str, period: str | No
             if (value := part.counts.get((unit, period))) is not None}
 
 
+def _parts_by_key(parts: dict[str, disclosure.Released]) -> dict[disclosure.Key, dict]:
+    out: dict[disclosure.Key, dict] = {}
+    for code, part in parts.items():
+        for key, value in part.counts.items():
+            out.setdefault(key, {})[code] = value
+    return out
+
+
 def cells_from(rel: Release) -> list[ReleasedCell]:
+    """Every unit of the tree in every period: a hidden count, 0 included, is listed as
+    withheld, so which cells are listed says nothing."""
+    signals, outcomes = _parts_by_key(rel.signals), _parts_by_key(rel.outcomes)
+    counts = rel.reports.counts
     return [
-        ReleasedCell(unit=unit, period=period, reports=rel.cell(unit, period),
-                     signals=_parts_at(rel.signals, unit, period),
-                     outcomes=_parts_at(rel.outcomes, unit, period))
-        for unit in rel.units for period in rel.periods if (unit, period) in rel.present
+        ReleasedCell(unit=unit, period=period, reports=counts.get((unit, period)),
+                     signals=signals.get((unit, period), {}),
+                     outcomes=outcomes.get((unit, period), {}))
+        for unit in rel.units for period in rel.periods
     ]
 
 
@@ -350,7 +373,6 @@ class Overview:
     reports: int | None
     reports_at_least: int
     units_total: int
-    units_with_reports: int
     first_period: str | None
     last_period: str | None
     published_at: dt.datetime | None
@@ -436,6 +458,7 @@ class Dashboard:
     units: list[str]
     selected_unit: str | None
     table_rows: list[tuple[str, list[Bar], int | None]]
+    published: bool = True  # any period published at all
 
     @property
     def date_format(self) -> str:
@@ -455,14 +478,12 @@ def _next_publication(state_published_at: dt.datetime | None) -> dt.datetime | N
 
 
 def overview_from(rel: Release) -> Overview:
-    covered = {unit for unit, period in rel.present}
     shown_root_cells = [value for (unit, period), value in rel.reports.counts.items()
                         if period is not None and rel.parents.get(unit) is None]
     return Overview(
         reports=rel.overall(None) if rel.roots else 0,
         reports_at_least=sum(shown_root_cells),
         units_total=len(rel.parents),
-        units_with_reports=len(covered),
         first_period=rel.periods[0] if rel.periods else None,
         last_period=rel.periods[-1] if rel.periods else None,
         published_at=rel.published_at,
@@ -842,7 +863,7 @@ def dashboard(*, survey: Survey, unit: str | None = None, start: dt.date | None 
         breakdown=breakdown_from(rel, unit=focus, periods=periods) if focus else None,
         clusters=clusters_from(rel, survey=survey, clusters=clusters), units=rel.units,
         selected_unit=unit,
-        table_rows=table_rows,
+        table_rows=table_rows, published=bool(rel.periods),
     )
 
 
@@ -850,6 +871,7 @@ def export_document(*, survey: Survey) -> dict:
     """What the dashboard shows, as plain data: the API export and the JSON download."""
     rel = _release_of(survey, part_units=None)
     overview = overview_from(rel)
+    signals, outcomes = _parts_by_key(rel.signals), _parts_by_key(rel.outcomes)
     return {
         "survey": survey.title,
         "min_group_size": rel.k,
@@ -857,7 +879,7 @@ def export_document(*, survey: Survey) -> dict:
         "next_publication_at": (overview.next_publication_at.isoformat()
                                 if overview.next_publication_at else None),
         "overview": {"reports": overview.reports, "reports_at_least": overview.reports_at_least,
-                     "units_with_reports": overview.units_with_reports,
+                     "units": overview.units_total,
                      "first_period": overview.first_period, "last_period": overview.last_period},
         "periods": list(rel.periods),
         "timeline": [{"period": bar.period, "reports": bar.reports}
@@ -866,8 +888,8 @@ def export_document(*, survey: Survey) -> dict:
                    "suppressed": cell.suppressed, "signals": cell.signals,
                    "outcomes": cell.outcomes} for cell in cells_from(rel)],
         "units": [{"unit": total.unit, "reports": total.reports, "suppressed": total.suppressed,
-                   "signals": _parts_at(rel.signals, total.unit, None),
-                   "outcomes": _parts_at(rel.outcomes, total.unit, None)}
+                   "signals": signals.get((total.unit, None), {}),
+                   "outcomes": outcomes.get((total.unit, None), {})}
                   for total in unit_totals_from(rel)],
         "clusters": [{**cluster_fields(card), "start": card.start.isoformat(),
                       "end": card.end.isoformat(), "last_day": card.last_day.isoformat()}

@@ -1,6 +1,7 @@
 """Dashboard pages and downloads. The shared page and the organizer's page render the same
 `selectors.dashboard`, and the downloads are `selectors.export_document`."""
 
+import html
 import json
 
 from django import forms
@@ -8,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -28,6 +30,14 @@ class DashboardQuery(forms.Form):
         if values.get("start") and values.get("end") and values["start"] > values["end"]:
             self.add_error("end", _("The end must not be before the start."))
         return values
+
+
+def unit_options(units: list[str]) -> SafeString:
+    """The unit filter's choices: every unit of the tree, whoever reported there, so the list
+    says nothing about where anyone reported. Up to 20,000 of them, so built here rather
+    than in a template loop."""
+    return mark_safe(  # noqa: S308 - every unit is escaped
+        "".join(f'<option value="{html.escape(unit)}">' for unit in units))
 
 
 def dashboard_context(request, survey) -> tuple[dict, int]:
@@ -54,7 +64,7 @@ def dashboard_context(request, survey) -> tuple[dict, int]:
     timeline_label = (f"Reports per period in {selected}" if selected
                       else "Reports per period, all units")
     return {
-        "dashboard": board, "query": query,
+        "dashboard": board, "query": query, "unit_options": unit_options(board.units),
         # Closed with fewer than k new reports held: no publication will come.
         "final_figures": not survey.is_open and not survey_selectors.report_batch_ready(
             survey=survey),

@@ -52,6 +52,8 @@ urlpatterns = [
     path("organizer/", survey_views.organizer_surveys, name="organizer-surveys"),
     path("organizer/surveys/<uuid:survey_id>/", survey_views.organizer_survey,
          name="organizer-survey"),
+    path("organizer/surveys/<uuid:survey_id>/min-group-size/",
+         survey_views.organizer_min_group_size, name="organizer-min-group-size"),
     path("organizer/surveys/<uuid:survey_id>/units.csv", survey_views.organizer_units_csv,
          name="organizer-units-csv"),
     path("organizer/surveys/<uuid:survey_id>/invites.csv", survey_views.organizer_invites_csv,

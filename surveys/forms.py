@@ -144,6 +144,13 @@ class SurveyCreateForm(forms.Form):
                                         max_value=1000, initial=5)
 
 
+class MinGroupSizeForm(forms.Form):
+    min_group_size = forms.IntegerField(
+        label=_("Minimum group size"), min_value=3, max_value=1000,
+        help_text=_("Any total smaller than this is hidden. Once reports are in it can be "
+                    "raised but not lowered."))
+
+
 class UnitsForm(forms.Form):
     units = forms.CharField(
         label=_("Units, one per line: path[,headcount]"),

@@ -149,9 +149,21 @@ def survey_create(
 def survey_update(*, survey: Survey, fields: dict) -> Survey:
     """Changes title, status, access, closes_on, study_starts_on or
     min_group_size. The period granularity is fixed once reports exist, since
-    stored periods depend on it."""
+    stored periods depend on it.
+
+    Once reports exist the minimum group size may rise but never fall: each respondent
+    filed under the promise that any total smaller than the k shown then stays hidden, and
+    a release at a lower k next to the earlier ones would narrow what they hid."""
     if "min_group_size" in fields:
         _validate_min_group_size(fields["min_group_size"])
+        # The stored k, locked: two organizer tabs must not step it down between them.
+        current = (Survey.objects.select_for_update().filter(pk=survey.pk)
+                   .values_list("min_group_size", flat=True).get())
+        if fields["min_group_size"] < current and selectors.survey_has_reports(survey=survey):
+            raise ValidationError({"min_group_size": [
+                _("Reports were filed under the promise that any total smaller than "
+                  "%(k)d is hidden, so the minimum group size can be raised but not "
+                  "lowered.") % {"k": current}]})
     if "closes_on" in fields:
         _validate_closes_on(fields["closes_on"])
     if "study_starts_on" in fields:

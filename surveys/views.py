@@ -22,6 +22,7 @@ from surveys import catalog, ratelimit, selectors, services
 from surveys.forms import (
     AmendForm,
     InvitesForm,
+    MinGroupSizeForm,
     ReceiptForm,
     ReportForm,
     SurveyCreateForm,
@@ -258,15 +259,37 @@ def organizer_survey(request, survey_id):
                                      for key, messages in error.message_dict.items()])
         else:
             return redirect("organizer-survey", survey_id=survey.id)
+    return _organizer_survey_page(request, survey, form=form)
+
+
+@login_required
+@require_http_methods(["POST"])
+def organizer_min_group_size(request, survey_id):
+    survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
+    k_form = MinGroupSizeForm(request.POST)
+    if k_form.is_valid():
+        try:
+            services.survey_update(survey=survey, fields=k_form.cleaned_data)
+        except ValidationError as error:
+            for field, messages in error.message_dict.items():
+                k_form.add_error(field if field in k_form.fields else None, messages)
+        else:
+            return redirect("organizer-survey", survey_id=survey.id)
+    survey.refresh_from_db()
+    return _organizer_survey_page(request, survey, form=UnitsForm(), k_form=k_form, status=400)
+
+
+def _organizer_survey_page(request, survey, *, form, k_form=None, status=200):
+    k_form = k_form or MinGroupSizeForm(initial={"min_group_size": survey.min_group_size})
     return render(request, "surveys/organizer_survey.html", {
-        "survey": survey, "form": form,
+        "survey": survey, "form": form, "k_form": k_form,
         "share_url": request.build_absolute_uri(f"/s/{survey.share_token}/"),
         "dashboard_url": request.build_absolute_uri(f"/d/{survey.dashboard_token}/"),
         "unit_count": selectors.unit_list(survey=survey).count(),
         "batch_ready": selectors.report_batch_ready(survey=survey),
         "next_publication": report_services.publication_next(),
         **dashboard_context(request, survey)[0],
-    })
+    }, status=status)
 
 
 @login_required

@@ -8,7 +8,7 @@ from reports import services as report_services
 from reports.models import Cell
 from reports.services import publication_maybe_publish
 from reports.tasks import publish_survey, sweep
-from surveys import catalog, slots
+from surveys import catalog, services, slots
 from surveys.models import HeldReport, OrgUnit, Report
 from tests.factories import (
     PASSWORD,
@@ -16,6 +16,7 @@ from tests.factories import (
     file_reports,
     publish,
     report_payload,
+    survey_with_units,
 )
 
 pytestmark = pytest.mark.django_db
@@ -179,10 +180,11 @@ def test_report_counts_for_its_unit_and_every_ancestor(api, survey, publish_at_o
     cells = aggregates(api, survey)
     assert cells[("Acme", "2026-01-01")] == 7
     # 1 report in Acme/Cloud: below k = 3, so withheld; and since Acme − Retail would give
-    # it away, Retail and both its teams are withheld with it (complementary suppression):
-    # knowing that a hidden count is never 0, Cloud could still be anything in 1..5.
-    for unit in ("Acme/Cloud", "Acme/Retail", "Acme/Retail/Marketing", "Acme/Retail/Sales"):
+    # it away, Retail and Marketing are withheld with it (complementary suppression): Cloud
+    # and Marketing share Acme − Sales = 4, so Cloud could be anything in 0..4.
+    for unit in ("Acme/Cloud", "Acme/Retail", "Acme/Retail/Marketing"):
         assert cells[(unit, "2026-01-01")] is None
+    assert cells[("Acme/Retail/Sales", "2026-01-01")] == 3
 
 
 def test_suppressed_cells_say_so(api, survey, publish_at_once, django_capture_on_commit_callbacks):
@@ -248,10 +250,11 @@ def test_withdrawn_reports_leave_the_cells_with_the_next_publication(
         for receipt in receipts[:3]:
             response = api.delete(f"{share_path(survey)}{receipt}/")
             assert response.status_code == 204
-    assert aggregates(api, survey)[("Acme/Retail/Marketing", "2026-01-01")] == 6
+    assert aggregates(api, survey)[("Acme", "2026-01-01")] == 6
     with django_capture_on_commit_callbacks(execute=True):
         file_reports(survey, 3, unit="Acme/Cloud")
-    assert aggregates(api, survey)[("Acme/Retail/Marketing", "2026-01-01")] == 3
+    # Marketing's 3 left and Cloud's 3 new ones: the withdrawn three are gone.
+    assert aggregates(api, survey)[("Acme", "2026-01-01")] == 6
     assert Report.objects.filter(survey=survey).count() == 6
 
 
@@ -342,3 +345,79 @@ def test_openapi_schema_is_served(api):
     response = api.get(reverse("api-schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     assert b"/api/v1/s/{share_token}/reports/" in response.content
+
+
+def test_min_group_size_can_be_lowered_while_no_report_exists(organizer_api, survey):
+    response = organizer_api.patch(f"/api/v1/surveys/{survey.id}/", {"min_group_size": 7},
+                                   format="json")
+    assert response.status_code == 200
+    response = organizer_api.patch(f"/api/v1/surveys/{survey.id}/", {"min_group_size": 4},
+                                   format="json")
+    assert response.status_code == 200
+    assert response.json()["min_group_size"] == 4
+
+
+def test_min_group_size_rises_but_never_falls_once_a_report_exists(
+        organizer_api, organizer, publish_at_once, django_capture_on_commit_callbacks):
+    # A hidden 1 beside released figures: stepping k down 5 -> 4 -> 3 and keeping each
+    # release would narrow it from [0, k - 1] to what the smallest k allows.
+    survey = survey_with_units(owner=organizer, min_group_size=5,
+                               paths=["Acme/Retail/Marketing", "Acme/Retail/Sales",
+                                      "Acme/Cloud"])
+    with django_capture_on_commit_callbacks(execute=True):
+        file_reports(survey, 6)
+        file_reports(survey, 1, unit="Acme/Retail/Sales")
+    publication_maybe_publish(survey_id=survey.id, force=True)
+    url = f"/api/v1/surveys/{survey.id}/"
+    before = organizer_api.get(f"{url}aggregates/").json()
+    for lower in (4, 3):
+        response = organizer_api.patch(url, {"min_group_size": lower}, format="json")
+        assert response.status_code == 400
+        assert "raised but not lowered" in " ".join(response.json()["min_group_size"])
+        assert organizer_api.get(url).json()["min_group_size"] == 5
+        assert organizer_api.get(f"{url}aggregates/").json() == before
+    sales = {(c["unit"], c["period"]): c for c in before["cells"]}[
+        ("Acme/Retail/Sales", "2026-01-01")]
+    assert sales == {"unit": "Acme/Retail/Sales", "period": "2026-01-01", "reports": None,
+                     "suppressed": True}
+    response = organizer_api.patch(url, {"min_group_size": 6}, format="json")
+    assert response.status_code == 200
+    assert response.json()["min_group_size"] == 6
+    # Lowering back to the k a report was filed under is lowering too: later reports were
+    # filed under 6.
+    assert organizer_api.patch(url, {"min_group_size": 5}, format="json").status_code == 400
+    assert organizer_api.patch(url, {"min_group_size": 6}, format="json").status_code == 200
+
+
+def test_a_report_waiting_for_publication_fixes_the_minimum_group_size(
+        organizer_api, survey, api):
+    assert api.post(share_path(survey), report_payload(), format="json").status_code == 201
+    response = organizer_api.patch(f"/api/v1/surveys/{survey.id}/", {"min_group_size": 3},
+                                   format="json")
+    assert response.status_code == 200  # unchanged k is no lowering
+    response = organizer_api.patch(f"/api/v1/surveys/{survey.id}/",
+                                   {"min_group_size": 3, "title": "Renamed"}, format="json")
+    assert response.status_code == 200
+    assert organizer_api.patch(f"/api/v1/surveys/{survey.id}/", {"min_group_size": 4},
+                               format="json").status_code == 200
+    response = organizer_api.patch(f"/api/v1/surveys/{survey.id}/",
+                                   {"min_group_size": 3, "title": "Again"}, format="json")
+    assert response.status_code == 400
+    assert set(response.json()) == {"min_group_size"}
+    assert organizer_api.get(f"/api/v1/surveys/{survey.id}/").json()["title"] == "Renamed"
+
+
+def test_the_organizer_page_refuses_to_lower_k_with_the_reason(organizer, survey, client):
+    file_reports(survey, 1)
+    services.survey_update(survey=survey, fields={"min_group_size": 5})
+    assert client.login(username=organizer.username, password=PASSWORD)
+    url = reverse("organizer-min-group-size", args=[survey.id])
+    response = client.post(url, {"min_group_size": 4})
+    assert response.status_code == 400
+    assert "raised but not lowered" in response.content.decode()
+    survey.refresh_from_db()
+    assert survey.min_group_size == 5
+    response = client.post(url, {"min_group_size": 8})
+    assert response.status_code == 302
+    survey.refresh_from_db()
+    assert survey.min_group_size == 8

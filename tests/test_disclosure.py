@@ -1,10 +1,12 @@
 """Disclosure control: hand-made cases, and an LP attacker against random released tables.
 
 The attacker knows the org tree, every released number, and that every count filed directly
-at a unit (per period, per signal or outcome) is >= 0.  For each suppressed count we ask
-scipy's LP for its minimum and maximum over everything consistent with that, and require the
-range to be at least k wide, or the value to be pinned to something releasable anyway (0 or
->= k).  The constraint matrix is totally unimodular (two laminar families), so the LP bounds
+at a unit (per period, per signal or outcome) is >= 0; a hidden count may be 0, so hiding
+adds nothing.  For each suppressed count we ask scipy's LP for its minimum and maximum over
+everything consistent with that, and require the range to be at least as wide as the
+primary interval [0, k - 1] (``tests.primary``); a count filed directly at a unit, which is
+no released figure, may instead be pinned to 0 or to a value >= k.  The constraint matrix
+is totally unimodular (two laminar families), so the LP bounds
 are integral and an integer-reasoning attacker learns nothing more.
 """
 
@@ -23,6 +25,7 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from reports.disclosure import Released, Table, protect, protect_breakdown
+from tests.primary import assert_protected
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -73,7 +76,6 @@ class Attacker:
         self.sub = {u: subtree(parents, u) for u in self.units}
         self.rows: list[np.ndarray] = []
         self.rhs: list[int] = []
-        self.at_least_one: list[np.ndarray] = []
 
     def vec(self, cats, unit, period, *, direct=False):
         v = np.zeros(len(self.index))
@@ -87,20 +89,12 @@ class Attacker:
             self.rows.append(self.vec(cats, u, t))
             self.rhs.append(value)
 
-    def know_the_rule(self, cats, released: Released):
-        """``protect`` never hides a zero (checked below), so every hidden count is >= 1."""
-        for u, t in released.hidden:
-            self.at_least_one.append(self.vec(cats, u, t))
-
     def range(self, v):
         a = np.array(self.rows) if self.rows else None
         b = np.array(self.rhs) if self.rows else None
-        a_ub = -np.array(self.at_least_one) if self.at_least_one else None
-        b_ub = -np.ones(len(self.at_least_one)) if self.at_least_one else None
         ends = []
         for sign in (1, -1):  # minimise v.x, then minimise -v.x
-            res = linprog(sign * v, A_eq=a, b_eq=b, A_ub=a_ub, b_ub=b_ub, bounds=(0, None),
-                          method="highs")
+            res = linprog(sign * v, A_eq=a, b_eq=b, bounds=(0, None), method="highs")
             if res.status == 3:
                 ends.append(sign * -np.inf)
             else:
@@ -108,11 +102,9 @@ class Attacker:
                 ends.append(sign * res.fun)
         return ends[0], ends[1]
 
-    def assert_safe(self, v, true, k, what):
+    def assert_safe(self, v, true, k, what, *, derived=False, zero=False):
         lo, hi = self.range(v)
-        assert lo - 1e-6 <= true <= hi + 1e-6, (what, lo, true, hi)
-        pinned_ok = hi - lo < 1e-6 and (true == 0 or true >= k)
-        assert hi - lo >= k - 1e-6 or pinned_ok, f"{what}: true {true}, attacker sees [{lo}, {hi}]"
+        assert_protected(lo, hi, true, k, what, derived=derived, zero=zero)
 
 
 def cells_of(table_cells, units, periods):
@@ -120,7 +112,8 @@ def cells_of(table_cells, units, periods):
 
 
 def assert_no_small_counts(released: Released):
-    small = {key: v for key, v in released.counts.items() if 0 < v < released.k}
+    """No released count is below k, zero included."""
+    small = {key: v for key, v in released.counts.items() if v < released.k}
     assert not small
 
 
@@ -128,7 +121,6 @@ def assert_cells_safe(parents, periods, cells, released, k, cats=("n",), total_c
     """Every hidden cell / total and every direct count of ``released`` is protected."""
     att = Attacker(parents, periods, cats)
     att.know(cats, released)
-    att.know_the_rule(cats, released)
     for u in sorted(parents):
         for t in (*periods, None):
             true = sum(cells.get((u, s), 0) for s in periods) if t is None else cells.get((u, t), 0)
@@ -137,7 +129,8 @@ def assert_cells_safe(parents, periods, cells, released, k, cats=("n",), total_c
         for t in periods:
             kids = [c for c, p in parents.items() if p == u]
             direct = cells.get((u, t), 0) - sum(cells.get((c, t), 0) for c in kids)
-            att.assert_safe(att.vec(cats, u, t, direct=True), direct, k, f"direct {(u, t)}")
+            att.assert_safe(att.vec(cats, u, t, direct=True), direct, k, f"direct {(u, t)}",
+                            derived=True, zero=True)
     return att
 
 
@@ -237,8 +230,8 @@ def test_a_time_row_with_one_small_period_withholds_the_unit_total():
     assert {("u", None), ("v", None)} <= released.hidden
     assert released.counts[("org", None)] == 42
     att = assert_cells_safe(parents, periods, cells, released, 5)
-    # 11 reports at t1 between two hidden teams, each known to hold at least one
-    assert att.range(att.vec(("n",), "u", "t1")) == pytest.approx((1, 10))
+    # 11 reports at t1 between two hidden teams: either may hold none or all of them
+    assert att.range(att.vec(("n",), "u", "t1")) == pytest.approx((0, 11))
 
 
 def test_a_released_unit_total_would_couple_periods_and_leak():
@@ -249,48 +242,82 @@ def test_a_released_unit_total_would_couple_periods_and_leak():
     released = Released(
         k=5,
         counts={("org", "t1"): 5, ("org", "t2"): 10, ("s", "t2"): 0, ("u", None): 12},
-        hidden=frozenset(),
     )
     att = Attacker(parents, periods, ("n",))
     att.know(("n",), released)
     assert att.range(att.vec(("n",), "u", "t1")) == pytest.approx((2, 5))
 
 
-def test_knowing_zeros_are_never_hidden_pins_two_siblings_sharing_exactly_k():
-    # The hole: dept 15 with a shown 10 leaves exactly k = 5 for the hidden 2 and 3.  Without
-    # the rule an attacker sees each in [0, 5]; knowing a hidden count is never 0 narrows
-    # each to [1, 4].
+def test_a_zero_is_hidden_like_any_count_below_k_and_never_pinned():
+    # dept 7 = team a 7 + team b 0.  Hiding only the 0 ("fewer than 5") would leave it
+    # pinned by 7 - 7; the region needs k - 1 = 4 of free mass, so a goes too.
+    parents = {"dept": None, "a": "dept", "b": "dept"}
+    cells = {("dept", "w"): 7, ("a", "w"): 7, ("b", "w"): 0}
+    released = protect(Table(parents, ("w",), cells), 5)
+    assert released.counts == {("dept", "w"): 7, ("dept", None): 7}
+    att = assert_cells_safe(parents, ("w",), cells, released, 5)
+    assert att.range(att.vec(("n",), "b", "w")) == pytest.approx((0, 7))
+    assert att.range(att.vec(("n",), "a", "w")) == pytest.approx((0, 7))
+
+
+def test_a_listed_zero_beside_a_hidden_count_says_someone_reported():
+    # What the old release gave away: with zeros listed, a hidden cell is known to be >= 1.
     parents = {"dept": None, "a": "dept", "b": "dept", "c": "dept"}
-    cells = {("dept", "w"): 15, ("a", "w"): 2, ("b", "w"): 3, ("c", "w"): 10}
-    old = Released(k=5, counts={("dept", "w"): 15, ("c", "w"): 10},
-                   hidden=frozenset({("a", "w"), ("b", "w")}))
+    old = Released(k=5, counts={("dept", "w"): 12, ("a", "w"): 0, ("b", "w"): 10})
     att = Attacker(parents, ("w",), ("n",))
     att.know(("n",), old)
-    assert att.range(att.vec(("n",), "a", "w")) == pytest.approx((0, 5))
-    att.know_the_rule(("n",), old)
-    assert att.range(att.vec(("n",), "a", "w")) == pytest.approx((1, 4))
+    lo, hi = att.range(att.vec(("n",), "c", "w"))
+    assert (lo, hi) == pytest.approx((0, 2))  # 12 - 10 leaves [0, 2] for the hidden c
     with pytest.raises(AssertionError, match="attacker sees"):
-        att.assert_safe(att.vec(("n",), "a", "w"), 2, 5, "a")
+        att.assert_safe(att.vec(("n",), "c", "w"), 2, 5, "c")
+    cells = {("dept", "w"): 12, ("a", "w"): 0, ("b", "w"): 10, ("c", "w"): 2}
     released = protect(Table(parents, ("w",), cells), 5)
-    assert {("a", "w"), ("b", "w"), ("c", "w")} <= released.hidden
-    assert released.counts[("dept", "w")] == 15
+    assert released.counts == {("dept", "w"): 12, ("dept", None): 12}
+    assert_cells_safe(parents, ("w",), cells, released, 5)
+
+
+def test_a_region_of_exactly_k_minus_one_is_enough():
+    # dept 25 = a 4 + b 11 + c 10: the hidden 4 ranges over [0, 4], as wide as [0, k - 1].
+    parents = {"dept": None, "a": "dept", "b": "dept", "c": "dept"}
+    cells = {("dept", "w"): 25, ("a", "w"): 4, ("b", "w"): 11, ("c", "w"): 10}
+    released = protect(Table(parents, ("w",), cells), 5)
+    assert released.hidden == {("a", "w"), ("a", None)}
+    assert_cells_safe(parents, ("w",), cells, released, 5)
+
+
+def test_all_children_shown_release_their_parent_with_nothing_filed_directly():
+    parents = {"dept": None, "a": "dept", "b": "dept"}
+    cells = {("dept", "w"): 20, ("a", "w"): 10, ("b", "w"): 10}
+    released = protect(Table(parents, ("w",), cells), 5)
+    assert not released.hidden
     assert_cells_safe(parents, ("w",), cells, released, 5)
 
 
 def test_a_unit_total_is_released_when_its_hidden_periods_keep_k_of_doubt():
-    # Team a is small in both months and hidden with a sibling each time; its total 8 leaves
-    # 8 - 2 = 6 to spread over two months known to hold at least 1 each, in regions 14 wide,
-    # so each month of a still ranges over 1..7.
+    # Team a is small in both months and hidden with a sibling each time; its total 6 leaves
+    # 6 to spread over two months in regions 13 wide, so each month of a still ranges over
+    # 0..6.
     parents = {"dept": None, "a": "dept", "b": "dept", "c": "dept"}
     periods = ("t1", "t2")
-    cells = {("dept", "t1"): 25, ("a", "t1"): 4, ("b", "t1"): 11, ("c", "t1"): 10,
-             ("dept", "t2"): 25, ("a", "t2"): 4, ("b", "t2"): 11, ("c", "t2"): 10}
+    cells = {("dept", "t1"): 26, ("a", "t1"): 3, ("b", "t1"): 13, ("c", "t1"): 10,
+             ("dept", "t2"): 26, ("a", "t2"): 3, ("b", "t2"): 13, ("c", "t2"): 10}
     released = protect(Table(parents, periods, cells), 5)
-    assert {("a", "t1"), ("a", "t2")} <= released.hidden
-    assert released.counts[("a", None)] == 8
+    assert {("a", "t1"), ("a", "t2"), ("c", "t1"), ("c", "t2")} <= released.hidden
+    assert released.counts[("a", None)] == 6
     assert ("c", None) in released.hidden  # its regions are a's: one total per region
     att = assert_cells_safe(parents, periods, cells, released, 5)
-    assert att.range(att.vec(("n",), "a", "t1")) == pytest.approx((1, 7))
+    assert att.range(att.vec(("n",), "a", "t1")) == pytest.approx((0, 6))
+
+
+def test_a_unit_total_below_k_stays_hidden_even_when_its_periods_keep_doubt():
+    parents = {"dept": None, "a": "dept", "b": "dept", "c": "dept"}
+    periods = ("t1", "t2")
+    cells = {("dept", "t1"): 25, ("a", "t1"): 2, ("b", "t1"): 13, ("c", "t1"): 10,
+             ("dept", "t2"): 25, ("a", "t2"): 2, ("b", "t2"): 13, ("c", "t2"): 10}
+    released = protect(Table(parents, periods, cells), 5)
+    assert ("a", None) in released.hidden  # 4 reports over both months
+    assert_no_small_counts(released)
+    assert_cells_safe(parents, periods, cells, released, 5)
 
 
 def test_a_unit_total_that_would_pin_a_period_stays_hidden():
@@ -305,12 +332,11 @@ def test_a_unit_total_that_would_pin_a_period_stays_hidden():
     assert_cells_safe(parents, periods, cells, released, 5)
 
 
-def test_a_hidden_root_is_unbounded_and_zeros_are_shown():
+def test_a_hidden_root_is_unbounded_and_its_empty_child_is_hidden_too():
     parents = {"r": None, "a": "r"}
     cells = {("r", "w"): 3, ("a", "w"): 0}
     released = protect(Table(parents, ("w",), cells), 5)
-    assert ("r", "w") in released.hidden
-    assert released.counts[("a", "w")] == 0
+    assert released.counts == {}
     assert_cells_safe(parents, ("w",), cells, released, 5)
 
 
@@ -355,10 +381,9 @@ def test_no_released_count_is_small_and_every_hidden_count_keeps_k_of_doubt(surv
     cells = roll_up(parents, [(u, t, "n") for u, t, _ in reports]).get("n", Counter())
     released = protect(Table(parents, periods, dict(cells)), k)
     assert_no_small_counts(released)
-    # what the attacker is granted: the rule never hides a zero
-    assert all(cells.get(key, 0) > 0 if key[1] is not None
-               else any(cells.get((key[0], t), 0) for t in periods)
-               for key in released.hidden)
+    # every count below k is hidden, an empty cell as much as a cell of one
+    assert all((u, t) in released.hidden for u in parents for t in periods
+               if cells.get((u, t), 0) < k)
     assert set(released.counts).isdisjoint(released.hidden)
     assert len(released.counts) + len(released.hidden) == len(parents) * (len(periods) + 1)
     for key, value in released.counts.items():
@@ -399,7 +424,8 @@ def test_a_released_signal_leaves_k_of_doubt_in_it_and_in_its_complement(survey)
                 kids = [x for x, p in parents.items() if p == u]
                 table_cells = s if cats == ("s",) else c
                 direct = table_cells.get((u, t), 0) - sum(table_cells.get((x, t), 0) for x in kids)
-                att.assert_safe(att.vec(cats, u, t, direct=True), direct, k, f"direct {cats}")
+                att.assert_safe(att.vec(cats, u, t, direct=True), direct, k, f"direct {cats}",
+                                derived=True, zero=True)
 
 
 @PROPERTY
@@ -416,7 +442,6 @@ def test_released_outcomes_leave_k_of_doubt_in_every_outcome_and_in_no_outcome(s
     cats = ("left", "moved", "quiet", "none")
     att = Attacker(parents, periods, cats)
     att.know(cats, released)
-    att.know_the_rule(cats, released)
     for name, rel in out.items():
         assert_no_small_counts(rel)
         assert set(rel.counts) <= set(released.counts)
@@ -433,7 +458,8 @@ def test_released_outcomes_leave_k_of_doubt_in_every_outcome_and_in_no_outcome(s
                 if cat != "none" and (u, t) in out[cat].counts:
                     continue
                 true = split.get(cat, Counter()).get((u, t), 0)
-                att.assert_safe(att.vec((cat,), u, t), true, k, f"{cat} at {(u, t)}")
+                att.assert_safe(att.vec((cat,), u, t), true, k, f"{cat} at {(u, t)}",
+                                derived=cat == "none", zero=cat == "none")
 
 
 @PROPERTY
@@ -455,19 +481,11 @@ def test_protection_is_deterministic_and_a_fixed_point(survey, rnd: random.Rando
 # -- clusters: what a detection run releases --------------------------------------------------
 
 
-def primary_interval(k: int) -> tuple[int, int]:
-    """What a respondent was promised about a hidden count: no attacker narrows it below
-    this interval. Every cluster attack test takes its bound from here."""
-    return 1, k - 1
-
-
 def assert_as_wide_as_promised(att, v, true, k, what):
-    low, high = primary_interval(k)
+    # Windows of periods are sums no page shows: pinned to a value of at least k they
+    # say no more than a released count would.
     lo, hi = att.range(v)
-    assert lo - 1e-6 <= true <= hi + 1e-6, (what, lo, true, hi)
-    pinned_ok = hi - lo < 1e-6 and (true == 0 or true >= k)
-    assert hi - lo >= (high - low) - 1e-6 or pinned_ok, (
-        f"{what}: true {true}, attacker sees [{lo}, {hi}]")
+    assert_protected(lo, hi, true, k, what, derived=True)
 
 
 class ClusterAttacker(Attacker):
@@ -482,28 +500,20 @@ class ClusterAttacker(Attacker):
         self.bounds.append((v, float(value)))
 
     def range(self, v):
-        saved = list(self.at_least_one)
-        extra = [row for row, _ in self.bounds]
-        try:
-            self.at_least_one = saved + extra
-            rhs_extra = [value for _, value in self.bounds]
-            a = np.array(self.rows) if self.rows else None
-            b = np.array(self.rhs) if self.rows else None
-            a_ub = -np.array(self.at_least_one) if self.at_least_one else None
-            b_ub = (-np.array([1.0] * len(saved) + rhs_extra)
-                    if self.at_least_one else None)
-            ends = []
-            for sign in (1, -1):
-                res = linprog(sign * v, A_eq=a, b_eq=b, A_ub=a_ub, b_ub=b_ub,
-                              bounds=(0, None), method="highs")
-                if res.status == 3:
-                    ends.append(sign * -np.inf)
-                else:
-                    assert res.status == 0, res.message
-                    ends.append(sign * res.fun)
-            return ends[0], ends[1]
-        finally:
-            self.at_least_one = saved
+        a = np.array(self.rows) if self.rows else None
+        b = np.array(self.rhs) if self.rows else None
+        a_ub = -np.array([row for row, _ in self.bounds]) if self.bounds else None
+        b_ub = -np.array([value for _, value in self.bounds]) if self.bounds else None
+        ends = []
+        for sign in (1, -1):
+            res = linprog(sign * v, A_eq=a, b_eq=b, A_ub=a_ub, b_ub=b_ub,
+                          bounds=(0, None), method="highs")
+            if res.status == 3:
+                ends.append(sign * -np.inf)
+            else:
+                assert res.status == 0, res.message
+                ends.append(sign * res.fun)
+        return ends[0], ends[1]
 
 
 def _iso_periods(periods):

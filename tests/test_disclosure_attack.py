@@ -6,11 +6,11 @@ unit totals with their signals), and dashboard pages for random units and time w
 (subtree timelines and window totals). Each number is a linear fact about the reports
 filed directly at each unit and period (split by whether they carry one signal). For
 every figure that was withheld, an LP (scipy) then finds the smallest and largest value
-consistent with all facts, with every count being >= 0 and with what the rule itself gives
-away (a withheld report count is never 0): parent minus child, subtree
-minus whole, window minus window and export minus page are all inside that LP. A withheld
-figure must keep a range at least k wide, or be pinned to a value that could have been
-shown anyway (0 or >= k).
+consistent with all facts, with every count being >= 0 (a withheld count may be 0, so
+withholding tells nothing more): parent minus child, subtree minus whole, window minus
+window and export minus page are all inside that LP. A withheld figure must keep a range
+at least as wide as the primary interval [0, k - 1] (`tests.primary`). The set of cells and
+units listed is checked too: the whole tree in every period, whoever reported.
 """
 
 import datetime as dt
@@ -32,6 +32,7 @@ from reports import services as report_services
 from surveys import catalog
 from surveys.models import Report
 from tests.factories import OrganizerFactory, survey_with_units
+from tests.primary import assert_protected
 from tests.stack import detection_over_http
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +81,6 @@ class Attacker:
                       enumerate(itertools.product(CATS, self.units, self.periods))}
         self.rows: list[np.ndarray] = []
         self.rhs: list[float] = []
-        self.at_least_one: list[np.ndarray] = []
         self.lower_rows: list[np.ndarray] = []
         self.lower_rhs: list[float] = []
 
@@ -105,19 +105,14 @@ class Attacker:
         self.rows.append(v)
         self.rhs.append(value)
 
-    def know_nonzero(self, v):
-        """A withheld report count is never 0: the rule shows every zero."""
-        self.at_least_one.append(v)
-
     def know_at_least(self, v, value):
         self.lower_rows.append(v)
         self.lower_rhs.append(value)
 
     def range(self, v):
         ends = []
-        lower = self.at_least_one + self.lower_rows
-        a_ub = -np.array(lower) if lower else None
-        b_ub = -np.array([1.0] * len(self.at_least_one) + self.lower_rhs) if lower else None
+        a_ub = -np.array(self.lower_rows) if self.lower_rows else None
+        b_ub = -np.array(self.lower_rhs) if self.lower_rows else None
         for sign in (1, -1):
             res = linprog(sign * v, A_eq=np.array(self.rows), b_eq=np.array(self.rhs),
                           A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
@@ -125,17 +120,15 @@ class Attacker:
             ends.append(sign * -np.inf if res.status == 3 else sign * res.fun)
         return ends
 
-    def assert_safe(self, v, truth, k, what):
-        true = float(v @ truth)
+    def assert_safe(self, v, truth, k, what, *, derived=False):
         lo, hi = self.range(v)
-        assert lo - 1e-6 <= true <= hi + 1e-6, (what, lo, true, hi)
-        pinned_ok = hi - lo < 1e-6 and (true == 0 or true >= k)
-        assert hi - lo >= k - 1e-6 or pinned_ok, f"{what}: true {true}, attacker sees [{lo}, {hi}]"
+        assert_protected(lo, hi, float(v @ truth), k, what, derived=derived)
 
 
 ROW = re.compile(r'<tr data-unit="([^"]+)">(.*?)</tr>', re.S)
 CELL = re.compile(r"<td([^>]*)>([^<]*)</td>")
 PERIOD = re.compile(r'data-period="([^"]+)"')
+UNIT_OPTION = re.compile(r'<option value="([^"]+)">')
 TIMELINE_ROW = re.compile(r'<tr data-period="([^"]+)"><th scope="row">[^<]*</th><td[^>]*>([^<]*)'
                           r'</td>')
 
@@ -145,21 +138,31 @@ def collect(client, survey, attacker, periods, rnd):
     token = survey.dashboard_token
     everything = tuple(periods)
     hidden = set()
+    windows = set()  # sums over periods a page does not add up: derivable when >= k
     body = client.get(f"/api/v1/d/{token}/aggregates/").json()
+    k = body["min_group_size"]
+    listed = [(cell["unit"], cell["period"]) for cell in body["cells"]]
+    released_periods = sorted({period for _, period in listed})
+    assert released_periods == list(everything[everything.index(released_periods[0]):][
+        :len(released_periods)])  # a run of periods, with no gap where nobody reported
+    assert sorted(listed) == sorted(itertools.product(attacker.units, released_periods))
+    assert [total["unit"] for total in body["units"]] == attacker.units
     for cell in body["cells"]:
         key = (cell["unit"], (cell["period"],))
+        assert cell["suppressed"] is (cell["reports"] is None)
         if cell["reports"] is None:
             hidden.add(("reports", *key))
-            attacker.know_nonzero(attacker.rolled(CATS, *key))
         else:
+            assert cell["reports"] >= k
             attacker.know(attacker.rolled(CATS, *key), cell["reports"])
     for total in body["units"]:
         if total["reports"] is None:
             hidden.add(("reports", total["unit"], everything))
-            attacker.know_nonzero(attacker.rolled(CATS, total["unit"], everything))
         else:
+            assert total["reports"] >= k
             attacker.know(attacker.rolled(CATS, total["unit"], everything), total["reports"])
     for row in body["breakdowns"]:
+        assert all(value >= k for value in (*row["signals"].values(), *row["outcomes"].values()))
         if SIGNAL in row["signals"]:
             attacker.know(attacker.rolled(("with",), row["unit"], (row["period"],)),
                           row["signals"][SIGNAL])
@@ -185,24 +188,28 @@ def collect(client, survey, attacker, periods, rnd):
         window = tuple(periods[first:last + 1])
         html = client.get(f"/d/{token}/", {"unit": unit, "start": window[0],
                                            "end": window[-1]}).content.decode()
-        # A unit with no published cell at all is unknown to the dashboard: it shows all units.
-        shown = unit if f"Reports over time in {escape(unit)}<" in html else "Co"
+        # The filter offers every unit, whoever reported, and any of them opens.
+        assert sorted(unescape(u) for u in UNIT_OPTION.findall(html)) == attacker.units
+        assert f"Reports over time in {escape(unit)}<" in html
         for period, value in TIMELINE_ROW.findall(html):
             if value.strip().isdigit():
-                attacker.know(attacker.rolled(CATS, shown, (period,)), int(value))
+                assert int(value) >= k
+                attacker.know(attacker.rolled(CATS, unit, (period,)), int(value))
         for row_unit, cells in ROW.findall(html):
             row_unit = unescape(row_unit)
             values = CELL.findall(cells)
             for attrs, value in values[:-1]:
                 period = PERIOD.search(attrs).group(1)
                 if value.strip().isdigit():
+                    assert int(value) >= k
                     attacker.know(attacker.rolled(CATS, row_unit, (period,)), int(value))
             total = values[-1][1].strip()
             if total.isdigit():
+                assert int(total) >= k
                 attacker.know(attacker.rolled(CATS, row_unit, window), int(total))
-            else:
-                hidden.add(("reports", row_unit, window))
-    return hidden
+            elif len(window) > 1:
+                windows.add(("reports", row_unit, window))
+    return hidden, windows - hidden
 
 
 @pytest.mark.parametrize("seed", range(24))
@@ -214,7 +221,7 @@ def test_difference_queries_across_api_pages_and_exports_recover_nothing_below_k
     truth_vec = np.zeros(len(attacker.index))
     for key, value in truth.items():
         truth_vec[attacker.index[key]] = value
-    hidden = collect(client, survey, attacker, periods, rnd)
+    hidden, windows = collect(client, survey, attacker, periods, rnd)
     for row, value in zip(attacker.rows, attacker.rhs, strict=True):
         assert row @ truth_vec == value, [key for key, i in attacker.index.items() if row[i]]
     k = survey.min_group_size
@@ -222,6 +229,9 @@ def test_difference_queries_across_api_pages_and_exports_recover_nothing_below_k
         cats = CATS if kind == "reports" else ("with",)
         attacker.assert_safe(attacker.rolled(cats, unit, window), truth_vec, k,
                              f"{kind} {unit} {window}")
+    for kind, unit, window in sorted(windows):
+        attacker.assert_safe(attacker.rolled(CATS, unit, window), truth_vec, k,
+                             f"{kind} {unit} {window}", derived=True)
 
 
 def test_the_attacker_does_catch_a_primary_only_release():
@@ -245,22 +255,11 @@ REPRO_TEAMS = ("Co/D1/T1", "Co/D1/T2", "Co/D1/T3", "Co/D2/T4", "Co/D2/T5")
 REPRO_MONTHS = [dt.date(2025, month, 1) for month in (1, 2, 3, 4)]
 
 
-def primary_interval(k: int) -> tuple[int, int]:
-    """What a respondent was promised about a hidden count: the attacker learns no more
-    than that it lies in this interval. Every bound the attacker tests check comes from here."""
-    return 1, k - 1
-
-
 def assert_no_narrower_than_promised(attacker, v, truth, k, what):
-    """A hidden figure's feasible range is at least as wide as the promised interval, or it
-    is pinned to a value that could have been released anyway (0 or >= k)."""
-    low, high = primary_interval(k)
-    true = float(v @ truth)
+    # Windows of periods are sums no page shows: pinned to a value of at least k they
+    # say no more than a released count would.
     lo, hi = attacker.range(v)
-    assert lo - 1e-6 <= true <= hi + 1e-6, (what, lo, true, hi)
-    pinned_ok = hi - lo < 1e-6 and (true == 0 or true >= k)
-    assert hi - lo >= (high - low) - 1e-6 or pinned_ok, (
-        f"{what}: true {true}, attacker sees [{lo}, {hi}]")
+    assert_protected(lo, hi, float(v @ truth), k, what, derived=True)
 
 
 PATTERN = catalog.signals_to_mask(("prior_positive_standing", "abrupt_reversal",
