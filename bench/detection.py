@@ -144,14 +144,9 @@ def timed_run(survey, *, concurrency: int, replicas: int, chunk_size: int | None
     return run, elapsed
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--replicas", type=int, default=999)
-    ap.add_argument("--chunk-size", type=int, default=None)
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="Runs per worker count, alternating; the fastest counts (the "
-                         "machine is shared, so the slower ones mostly measure neighbours).")
-    args = ap.parse_args()
+def bench_owner():
+    """Sets Django up on a migrated PostgreSQL benchmark database and an empty Redis
+    database, and returns the organizer owning the benchmark surveys."""
     if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get(
             "REDIS_URL"):
         raise SystemExit("Set DATABASE_URL (PostgreSQL) and REDIS_URL; see the docstring.")
@@ -164,11 +159,23 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
-    from reports.models import DetectionCluster
-
     call_command("migrate", verbosity=0)
     redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
     owner, _ = get_user_model().objects.get_or_create(username="bench")
+    return owner
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--replicas", type=int, default=999)
+    ap.add_argument("--chunk-size", type=int, default=None)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="Runs per worker count, alternating; the fastest counts (the "
+                         "machine is shared, so the slower ones mostly measure neighbours).")
+    args = ap.parse_args()
+    owner = bench_owner()
+    from reports.models import DetectionCluster
+
     t0 = time.perf_counter()
     survey = build_survey(owner)
     print(f"built survey: {N_UNITS} units, {N_PERIODS} weeks, {N_REPORTS} reports "

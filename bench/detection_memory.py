@@ -33,7 +33,7 @@ sys.path.insert(0, str(BASE_DIR.parent))
 sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
 
-from detection import ensure_database, start_worker, stop_worker  # noqa: E402
+from detection import bench_owner, start_worker, stop_worker  # noqa: E402
 
 
 def org_paths(n_units: int) -> tuple[list[str], np.ndarray]:
@@ -103,25 +103,11 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=199)
     ap.add_argument("--model", default="joint")
     args = ap.parse_args()
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get(
-            "REDIS_URL"):
-        raise SystemExit("Set DATABASE_URL (PostgreSQL) and REDIS_URL; see the docstring.")
-    ensure_database(os.environ["DATABASE_URL"])
-
-    import django
-
-    django.setup()
-    import redis
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-
+    owner = bench_owner()
     from reports import detection
     from reports.models import Job
     from server.celery import app
 
-    call_command("migrate", verbosity=0)
-    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
-    owner, _ = get_user_model().objects.get_or_create(username="bench")
     t0 = time.perf_counter()
     survey = build_survey(owner, n_units=args.units, n_weeks=args.weeks,
                           n_reports=args.reports)
