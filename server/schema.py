@@ -5,8 +5,9 @@ from rest_framework import serializers
 class ChorusAutoSchema(AutoSchema):
     """Names nested serializers after their view (`ReportCreateApi.Input` →
     `ReportCreateApiInput`), since every view has its own `Input`/`Output`;
-    and says `minItems: 1` for list fields that refuse an empty list, which
-    drf-spectacular leaves out."""
+    says `minItems: 1` for list fields that refuse an empty list, and, for
+    text that is trimmed and may not be blank, that it needs a character
+    other than white space: drf-spectacular leaves both out."""
 
     def _get_serializer_name(self, serializer, direction, bypass_extensions=False):
         name = super()._get_serializer_name(serializer, direction, bypass_extensions)
@@ -20,4 +21,8 @@ class ChorusAutoSchema(AutoSchema):
         if (isinstance(field, serializers.ListField | serializers.ListSerializer)
                 and not field.allow_empty and schema.get("type") == "array"):
             schema.setdefault("minItems", 1)
+        if (direction == "request" and isinstance(field, serializers.CharField)
+                and field.trim_whitespace and not field.allow_blank
+                and schema.get("type") == "string" and "pattern" not in schema):
+            schema["pattern"] = r"\S"
         return schema

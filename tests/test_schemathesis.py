@@ -113,3 +113,15 @@ def test_list_fields_that_refuse_an_empty_list_say_min_items_in_the_schema():
     assert schemas["DetectionsApiInputRequest"]["properties"]["models"]["minItems"] == 1
     # An empty list of signals is a report with none seen: allowed, so no minItems.
     assert "minItems" not in schemas["ReportCreateApiInputRequest"]["properties"]["signals"]
+
+
+def test_trimmed_text_that_may_not_be_blank_says_it_needs_more_than_white_space():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schemas = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    # "\x1e" is white space to Python: trimmed to "" it is refused as blank.
+    assert schemas["AuthTokenApiInputRequest"]["properties"]["username"]["pattern"] == r"\S"
+    assert schemas["SurveyCollectionApiCreateInputRequest"]["properties"]["title"][
+        "pattern"] == r"\S"
+    # Passwords are taken as typed, white space included.
+    assert "pattern" not in schemas["AuthTokenApiInputRequest"]["properties"]["password"]
