@@ -42,23 +42,29 @@ class ReportState:
     content: dict | None
 
 
+def survey_changes_lock(*, survey: Survey) -> None:
+    """Queues, in the caller's transaction, every change to the survey's held
+    and published reports (amends, withdrawals, publications) behind one
+    another. Without it an amend that found no held change would lock the
+    published row, then find the change another amend had just held, while a
+    publication held that change and waited for the published row: a cycle.
+    NO KEY UPDATE, so intake (whose inserts take KEY SHARE on the survey) never
+    waits for it."""
+    list(Survey.objects.select_for_update(no_key=True).filter(pk=survey.pk)
+         .values_list("pk", flat=True))
+
+
 def report_state(*, survey: Survey, receipt: str, lock: bool = False) -> ReportState:
     """The current state of the report with this receipt. With `lock`, in the
-    caller's transaction, its rows stay locked until it ends.
-
-    The held row is locked first, as a publication locks them (then the
-    published rows it changes), so the two never wait on each other in a
-    cycle; a held row a publication moved is then already in Report."""
+    caller's transaction, changes to the survey's reports queue behind this
+    one (survey_changes_lock) and its rows stay locked until it ends."""
     reports = Report.objects.filter(survey=survey, receipt_hash=receipt_hash(receipt))
     held_rows = HeldReport.objects.filter(survey=survey, lookup=receipt_lookup(receipt))
     if lock:
+        survey_changes_lock(survey=survey)
         reports, held_rows = reports.select_for_update(), held_rows.select_for_update()
     held = held_rows.first()
     report = reports.first()
-    if lock and held is None and report is not None:
-        # Two changes to one published report queue on its row; the second
-        # then finds the change the first one held.
-        held = held_rows.first()
     if held is not None:
         content = held_content(held)
         if held.kind != HeldReport.Kind.NEW and content.get("w"):

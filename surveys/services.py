@@ -21,7 +21,14 @@ from redis.exceptions import RedisError
 from reports.services import org_tree_index
 from server.db import guard, insert_rows, value_where
 from surveys import catalog, selectors, slots
-from surveys.holding import content_of, content_period, held_content, receipt_hash, report_state
+from surveys.holding import (
+    content_of,
+    content_period,
+    held_content,
+    receipt_hash,
+    report_state,
+    survey_changes_lock,
+)
 from surveys.models import (
     MIN_GROUP_SIZE_FLOOR,
     STUDY_WINDOW_MAX_YEARS,
@@ -619,6 +626,7 @@ def held_reports_publish(*, survey: Survey, arrived_before: dt.datetime | None, 
     random ids and the publication's week, and changes are applied in another
     such order: neither the rows' placement nor their transaction ids say
     which arrived first."""
+    survey_changes_lock(survey=survey)
     rows = list(HeldReport.objects.select_for_update().filter(survey=survey)
                 .only("id", "survey_id", "kind", "slot", "sealed"))
     arrived = [row for row in rows if row.kind == HeldReport.Kind.NEW and (
