@@ -5,9 +5,9 @@ from rest_framework import serializers
 class ChorusAutoSchema(AutoSchema):
     """Names nested serializers after their view (`ReportCreateApi.Input` →
     `ReportCreateApiInput`), since every view has its own `Input`/`Output`;
-    says `minItems: 1` for list fields that refuse an empty list, and, for
-    text that is trimmed and may not be blank, that it needs a character
-    other than white space: drf-spectacular leaves both out."""
+    says `minItems: 1` for list fields that refuse an empty list, and that
+    text may hold no NUL and, when trimmed and not blank, needs a character
+    other than white space: drf-spectacular leaves these out."""
 
     def _get_serializer_name(self, serializer, direction, bypass_extensions=False):
         name = super()._get_serializer_name(serializer, direction, bypass_extensions)
@@ -22,7 +22,10 @@ class ChorusAutoSchema(AutoSchema):
                 and not field.allow_empty and schema.get("type") == "array"):
             schema.setdefault("minItems", 1)
         if (direction == "request" and isinstance(field, serializers.CharField)
-                and field.trim_whitespace and not field.allow_blank
                 and schema.get("type") == "string" and "pattern" not in schema):
-            schema["pattern"] = r"\S"
+            # DRF refuses NUL in any text; trimmed text that may not be blank needs
+            # a character other than white space.
+            schema["pattern"] = (r"^[^\x00]*[^\s\x00][^\x00]*$"
+                                 if field.trim_whitespace and not field.allow_blank
+                                 else r"^[^\x00]*$")
         return schema

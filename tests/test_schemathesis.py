@@ -115,13 +115,24 @@ def test_list_fields_that_refuse_an_empty_list_say_min_items_in_the_schema():
     assert "minItems" not in schemas["ReportCreateApiInputRequest"]["properties"]["signals"]
 
 
-def test_trimmed_text_that_may_not_be_blank_says_it_needs_more_than_white_space():
+def test_text_fields_say_in_the_schema_what_the_api_refuses():
+    import re
+
     from drf_spectacular.generators import SchemaGenerator
 
     schemas = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    username = re.compile(schemas["AuthTokenApiInputRequest"]["properties"]["username"][
+        "pattern"])
+    title = re.compile(schemas["SurveyCollectionApiCreateInputRequest"]["properties"]["title"][
+        "pattern"])
+    comment = re.compile(schemas["PatchedAmendInputRequest"]["properties"]["comment"][
+        "oneOf"][0]["pattern"])
     # "\x1e" is white space to Python: trimmed to "" it is refused as blank.
-    assert schemas["AuthTokenApiInputRequest"]["properties"]["username"]["pattern"] == r"\S"
-    assert schemas["SurveyCollectionApiCreateInputRequest"]["properties"]["title"][
-        "pattern"] == r"\S"
-    # Passwords are taken as typed, white space included.
-    assert "pattern" not in schemas["AuthTokenApiInputRequest"]["properties"]["password"]
+    for blank in ("\x1e", " ", ""):
+        assert not username.search(blank)
+        assert not title.search(blank)
+    assert username.search(" ann ")
+    # Every text refuses NUL; a comment may be empty.
+    for pattern in (username, title, comment):
+        assert not pattern.search("a\x00b")
+    assert comment.search("")
