@@ -503,9 +503,10 @@ def report_create(*, survey: Survey, draft: ReportDraft) -> str:
     receipt = secrets.token_urlsafe(16)
     invite = survey.access == Survey.Access.INVITE
     row_id = uuid.uuid4()
-    content = {"u": unit_id, "p": period_start.isoformat(),
-               "s": catalog.signals_to_mask(draft.signals), "o": draft.outcome,
-               "c": comment_scrub(draft.comment), "r": receipt_hash(receipt)}
+    content = content_of(Report(
+        unit_id=unit_id, period_start=period_start,
+        signals=catalog.signals_to_mask(draft.signals), outcome=draft.outcome,
+        comment=comment_scrub(draft.comment), receipt_hash=receipt_hash(receipt)))
     held = (HeldReport, {
         "id": row_id, "survey_id": survey.id, "kind": HeldReport.Kind.NEW,
         "lookup": receipt_lookup(receipt),
