@@ -19,6 +19,13 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 _NONCE_BYTES = 12
+# Every blob is as long as the longest answers can make it. A blob's length
+# would otherwise give its comment's length, which the published report shows
+# in clear: matched up, a held row's arrival order (and the invite code whose
+# deletion shares its transaction) would point at one published report. A
+# comment is at most 2,000 characters, and JSON writes none of them in more
+# than 6 bytes; the other answers take well under 512.
+_SEALED_PLAIN_BYTES = 2000 * 6 + 512
 _SEAL_INFO = b"chorus.held-report.seal:"
 _LOOKUP_SALT = "chorus.held-report.lookup"
 
@@ -39,7 +46,11 @@ def _aad(survey_id: str, row_id: str) -> bytes:
 def seal(*, survey_id, row_id, content: dict) -> bytes:
     survey_id, row_id = str(survey_id), str(row_id)
     nonce = os.urandom(_NONCE_BYTES)
-    plain = json.dumps(content, separators=(",", ":")).encode()
+    plain = json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(plain) > _SEALED_PLAIN_BYTES:
+        raise ValueError("held report content is longer than any report can be")
+    # Trailing white space: JSON reads the content back unchanged.
+    plain = plain.ljust(_SEALED_PLAIN_BYTES)
     return nonce + _cipher(settings.SECRET_KEY, survey_id).encrypt(
         nonce, plain, _aad(survey_id, row_id))
 

@@ -14,7 +14,7 @@ from reports import services as report_services
 from reports.models import AggregationState, DetectionRun, PublishedCell
 from reports.tasks import sweep
 from surveys import services
-from surveys.models import Report, Survey
+from surveys.models import HeldReport, Report, Survey
 from surveys.selectors import report_answers, report_held
 from tests.factories import PASSWORD, report_payload, survey_with_units
 
@@ -245,3 +245,16 @@ def test_a_finished_detection_is_dated_by_its_slot_on_both_clusters_endpoints(
         released = dt.datetime.fromisoformat(client.get(url).json()["run"]["finished"])
         assert released <= finished
         assert released.minute == released.second == released.microsecond == 0
+
+
+def test_sealed_held_reports_are_all_one_length_whatever_their_answers(api, k3, hourly):
+    # A blob's length would give its comment's length, which the published report
+    # shows in clear, and so tie a held row's arrival to one published report.
+    file(api, k3, 1)
+    file(api, k3, 1, comment="x" * 2000)
+    file(api, k3, 1, comment="\u00e9\u4e2d" * 1000, signals=[])
+    receipt = file(api, k3, 1, comment="short")[0]
+    assert api.delete(f"/api/v1/s/{k3.share_token}/reports/{receipt}/").status_code == 204
+    lengths = {len(bytes(sealed)) for sealed in
+               HeldReport.objects.filter(survey=k3).values_list("sealed", flat=True)}
+    assert len(lengths) == 1
