@@ -11,9 +11,8 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from reports import services as report_services
 from reports.views import dashboard_context
-from surveys import selectors, services
+from surveys import selectors, services, slots
 from surveys.forms import (
     InvitesForm,
     MinGroupSizeForm,
@@ -73,7 +72,7 @@ def _organizer_survey_page(request, survey, *, form, k_form=None, status=200):
         "dashboard_url": request.build_absolute_uri(f"/d/{survey.dashboard_token}/"),
         "unit_count": selectors.unit_list(survey=survey).count(),
         "batch_ready": selectors.report_batch_ready(survey=survey),
-        "next_publication": report_services.publication_next(),
+        "next_publication": slots.next_publication(),
         **dashboard_context(request, survey)[0],
     }, status=status)
 

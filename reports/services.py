@@ -299,14 +299,6 @@ def cells_rebuild(*, survey_id, portable: bool = False) -> int:
     return _rebuild_portable(survey_id=survey_id)
 
 
-def publication_next(*, now: dt.datetime | None = None) -> dt.datetime | None:
-    """When the next scheduled publication is (None: publications are not
-    scheduled, they follow arrivals of enough reports)."""
-    if not slots.scheduled():
-        return None
-    return slots.slot_next(now or timezone.now())
-
-
 def publication_maybe_publish(*, survey_id, force: bool = False,
                               now: dt.datetime | None = None) -> bool:
     """Publishes the survey when a publication is due: at least k new reports

@@ -1,4 +1,4 @@
-"""Respondent and organizer pages."""
+"""Respondent pages: the form, the receipt, amending and withdrawing a report."""
 
 import datetime as dt
 
