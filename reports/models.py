@@ -8,20 +8,6 @@ from django.db import models
 from surveys.models import OrgUnit, Survey
 
 
-class UnitAncestor(models.Model):
-    """Closure of the org tree: one row per (unit, ancestor-or-self)."""
-
-    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+")
-    unit = models.ForeignKey(OrgUnit, on_delete=models.CASCADE, related_name="ancestor_links")
-    ancestor = models.ForeignKey(OrgUnit, on_delete=models.CASCADE, related_name="+")
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["unit", "ancestor"], name="unitancestor_unique"),
-        ]
-        indexes = [models.Index(fields=["ancestor", "unit"], name="unitancestor_ancestor_idx")]
-
-
 class PendingChange(models.Model):
     """A (unit, period) whose cells must be recomputed.
 

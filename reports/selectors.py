@@ -470,13 +470,6 @@ class Dashboard:
 
 
 
-def _next_publication(state_published_at: dt.datetime | None) -> dt.datetime | None:
-    # The earliest: a publication needs k new reports besides its slot.
-    if state_published_at is None or not slots.scheduled():
-        return None
-    return slots.slot_next(state_published_at)
-
-
 def overview_from(rel: Release) -> Overview:
     shown_root_cells = [value for (unit, period), value in rel.reports.counts.items()
                         if period is not None and rel.parents.get(unit) is None]
@@ -487,7 +480,7 @@ def overview_from(rel: Release) -> Overview:
         first_period=rel.periods[0] if rel.periods else None,
         last_period=rel.periods[-1] if rel.periods else None,
         published_at=rel.published_at,
-        next_publication_at=_next_publication(rel.published_at),
+        next_publication_at=slots.next_publication() if rel.published_at else None,
     )
 
 

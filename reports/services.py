@@ -1,4 +1,4 @@
-"""Writes for derived data: the tree closure, cells and publication.
+"""Writes for derived data: cells and publication.
 
 Reports reach surveys.Report only at a publication (held_reports_publish), so
 Report is always exactly the set the latest publication counted: cells
@@ -21,40 +21,14 @@ from reports.models import (
     PendingChange,
     PublishedCell,
     ReleasedTable,
-    UnitAncestor,
 )
 from surveys import catalog, slots
-from surveys.models import HeldReport, OrgUnit, Report, Survey
+from surveys.models import HeldReport, Report, Survey, UnitAncestor
 
 # Outbox rows per aggregation transaction. Each batch recomputes every affected ancestor
 # cell once, so larger batches share the upper levels of the tree among more reports.
 PENDING_BATCH = 10_000
 _COUNT_FIELDS = ("reports", "signals", "outcomes")
-
-
-@transaction.atomic
-def org_tree_index(*, survey: Survey, units: Iterable[OrgUnit]) -> None:
-    """Adds closure rows (each unit is its own ancestor) for the given new units and
-    any other unit of the survey still without them, by one statement walking up
-    `parent`, so 20,000 units cost one round trip."""
-    if not list(units):
-        return
-    survey_value = Survey._meta.pk.get_db_prep_value(survey.id, connection)
-    with connection.cursor() as cursor:
-        # "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint.
-        cursor.execute("""
-            WITH RECURSIVE chain (unit_id, ancestor_id) AS (
-                SELECT u.id, u.id FROM surveys_orgunit u
-                WHERE u.survey_id = %s AND NOT EXISTS (
-                    SELECT 1 FROM reports_unitancestor a
-                    WHERE a.unit_id = u.id AND a.ancestor_id = u.id)
-                UNION ALL
-                SELECT chain.unit_id, p.parent_id
-                FROM chain JOIN surveys_orgunit p ON p.id = chain.ancestor_id
-                WHERE p.parent_id IS NOT NULL)
-            INSERT INTO reports_unitancestor (survey_id, unit_id, ancestor_id)
-            SELECT %s, unit_id, ancestor_id FROM chain WHERE true
-            ON CONFLICT DO NOTHING""", [survey_value, survey_value])
 
 
 def _state_locked(survey_id) -> AggregationState:
@@ -323,14 +297,6 @@ def cells_rebuild(*, survey_id, portable: bool = False) -> int:
     if _uses_sql() and not portable:
         return _rebuild_sql(survey_id=survey_id)
     return _rebuild_portable(survey_id=survey_id)
-
-
-def publication_next(*, now: dt.datetime | None = None) -> dt.datetime | None:
-    """When the next scheduled publication is (None: publications are not
-    scheduled, they follow arrivals of enough reports)."""
-    if not slots.scheduled():
-        return None
-    return slots.slot_next(now or timezone.now())
 
 
 def publication_maybe_publish(*, survey_id, force: bool = False,

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from reports import api as report_api
+from reports import organizer as organizer_views
 from reports import views as report_views
 from server import auth
 from surveys import api as survey_api
@@ -49,14 +50,14 @@ urlpatterns = [
     path("", auth.LoginView.as_view(), name="home"),
     path("accounts/login/", auth.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("organizer/", survey_views.organizer_surveys, name="organizer-surveys"),
-    path("organizer/surveys/<uuid:survey_id>/", survey_views.organizer_survey,
+    path("organizer/", organizer_views.organizer_surveys, name="organizer-surveys"),
+    path("organizer/surveys/<uuid:survey_id>/", organizer_views.organizer_survey,
          name="organizer-survey"),
     path("organizer/surveys/<uuid:survey_id>/min-group-size/",
-         survey_views.organizer_min_group_size, name="organizer-min-group-size"),
-    path("organizer/surveys/<uuid:survey_id>/units.csv", survey_views.organizer_units_csv,
+         organizer_views.organizer_min_group_size, name="organizer-min-group-size"),
+    path("organizer/surveys/<uuid:survey_id>/units.csv", organizer_views.organizer_units_csv,
          name="organizer-units-csv"),
-    path("organizer/surveys/<uuid:survey_id>/invites.csv", survey_views.organizer_invites_csv,
+    path("organizer/surveys/<uuid:survey_id>/invites.csv", organizer_views.organizer_invites_csv,
          name="organizer-invites-csv"),
     path("organizer/surveys/<uuid:survey_id>/export.csv", report_views.organizer_export_csv,
          name="organizer-export-csv"),

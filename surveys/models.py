@@ -100,6 +100,23 @@ class OrgUnit(models.Model):
         return self.path.rsplit("/", 1)[-1]
 
 
+class UnitAncestor(models.Model):
+    """Closure of the org tree: one row per (unit, ancestor-or-self), written with the
+    tree so that analytics can roll a unit's reports up to every ancestor in one join."""
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+")
+    unit = models.ForeignKey(OrgUnit, on_delete=models.CASCADE, related_name="ancestor_links")
+    ancestor = models.ForeignKey(OrgUnit, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        # The table was first made by the reports app; the name stays.
+        db_table = "reports_unitancestor"
+        constraints = [
+            models.UniqueConstraint(fields=["unit", "ancestor"], name="unitancestor_unique"),
+        ]
+        indexes = [models.Index(fields=["ancestor", "unit"], name="unitancestor_ancestor_idx")]
+
+
 class Report(models.Model):
     """One anonymous report.
 

@@ -8,17 +8,17 @@ import io
 import secrets
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
-from reports.services import org_tree_index
 from server.db import guard, insert_rows, value_where
 from surveys import catalog, selectors, slots
 from surveys.holding import (
@@ -199,6 +199,31 @@ def _clean_path(raw: str) -> str:
     if len(path) > MAX_PATH_LENGTH:
         raise ValueError(_("A unit path may be at most %(n)d characters.") % {"n": MAX_PATH_LENGTH})
     return path
+
+
+@transaction.atomic
+def org_tree_index(*, survey: Survey, units: Iterable[OrgUnit]) -> None:
+    """Adds closure rows (each unit is its own ancestor) for the given new units and
+    any other unit of the survey still without them, by one statement walking up
+    `parent`, so 20,000 units cost one round trip."""
+    if not list(units):
+        return
+    survey_value = Survey._meta.pk.get_db_prep_value(survey.id, connection)
+    with connection.cursor() as cursor:
+        # "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint.
+        cursor.execute("""
+            WITH RECURSIVE chain (unit_id, ancestor_id) AS (
+                SELECT u.id, u.id FROM surveys_orgunit u
+                WHERE u.survey_id = %s AND NOT EXISTS (
+                    SELECT 1 FROM reports_unitancestor a
+                    WHERE a.unit_id = u.id AND a.ancestor_id = u.id)
+                UNION ALL
+                SELECT chain.unit_id, p.parent_id
+                FROM chain JOIN surveys_orgunit p ON p.id = chain.ancestor_id
+                WHERE p.parent_id IS NOT NULL)
+            INSERT INTO reports_unitancestor (survey_id, unit_id, ancestor_id)
+            SELECT %s, unit_id, ancestor_id FROM chain WHERE true
+            ON CONFLICT DO NOTHING""", [survey_value, survey_value])
 
 
 @transaction.atomic

@@ -37,3 +37,11 @@ def slot_of(at: dt.datetime) -> dt.datetime:
 def slot_next(at: dt.datetime) -> dt.datetime:
     """The first slot boundary after `at`."""
     return slot_of(at) + dt.timedelta(seconds=slot_seconds())
+
+
+def next_publication(*, now: dt.datetime | None = None) -> dt.datetime | None:
+    """The earliest a publication can next happen, the first boundary after now; None when
+    publications are not scheduled (they follow arrivals of enough reports)."""
+    if not scheduled():
+        return None
+    return slot_next(now or dt.datetime.now(dt.UTC))

@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from reports import services as report_services
-from reports.models import AggregationState, Cell, PendingChange, UnitAncestor
+from reports.models import AggregationState, Cell, PendingChange
 from surveys import catalog, services, slots
-from surveys.models import OrgUnit
+from surveys.models import OrgUnit, UnitAncestor
 from tests.factories import OrganizerFactory, file_reports, publish, survey_with_units
 
 pytestmark = pytest.mark.django_db

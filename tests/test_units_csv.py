@@ -4,9 +4,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from reports.models import UnitAncestor
 from surveys import services
-from surveys.models import OrgUnit
+from surveys.models import OrgUnit, UnitAncestor
 
 pytestmark = pytest.mark.django_db
 

@@ -1,0 +1,16 @@
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    """The tree closure moves to the surveys app, which writes the tree; the table stays."""
+
+    dependencies = [
+        ("reports", "0005_job_error"),
+    ]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            state_operations=[migrations.DeleteModel(name="UnitAncestor")],
+            database_operations=[],
+        ),
+    ]
