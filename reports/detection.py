@@ -19,7 +19,6 @@ import io
 import logging
 import math
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from django.db import transaction
 from django.db.models import F, Max, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from reports import scan
+from reports import phrases, scan
 from reports.jobs import (
     _UNFINISHED,
     JobFailure,
@@ -78,27 +77,6 @@ CODE_VERSION = hashlib.sha256(Path(scan.__file__).read_bytes()).hexdigest()[:16]
 # names only its run and replica range, so operators still see where it ran.
 logger = logging.getLogger(__name__)
 
-SIGNAL_PHRASES = {
-    "prior_positive_standing": "they were in good standing before",
-    "abrupt_reversal": "the feedback turned suddenly",
-    "recap_contradicts_meeting": "a written recap contradicted the meeting",
-    "completed_work_disputed": "finished work was called incomplete",
-    "shifting_goalposts": "the goalposts kept moving",
-    "transfer_blocked": "an internal move was blocked",
-    "coaching_plan": "a coaching or improvement plan was mentioned",
-    "peers_same_treatment": "coworkers got the same treatment",
-    "exit_pressure": "they were nudged towards leaving",
-    "still_in_role": "they are still in the same role",
-    "transferred": "they moved to another team",
-    "resigned": "they resigned",
-    "let_go": "they were let go",
-    "on_plan": "they are on an improvement plan",
-    "prefer_not_to_say": "they prefer not to say what happened",
-}
-# A signal "stands out" when this many times as common as elsewhere.
-SUMMARY_MIN_LIFT = 1.5
-SUMMARY_MAX_SIGNALS = 2
-SIGNATURE_DOMINANT_SHARE = 0.5
 # A cluster is a finding, and is released at all, only at this adjusted p-value or below.
 SIGNIFICANCE_LEVEL = 0.05
 
@@ -411,16 +389,7 @@ def _maxima(run: DetectionRun, model: str) -> np.ndarray:
     return np.concatenate(parts)
 
 
-@dataclass(frozen=True)
-class SignalShare:
-    code: str
-    count: int
-    share: float
-    baseline_share: float | None
-    lift: float | None
-
-
-def _shares(*, inside: np.ndarray, arrays: dict, k: int) -> list[SignalShare]:
+def _shares(*, inside: np.ndarray, arrays: dict, k: int) -> list[phrases.SignalShare]:
     """Share of the cluster's reports with each signal and outcome, against the
     reports outside it. A share is shown only when the reports it counts are
     at least k; the outside share only when the outside group is at least k and
@@ -442,46 +411,9 @@ def _shares(*, inside: np.ndarray, arrays: dict, k: int) -> list[SignalShare]:
             baseline = outside / n_out
         share = count / n_in
         lift = share / baseline if baseline else None
-        out.append(SignalShare(code, count, share, baseline, lift))
+        out.append(phrases.SignalShare(code, count, share, baseline, lift))
     out.sort(key=lambda s: (-(s.lift if s.lift is not None else math.inf), -s.share, s.code))
     return out
-
-
-def _percent(share: float) -> str:
-    return f"{round(share * 100)}%"
-
-
-def signature_marked(shares: dict[str, float]) -> bool:
-    """Whether most of a cluster's reports carry each mark of the attrition-drive pattern:
-    every one of `SIGNATURE_ALL` and at least one of `SIGNATURE_ANY`, each on its own.
-    Decided from per-signal shares, so that a released cluster decides it from released
-    signal counts alone."""
-    def most(code: str) -> bool:
-        return shares.get(code, 0.0) >= SIGNATURE_DOMINANT_SHARE
-
-    return (all(most(code) for code in catalog.SIGNATURE_ALL)
-            and any(most(code) for code in catalog.SIGNATURE_ANY))
-
-
-def cluster_summary(*, shares: list[SignalShare], signature_dominant: bool) -> str:
-    signals = [s for s in shares if s.code in catalog.SIGNAL_CODES]
-    standing_out = [s for s in signals
-                    if s.baseline_share == 0 or (s.lift or 0) >= SUMMARY_MIN_LIFT]
-    if not standing_out and all(s.baseline_share is None for s in signals):
-        # Nothing to compare with: say what is most common here instead.
-        standing_out = sorted(signals, key=lambda s: (-s.share, s.code))
-    parts = []
-    for s in standing_out[:SUMMARY_MAX_SIGNALS]:
-        line = f"{_percent(s.share)} say {SIGNAL_PHRASES[s.code]}"
-        if s.baseline_share is not None:
-            line += f", vs {_percent(s.baseline_share)} elsewhere"
-        parts.append(line)
-    text = "; ".join(parts) + "." if parts else "No signal stands out against the other reports."
-    if signature_dominant:
-        text += (" Most reports here carry each mark of the attrition-drive pattern: good "
-                 "standing, an abrupt reversal, and a recap or coaching plan building a paper "
-                 "trail.")
-    return text[0].upper() + text[1:]
 
 
 def detection_rank(*, run_id) -> int:
@@ -519,7 +451,7 @@ def detection_rank(*, run_id) -> int:
                   & (arrays["report_periods"] <= cut["end"]))
         shares = _shares(inside=inside, arrays=arrays, k=k)
         n_in = int(inside.sum())
-        dominant = signature_marked({s.code: s.share for s in shares})
+        dominant = phrases.signature_marked({s.code: s.share for s in shares})
         expected = float(cut["expected"])
         clusters.append(DetectionCluster(
             run=run, rank=rank, model=model,
@@ -530,7 +462,7 @@ def detection_rank(*, run_id) -> int:
             llr=cut["llr"], p_raw=p_raw, p_value=p_value,
             signals=[{"code": s.code, "share": s.share, "baseline_share": s.baseline_share,
                       "lift": s.lift} for s in shares],
-            summary=cluster_summary(shares=shares, signature_dominant=dominant),
+            summary=phrases.cluster_summary(shares=shares, signature_dominant=dominant),
             signature_dominant=dominant,
         ))
     require_finite([[c.expected, c.relative_risk, c.llr, c.p_raw, c.p_value, c.signals]

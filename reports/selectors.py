@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 from django.db.models.fields.json import KeyTextTransform
 
-from reports import detection, disclosure
+from reports import detection, disclosure, phrases
 from reports.models import AggregationState, PublishedCell, ReleasedTable
 from surveys import catalog, slots
 from surveys import services as survey_services
@@ -742,10 +742,10 @@ def cluster_release(rel: Release, cluster: dict, *, period: str) -> ReleasedClus
     shares = [] if reports is None else _cluster_shares(rel, unit=unit, window=window,
                                                         reports=reports)
     ratio = None if reports is None else released_ratio(rel, unit=unit, window=window)
-    marked = reports is not None and detection.signature_marked(
+    marked = reports is not None and phrases.signature_marked(
         {s.code: s.count / reports for s in shares})
-    summary = "" if reports is None else detection.cluster_summary(
-        shares=[detection.SignalShare(s.code, s.count, s.count / reports,
+    summary = "" if reports is None else phrases.cluster_summary(
+        shares=[phrases.SignalShare(s.code, s.count, s.count / reports,
                                       None if s.baseline_percent is None else
                                       s.baseline_percent / 100, s.lift) for s in shares],
         signature_dominant=marked)
@@ -801,7 +801,7 @@ def cluster_sentence(cluster: ReleasedCluster) -> str:
     sentence += f" ({_p_text(cluster.p_value)})"
     top = cluster.top_signal
     if top is not None:
-        phrase = detection.SIGNAL_PHRASES.get(top.code, top.label.lower())
+        phrase = phrases.SIGNAL_PHRASES.get(top.code, top.label.lower())
         sentence += f"; {top.percent}% say {phrase}"
     return sentence + "."
 
