@@ -590,36 +590,3 @@ def simulated_survey_create(*, owner, title: str, dataset, period: str = Survey.
 # --------------------------------------------------------------------------------------
 # reads
 # --------------------------------------------------------------------------------------
-
-
-def latest_run(*, survey: Survey) -> DetectionRun | None:
-    """The latest successful run made with the survey's current k or a larger
-    one: after k is raised, figures cleared under the old k are not released."""
-    return (DetectionRun.objects.filter(survey=survey, finished__isnull=False,
-                                        job__status=Job.Status.SUCCEEDED,
-                                        parameters__min_reports__gte=survey.min_group_size)
-            .defer("inputs", "observed").order_by("-finished").first())
-
-
-def clusters_latest(*, survey: Survey) -> dict:
-    """The latest completed run and its stored clusters, best first, with their exact
-    figures: for the server only (the `simulate` command, and `cluster_release`, which is
-    the only way a cluster reaches a page, the API or an export)."""
-    run = latest_run(survey=survey)
-    if run is None:
-        return {"run": None, "clusters": []}
-    clusters = run.clusters.order_by("rank")
-    return {
-        "run": {"id": run.job_id, "finished": run.finished, "replicas": run.replicas,
-                "seed": run.seed},
-        "clusters": [
-            {"model": c.model, "scope": c.scope, "unit": c.unit_path, "start": c.start,
-             "end": c.end, "observed": c.observed, "expected": c.expected,
-             "relative_risk": c.relative_risk, "llr": c.llr, "p_value": c.p_value,
-             "signals": c.signals,
-             "attrition_signature": c.signature_dominant, "summary": c.summary}
-            for c in clusters],
-    }
-
-
-
