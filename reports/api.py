@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from reports import detection, selectors
+from reports import detection, jobs, selectors
 from surveys import selectors as survey_selectors
 
 
@@ -142,7 +142,7 @@ class RebuildApi(APIView):
     @extend_schema(request=None, responses={202: JobStartedOutput})
     def post(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
-        job = detection.rebuild_start(survey=survey)
+        job = jobs.rebuild_start(survey=survey)
         return Response(JobStartedOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -157,7 +157,7 @@ class JobDetailApi(APIView):
     @extend_schema(responses={200: Output})
     def get(self, request, survey_id, job_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
-        job = detection.job_get(survey=survey, job_id=job_id)
+        job = jobs.job_get(survey=survey, job_id=job_id)
         return Response(self.Output(job).data)
 
 

@@ -19,17 +19,22 @@ import io
 import logging
 import math
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Max, Min, OuterRef, Q, Subquery
-from django.http import Http404
 from django.utils import timezone
 
-from reports import scan
+from reports import phrases, scan
+from reports.jobs import (
+    _UNFINISHED,
+    JobFailure,
+    job_finish,
+    job_mark_running,
+    job_progress_set,
+)
 from reports.models import AggregationState, DetectionChunk, DetectionCluster, DetectionRun, Job
 from reports.simulate import branch_units
 from surveys import catalog
@@ -72,90 +77,8 @@ CODE_VERSION = hashlib.sha256(Path(scan.__file__).read_bytes()).hexdigest()[:16]
 # names only its run and replica range, so operators still see where it ran.
 logger = logging.getLogger(__name__)
 
-SIGNAL_PHRASES = {
-    "prior_positive_standing": "they were in good standing before",
-    "abrupt_reversal": "the feedback turned suddenly",
-    "recap_contradicts_meeting": "a written recap contradicted the meeting",
-    "completed_work_disputed": "finished work was called incomplete",
-    "shifting_goalposts": "the goalposts kept moving",
-    "transfer_blocked": "an internal move was blocked",
-    "coaching_plan": "a coaching or improvement plan was mentioned",
-    "peers_same_treatment": "coworkers got the same treatment",
-    "exit_pressure": "they were nudged towards leaving",
-    "still_in_role": "they are still in the same role",
-    "transferred": "they moved to another team",
-    "resigned": "they resigned",
-    "let_go": "they were let go",
-    "on_plan": "they are on an improvement plan",
-    "prefer_not_to_say": "they prefer not to say what happened",
-}
-# A signal "stands out" when this many times as common as elsewhere.
-SUMMARY_MIN_LIFT = 1.5
-SUMMARY_MAX_SIGNALS = 2
-SIGNATURE_DOMINANT_SHARE = 0.5
 # A cluster is a finding, and is released at all, only at this adjusted p-value or below.
 SIGNIFICANCE_LEVEL = 0.05
-
-
-# --------------------------------------------------------------------------------------
-# jobs
-# --------------------------------------------------------------------------------------
-
-_UNFINISHED = (Job.Status.QUEUED, Job.Status.RUNNING)
-
-
-def job_mark_running(*, job_id) -> bool:
-    return Job.objects.filter(id=job_id, status__in=_UNFINISHED).update(
-        status=Job.Status.RUNNING) == 1
-
-
-def job_progress_set(*, job_id, progress: float) -> bool:
-    """Moves progress forward only; False when the job is finished or already further."""
-    progress = min(max(float(progress), 0.0), 1.0)
-    return Job.objects.filter(id=job_id, status__in=_UNFINISHED,
-                              progress__lt=progress).update(progress=progress) == 1
-
-
-JOB_ERROR_UNEXPECTED = ("The job stopped on an unexpected error. It was logged for the "
-                        "operator; starting the job again may help.")
-JOB_ERROR_WORKER_LOST = ("The worker running this job stopped (out of memory or over its "
-                         "time limit); the job was not restarted.")
-
-
-class JobFailure(Exception):
-    """A failure whose message is written for the organizer and shown with the job."""
-
-
-def job_finish(*, job_id, succeeded: bool, error: str = "") -> bool:
-    fields = {"status": Job.Status.SUCCEEDED if succeeded else Job.Status.FAILED,
-              "finished": timezone.now()}
-    if succeeded:
-        fields["progress"] = 1.0
-    else:
-        fields["error"] = error or JOB_ERROR_UNEXPECTED
-    return Job.objects.filter(id=job_id, status__in=_UNFINISHED).update(**fields) == 1
-
-
-def job_error_for(exc: BaseException) -> str:
-    """What the organizer reads about a failure: a JobFailure's own words, and
-    for anything else a fixed sentence (an exception's text may quote data)."""
-    return str(exc) if isinstance(exc, JobFailure) else JOB_ERROR_UNEXPECTED
-
-
-@transaction.atomic
-def rebuild_start(*, survey: Survey) -> Job:
-    from reports.tasks import rebuild_survey
-
-    job = Job.objects.create(survey=survey, kind=Job.Kind.REBUILD)
-    rebuild_survey.delay_on_commit(str(survey.id), job_id=str(job.id))
-    return job
-
-
-def job_get(*, survey: Survey, job_id) -> Job:
-    job = Job.objects.filter(survey=survey, id=job_id).first()
-    if job is None:
-        raise Http404
-    return job
 
 
 # --------------------------------------------------------------------------------------
@@ -466,16 +389,7 @@ def _maxima(run: DetectionRun, model: str) -> np.ndarray:
     return np.concatenate(parts)
 
 
-@dataclass(frozen=True)
-class SignalShare:
-    code: str
-    count: int
-    share: float
-    baseline_share: float | None
-    lift: float | None
-
-
-def _shares(*, inside: np.ndarray, arrays: dict, k: int) -> list[SignalShare]:
+def _shares(*, inside: np.ndarray, arrays: dict, k: int) -> list[phrases.SignalShare]:
     """Share of the cluster's reports with each signal and outcome, against the
     reports outside it. A share is shown only when the reports it counts are
     at least k; the outside share only when the outside group is at least k and
@@ -497,46 +411,9 @@ def _shares(*, inside: np.ndarray, arrays: dict, k: int) -> list[SignalShare]:
             baseline = outside / n_out
         share = count / n_in
         lift = share / baseline if baseline else None
-        out.append(SignalShare(code, count, share, baseline, lift))
+        out.append(phrases.SignalShare(code, count, share, baseline, lift))
     out.sort(key=lambda s: (-(s.lift if s.lift is not None else math.inf), -s.share, s.code))
     return out
-
-
-def _percent(share: float) -> str:
-    return f"{round(share * 100)}%"
-
-
-def signature_marked(shares: dict[str, float]) -> bool:
-    """Whether most of a cluster's reports carry each mark of the attrition-drive pattern:
-    every one of `SIGNATURE_ALL` and at least one of `SIGNATURE_ANY`, each on its own.
-    Decided from per-signal shares, so that a released cluster decides it from released
-    signal counts alone."""
-    def most(code: str) -> bool:
-        return shares.get(code, 0.0) >= SIGNATURE_DOMINANT_SHARE
-
-    return (all(most(code) for code in catalog.SIGNATURE_ALL)
-            and any(most(code) for code in catalog.SIGNATURE_ANY))
-
-
-def cluster_summary(*, shares: list[SignalShare], signature_dominant: bool) -> str:
-    signals = [s for s in shares if s.code in catalog.SIGNAL_CODES]
-    standing_out = [s for s in signals
-                    if s.baseline_share == 0 or (s.lift or 0) >= SUMMARY_MIN_LIFT]
-    if not standing_out and all(s.baseline_share is None for s in signals):
-        # Nothing to compare with: say what is most common here instead.
-        standing_out = sorted(signals, key=lambda s: (-s.share, s.code))
-    parts = []
-    for s in standing_out[:SUMMARY_MAX_SIGNALS]:
-        line = f"{_percent(s.share)} say {SIGNAL_PHRASES[s.code]}"
-        if s.baseline_share is not None:
-            line += f", vs {_percent(s.baseline_share)} elsewhere"
-        parts.append(line)
-    text = "; ".join(parts) + "." if parts else "No signal stands out against the other reports."
-    if signature_dominant:
-        text += (" Most reports here carry each mark of the attrition-drive pattern: good "
-                 "standing, an abrupt reversal, and a recap or coaching plan building a paper "
-                 "trail.")
-    return text[0].upper() + text[1:]
 
 
 def detection_rank(*, run_id) -> int:
@@ -574,7 +451,7 @@ def detection_rank(*, run_id) -> int:
                   & (arrays["report_periods"] <= cut["end"]))
         shares = _shares(inside=inside, arrays=arrays, k=k)
         n_in = int(inside.sum())
-        dominant = signature_marked({s.code: s.share for s in shares})
+        dominant = phrases.signature_marked({s.code: s.share for s in shares})
         expected = float(cut["expected"])
         clusters.append(DetectionCluster(
             run=run, rank=rank, model=model,
@@ -585,7 +462,7 @@ def detection_rank(*, run_id) -> int:
             llr=cut["llr"], p_raw=p_raw, p_value=p_value,
             signals=[{"code": s.code, "share": s.share, "baseline_share": s.baseline_share,
                       "lift": s.lift} for s in shares],
-            summary=cluster_summary(shares=shares, signature_dominant=dominant),
+            summary=phrases.cluster_summary(shares=shares, signature_dominant=dominant),
             signature_dominant=dominant,
         ))
     require_finite([[c.expected, c.relative_risk, c.llr, c.p_raw, c.p_value, c.signals]
@@ -713,36 +590,3 @@ def simulated_survey_create(*, owner, title: str, dataset, period: str = Survey.
 # --------------------------------------------------------------------------------------
 # reads
 # --------------------------------------------------------------------------------------
-
-
-def latest_run(*, survey: Survey) -> DetectionRun | None:
-    """The latest successful run made with the survey's current k or a larger
-    one: after k is raised, figures cleared under the old k are not released."""
-    return (DetectionRun.objects.filter(survey=survey, finished__isnull=False,
-                                        job__status=Job.Status.SUCCEEDED,
-                                        parameters__min_reports__gte=survey.min_group_size)
-            .defer("inputs", "observed").order_by("-finished").first())
-
-
-def clusters_latest(*, survey: Survey) -> dict:
-    """The latest completed run and its stored clusters, best first, with their exact
-    figures: for the server only (the `simulate` command, and `cluster_release`, which is
-    the only way a cluster reaches a page, the API or an export)."""
-    run = latest_run(survey=survey)
-    if run is None:
-        return {"run": None, "clusters": []}
-    clusters = run.clusters.order_by("rank")
-    return {
-        "run": {"id": run.job_id, "finished": run.finished, "replicas": run.replicas,
-                "seed": run.seed},
-        "clusters": [
-            {"model": c.model, "scope": c.scope, "unit": c.unit_path, "start": c.start,
-             "end": c.end, "observed": c.observed, "expected": c.expected,
-             "relative_risk": c.relative_risk, "llr": c.llr, "p_value": c.p_value,
-             "signals": c.signals,
-             "attrition_signature": c.signature_dominant, "summary": c.summary}
-            for c in clusters],
-    }
-
-
-

@@ -89,6 +89,7 @@ the pair's largest window case count and smallest eligible window report count.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -97,9 +98,11 @@ import numpy as np
 
 __all__ = [
     "MODELS",
+    "SCAN_MODELS",
     "Cut",
     "Detection",
     "ScanData",
+    "ScanModel",
     "available_models",
     "bonferroni",
     "cut_cells",
@@ -111,8 +114,6 @@ __all__ = [
     "resolve_max_window",
 ]
 
-# Appended, never reordered: a model's index seeds its replicas (reports.detection).
-MODELS = ("targeted", "wave", "signature", "per_capita", "joint")
 DEFAULT_REPLICAS = 999
 _LEAVE_OUT_FLOOR = 0.5
 # observed_cuts keeps at most this many candidate cuts (the highest LLRs) while it
@@ -445,24 +446,28 @@ def available_models(data: ScanData) -> list[str]:
     return models
 
 
-class _Model:
-    """Everything that is fixed across replicas of one model on one data set."""
+class ScanModel(ABC):
+    """One scan model set up on one data set: everything fixed across its replicas.
 
-    def __init__(
-        self, data: ScanData, model: str, max_window: int | None, leave_branch_out: bool
-    ) -> None:
-        if model not in MODELS:
-            raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
-        if data.n_reports and model not in available_models(data):
-            raise ValueError(f"model {model!r} is not available for this data")
+    The scan needs four things of a model: the counts its cuts are counted on
+    (:meth:`observed_counts`), every cut of one window length scored
+    (:meth:`window_cuts`) with its expectation (:meth:`cut_expected`), and the maximum
+    statistic (:meth:`max_statistic`) of the observed data or of a null replica
+    (:meth:`replica_counts`)."""
+
+    name: str
+
+    def __init__(self, data: ScanData, max_window: int | None, leave_branch_out: bool) -> None:
+        if data.n_reports and self.name not in available_models(data):
+            raise ValueError(f"model {self.name!r} is not available for this data")
         self.data = data
-        self.model = model
+        self.model = self.name
         self.tree = data._tree
         self.T = data.n_periods
         self.wmax = resolve_max_window(self.T, max_window)
-        # joint always compares a branch with the rest of the company
-        self.leave_out = bool(leave_branch_out) or model == "joint"
+        self.leave_out = bool(leave_branch_out)
         self.N = data.n_reports
+        self.C = self.N
         tree = self.tree
         T = self.T
         # report -> ancestor cell base index (N x depth)
@@ -471,135 +476,49 @@ class _Model:
         counts = tree.counts_from_index(self.base + data.report_periods[:, None], T)
         self.counts = counts
         self.n_g = counts.sum(axis=1)
-        if model in ("targeted", "joint"):
-            self.C = self.N
-            c_t = np.bincount(data.report_periods, minlength=T)
-            cs = np.concatenate([[0], np.cumsum(c_t)])
-            self.cw = [cs[w:] - cs[:-w] for w in range(1, self.wmax + 1)]
-            self.cw_min = np.array([a.min() for a in self.cw], dtype=np.int64)
-            self.cw_max = np.array([a.max() for a in self.cw], dtype=np.int64)
-            self.table = _XLogXTable(self.N)
-            if model == "joint":
-                self.cases = data.report_cases
-                self.K = int(self.cases.sum())
-                self.case_counts = tree.counts_from_index(
-                    self.base[self.cases] + data.report_periods[self.cases][:, None], T
-                )
-        elif model == "signature":
-            cases = data.report_cases
-            self.cases = cases
-            self.C = int(cases.sum())
-            self.case_counts = tree.counts_from_index(
-                self.base[cases] + data.report_periods[cases][:, None], T
-            )
-            cs_all = _cumsum_time(counts)
-            # window report counts are taken from the cumulative sums when needed:
-            # kept for every window length they would cost U x T x max_window
-            self.report_cs = cs_all
-            self.nmin = np.stack([self.window_reports(w).min(axis=1)
-                                  for w in range(1, self.wmax + 1)], axis=1)
-            self.nmax = np.stack([self.window_reports(w).max(axis=1)
-                                  for w in range(1, self.wmax + 1)], axis=1)
-            self.table = _XLogXTable(self.N)
-        elif model == "per_capita":
-            self.C = self.N
-            own = np.where(np.isfinite(data.headcount), data.headcount, 0.0)
-            pop = tree.subtree_sum(own)
-            self.share = pop / own.sum()
-            p = own / own.sum()
-            self.cell_units = np.flatnonzero(p > 0)
-            self.cell_cdf = np.cumsum(p[self.cell_units])
-            self.cell_cdf /= self.cell_cdf[-1]
-        else:
-            self.C = self.N
         self.widths = np.arange(1, self.wmax + 1)
 
-    def window_reports(self, w: int, rows=slice(None)) -> np.ndarray:
-        """signature: reports of branches ``rows`` in every window of length ``w``."""
-        cs = self.report_cs[rows]
-        return cs[:, w:] - cs[:, :-w]
+    # ---- observed cuts --------------------------------------------------------------
+    def observed_counts(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Branch x period counts the cuts are counted on, and the case counts that
+        score them alongside (joint) or None."""
+        return self.counts, None
 
-    # ---- expected counts ------------------------------------------------------------
+    def observed_tm(self):
+        """The observed counts in the time-major form :meth:`max_statistic` takes."""
+        return self.observed_counts()[0].T
+
+    def window_cuts(self, w: int, cs: np.ndarray, ks: np.ndarray | None):
+        """Every cut of length ``w`` from cumulative counts ``cs`` (and case counts ``ks``):
+        counts ``c``, reports ``n`` and LLRs, each branch x start."""
+        c = cs[:, w:] - cs[:, :-w]
+        return c, c, self.llr(w, c, np.arange(c.shape[0]))
+
+    def cut_expected(self, w: int, g: int, s: int, c: int, n: int) -> float:
+        return float(self.expected(w, np.array([c]), np.array([g]), np.array([s]))[0])
+
+    @abstractmethod
     def expected(self, w: int, c: np.ndarray, rows: np.ndarray | slice, start=None):
         """Expected count(s) for cuts of length ``w`` on branches ``rows``.
 
         ``c`` has shape (len(rows), n_starts) or (len(rows),) when ``start`` is an array of
         the same length (paired cuts)."""
-        T = self.T
-        if self.model in ("targeted", "joint"):
-            cw = self.cw[w - 1] if start is None else self.cw[w - 1][start]
-            n_g = self.n_g[rows].astype(np.float64)
-            if c.ndim == 2:
-                n_g = n_g[:, None]
-            if self.leave_out:
-                rest = (self.C - n_g).astype(np.float64)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    e = n_g * np.maximum(cw - c, _LEAVE_OUT_FLOOR) / rest
-                # A branch holding every report has no rest to take a rate from
-                # (joint still scores its cases): its expectation is the
-                # company's own profile, n_g * C_W / C.
-                return np.where(rest > 0, e, n_g * cw / self.C)
-            return n_g * cw / self.C
-        if self.model == "wave":
-            n_g = self.n_g[rows].astype(np.float64)
-            e = n_g * (w / T)
-            return np.broadcast_to(e[:, None] if c.ndim == 2 else e, c.shape)
-        if self.model == "per_capita":
-            e = self.C * self.share[rows] * (w / T)
-            return np.broadcast_to(e[:, None] if c.ndim == 2 else e, c.shape)
-        raise AssertionError("signature has no simple expected count")
 
-    def llr(self, w: int, c: np.ndarray, rows, start=None, n=None) -> np.ndarray:
-        if self.model in ("targeted", "joint") and self.leave_out:
-            cw = self.cw[w - 1] if start is None else self.cw[w - 1][start]
-            n_g = self.n_g[rows]
-            if c.ndim == 2:
-                n_g = n_g[:, None]
-                cw = np.broadcast_to(cw, c.shape)
-            return self.table.table2x2(np.asarray(c, dtype=np.int64), n_g, cw, self.N)
-        if self.model == "targeted" or self.model == "per_capita":
-            return poisson_llr(c, self.expected(w, c, rows, start), self.C)
-        if self.model == "wave":
-            n_g = self.n_g[rows]
-            if c.ndim == 2:
-                n_g = n_g[:, None]
-            return binomial_llr(c, n_g, w / self.T)
-        return bernoulli_llr(c, n, self.C, self.N)
+    @abstractmethod
+    def llr(self, w: int, c: np.ndarray, rows, start=None) -> np.ndarray:
+        """LLRs of cuts of length ``w`` with counts ``c`` on branches ``rows``."""
 
     # ---- replicas -------------------------------------------------------------------
+    @abstractmethod
     def replica_counts(self, rng: np.random.Generator):
-        """Time-major [T, U] branch counts of one null replica (joint: the pair report
-        counts, case counts)."""
-        data = self.data
-        T = self.T
-        tree = self.tree
-        if self.model == "joint":
-            periods = rng.permutation(data.report_periods)
-            cases = rng.permutation(self.cases)
-            return (tree.time_major(self.anc_rows, periods, T),
-                    tree.time_major(self.anc_rows[cases], periods[cases], T))
-        if self.model == "targeted":
-            return tree.time_major(self.anc_rows, rng.permutation(data.report_periods), T)
-        if self.model == "wave":
-            return tree.time_major(self.anc_rows, rng.integers(0, T, size=self.N), T)
-        if self.model == "signature":
-            cases = rng.permutation(self.cases)
-            return tree.time_major(self.anc_rows[cases], data.report_periods[cases], T)
-        # per_capita: multinomial over (unit, period) cells, prob ~ own headcount
-        pick = np.searchsorted(self.cell_cdf, rng.random(self.N), side="right")
-        units = self.cell_units[np.minimum(pick, self.cell_units.size - 1)]
-        periods = rng.integers(0, T, size=self.N)
-        return tree.time_major(tree.anc[units], periods, T)
+        """Time-major [T, U] branch counts of one null replica."""
 
     def max_statistic(self, counts_tm: np.ndarray, min_reports: int) -> float:
         """Exact maximum LLR over cuts with ``c >= min_reports`` (branch and bound).
 
-        ``counts_tm``: time-major [T, U] branch counts (joint: the pair report counts, case
-        counts)."""
+        ``counts_tm``: time-major [T, U] branch counts."""
         if self.N == 0:
             return 0.0
-        if self.model == "joint":
-            return self._max_joint(*counts_tm, min_reports)
         T = self.T
         buf = np.ascontiguousarray(counts_tm, dtype=np.int32)
         one = buf.copy()
@@ -609,33 +528,32 @@ class _Model:
             view = buf[: T - w + 1]
             view += one[w - 1 :]
             cmax_wu[w - 1] = view.max(axis=0)
-        if self.model == "targeted" and self.leave_out:
-            return self._max_table_llr(cmax_wu, one, min_reports)
+        return self._max_from_window_maxima(cmax_wu, one, min_reports)
+
+    @abstractmethod
+    def _max_from_window_maxima(self, cmax_wu: np.ndarray, one: np.ndarray,
+                                min_reports: int) -> float:
+        """The maximum statistic from the largest window count per (width, branch)
+        ``cmax_wu`` and the time-major counts ``one``."""
+
+    def _bounds(self, cmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Upper and attained lower bound of the LLR per (branch, width) pair."""
+        raise NotImplementedError
+
+    def _exact(self, w: int, c: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """LLRs of the cuts of length ``w`` with counts ``c`` [rows, starts]."""
+        return self.llr(w, c, rows)
+
+    def _branch_and_bound(self, cmax_wu: np.ndarray, one: np.ndarray,
+                          min_reports: int) -> float:
+        """Bound every (branch, width) pair by :meth:`_bounds` and evaluate cut by cut
+        only the pairs that can still beat the best lower bound."""
+        T = self.T
         cmax = cmax_wu.T  # [U, W]
         eligible = cmax >= min_reports
         if not eligible.any():
             return 0.0
-        w_row = self.widths[None, :]
-        if self.model in ("wave", "per_capita"):
-            # expected depends only on (branch, w): the largest window count is the best cut
-            if self.model == "wave":
-                val = binomial_llr(cmax, self.n_g[:, None], w_row / self.T)
-            else:
-                val = poisson_llr(cmax, self.C * self.share[:, None] * (w_row / self.T), self.C)
-            return float(np.max(np.where(eligible, val, 0.0)))
-        if self.model == "targeted":
-            cwmin = np.array([a.min() for a in self.cw], dtype=np.float64)[None, :]
-            cwmax = np.array([a.max() for a in self.cw], dtype=np.float64)[None, :]
-            n_g = self.n_g[:, None].astype(np.float64)
-            e_lo = n_g * cwmin / self.C
-            e_hi = n_g * cwmax / self.C
-            # a window nobody reported in gives no bound (E -> 0), so check such pairs
-            upper = np.where(e_lo > 0, poisson_llr(cmax, e_lo, self.C), np.inf)
-            lower = poisson_llr(cmax, e_hi, self.C)
-        else:  # signature
-            tab = self.table
-            upper = tab.bernoulli(cmax, np.maximum(self.nmin, cmax), self.C, self.N)
-            lower = tab.bernoulli(cmax, self.nmax, self.C, self.N)
+        upper, lower = self._bounds(cmax)
         upper = np.where(eligible, upper, 0.0)
         best = float(np.max(np.where(eligible, lower, 0.0)))
         cutoff = best - _TOL_REL * abs(best) - _TOL_ABS
@@ -649,13 +567,71 @@ class _Model:
             rows = np.flatnonzero(cand[:, wi])
             w = int(self.widths[wi])
             c = (cs[w:, rows] - cs[:-w, rows]).T
-            if self.model == "signature":
-                val = self.table.bernoulli(c, self.window_reports(w, rows), self.C, self.N)
-            else:
-                val = self.llr(w, c, rows)
+            val = self._exact(w, c, rows)
             val = np.where(c >= min_reports, val, 0.0)
             best = max(best, float(val.max()))
         return best
+
+
+class TargetedModel(ScanModel):
+    """``targeted``: conditioned on branch and time; replicas permute report periods."""
+
+    name = "targeted"
+
+    def __init__(self, data: ScanData, max_window: int | None, leave_branch_out: bool) -> None:
+        super().__init__(data, max_window, leave_branch_out)
+        T = self.T
+        c_t = np.bincount(data.report_periods, minlength=T)
+        cs = np.concatenate([[0], np.cumsum(c_t)])
+        self.cw = [cs[w:] - cs[:-w] for w in range(1, self.wmax + 1)]
+        self.cw_min = np.array([a.min() for a in self.cw], dtype=np.int64)
+        self.cw_max = np.array([a.max() for a in self.cw], dtype=np.int64)
+        self.table = _XLogXTable(self.N)
+
+    def expected(self, w: int, c: np.ndarray, rows: np.ndarray | slice, start=None):
+        cw = self.cw[w - 1] if start is None else self.cw[w - 1][start]
+        n_g = self.n_g[rows].astype(np.float64)
+        if c.ndim == 2:
+            n_g = n_g[:, None]
+        if self.leave_out:
+            rest = (self.C - n_g).astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                e = n_g * np.maximum(cw - c, _LEAVE_OUT_FLOOR) / rest
+            # A branch holding every report has no rest to take a rate from
+            # (joint still scores its cases): its expectation is the
+            # company's own profile, n_g * C_W / C.
+            return np.where(rest > 0, e, n_g * cw / self.C)
+        return n_g * cw / self.C
+
+    def llr(self, w: int, c: np.ndarray, rows, start=None) -> np.ndarray:
+        if self.leave_out:
+            cw = self.cw[w - 1] if start is None else self.cw[w - 1][start]
+            n_g = self.n_g[rows]
+            if c.ndim == 2:
+                n_g = n_g[:, None]
+                cw = np.broadcast_to(cw, c.shape)
+            return self.table.table2x2(np.asarray(c, dtype=np.int64), n_g, cw, self.N)
+        return poisson_llr(c, self.expected(w, c, rows, start), self.C)
+
+    def replica_counts(self, rng: np.random.Generator):
+        return self.tree.time_major(self.anc_rows, rng.permutation(self.data.report_periods),
+                                    self.T)
+
+    def _max_from_window_maxima(self, cmax_wu, one, min_reports):
+        if self.leave_out:
+            return self._max_table_llr(cmax_wu, one, min_reports)
+        return self._branch_and_bound(cmax_wu, one, min_reports)
+
+    def _bounds(self, cmax):
+        cwmin = np.array([a.min() for a in self.cw], dtype=np.float64)[None, :]
+        cwmax = np.array([a.max() for a in self.cw], dtype=np.float64)[None, :]
+        n_g = self.n_g[:, None].astype(np.float64)
+        e_lo = n_g * cwmin / self.C
+        e_hi = n_g * cwmax / self.C
+        # a window nobody reported in gives no bound (E -> 0), so check such pairs
+        upper = np.where(e_lo > 0, poisson_llr(cmax, e_lo, self.C), np.inf)
+        lower = poisson_llr(cmax, e_hi, self.C)
+        return upper, lower
 
     def _max_table_llr(self, cmax_wu: np.ndarray, one: np.ndarray, min_reports: int) -> float:
         """Branch and bound for the targeted 2 x 2 table LLR on the eligible (width, branch)
@@ -688,6 +664,185 @@ class _Model:
             best = max(best, float(val.max()))
         return best
 
+
+class _UniformInTime(ScanModel):
+    """Models whose expectation depends only on (branch, window length), so a pair's
+    largest window count is its best cut."""
+
+    def _max_from_window_maxima(self, cmax_wu, one, min_reports):
+        cmax = cmax_wu.T  # [U, W]
+        eligible = cmax >= min_reports
+        if not eligible.any():
+            return 0.0
+        val = self._pair_llr(cmax, self.widths[None, :])
+        return float(np.max(np.where(eligible, val, 0.0)))
+
+    @abstractmethod
+    def _pair_llr(self, cmax: np.ndarray, w_row: np.ndarray) -> np.ndarray:
+        """LLR of every (branch, width) pair's largest window count."""
+
+
+class WaveModel(_UniformInTime):
+    """``wave``: conditioned on branch, uniform in time; replicas redraw report periods."""
+
+    name = "wave"
+
+    def expected(self, w: int, c: np.ndarray, rows: np.ndarray | slice, start=None):
+        n_g = self.n_g[rows].astype(np.float64)
+        e = n_g * (w / self.T)
+        return np.broadcast_to(e[:, None] if c.ndim == 2 else e, c.shape)
+
+    def llr(self, w: int, c: np.ndarray, rows, start=None) -> np.ndarray:
+        n_g = self.n_g[rows]
+        if c.ndim == 2:
+            n_g = n_g[:, None]
+        return binomial_llr(c, n_g, w / self.T)
+
+    def replica_counts(self, rng: np.random.Generator):
+        return self.tree.time_major(self.anc_rows, rng.integers(0, self.T, size=self.N), self.T)
+
+    def _pair_llr(self, cmax, w_row):
+        return binomial_llr(cmax, self.n_g[:, None], w_row / self.T)
+
+
+class PerCapitaModel(_UniformInTime):
+    """``per_capita``: Poisson against headcount; replicas draw reports over (unit, period)
+    cells with probability proportional to own headcount."""
+
+    name = "per_capita"
+
+    def __init__(self, data: ScanData, max_window: int | None, leave_branch_out: bool) -> None:
+        super().__init__(data, max_window, leave_branch_out)
+        own = np.where(np.isfinite(data.headcount), data.headcount, 0.0)
+        pop = self.tree.subtree_sum(own)
+        self.share = pop / own.sum()
+        p = own / own.sum()
+        self.cell_units = np.flatnonzero(p > 0)
+        self.cell_cdf = np.cumsum(p[self.cell_units])
+        self.cell_cdf /= self.cell_cdf[-1]
+
+    def expected(self, w: int, c: np.ndarray, rows: np.ndarray | slice, start=None):
+        e = self.C * self.share[rows] * (w / self.T)
+        return np.broadcast_to(e[:, None] if c.ndim == 2 else e, c.shape)
+
+    def llr(self, w: int, c: np.ndarray, rows, start=None) -> np.ndarray:
+        return poisson_llr(c, self.expected(w, c, rows, start), self.C)
+
+    def replica_counts(self, rng: np.random.Generator):
+        tree = self.tree
+        pick = np.searchsorted(self.cell_cdf, rng.random(self.N), side="right")
+        units = self.cell_units[np.minimum(pick, self.cell_units.size - 1)]
+        periods = rng.integers(0, self.T, size=self.N)
+        return tree.time_major(tree.anc[units], periods, self.T)
+
+    def _pair_llr(self, cmax, w_row):
+        return poisson_llr(cmax, self.C * self.share[:, None] * (w_row / self.T), self.C)
+
+
+class SignatureModel(ScanModel):
+    """``signature``: Bernoulli on the reports carrying the signature (cases); replicas
+    permute the case labels."""
+
+    name = "signature"
+
+    def __init__(self, data: ScanData, max_window: int | None, leave_branch_out: bool) -> None:
+        super().__init__(data, max_window, leave_branch_out)
+        cases = data.report_cases
+        self.cases = cases
+        self.C = int(cases.sum())
+        self.case_counts = self.tree.counts_from_index(
+            self.base[cases] + data.report_periods[cases][:, None], self.T
+        )
+        # window report counts are taken from the cumulative sums when needed:
+        # kept for every window length they would cost U x T x max_window
+        self.report_cs = _cumsum_time(self.counts)
+        self.nmin = np.stack([self.window_reports(w).min(axis=1)
+                              for w in range(1, self.wmax + 1)], axis=1)
+        self.nmax = np.stack([self.window_reports(w).max(axis=1)
+                              for w in range(1, self.wmax + 1)], axis=1)
+        self.table = _XLogXTable(self.N)
+
+    def window_reports(self, w: int, rows=slice(None)) -> np.ndarray:
+        """Reports of branches ``rows`` in every window of length ``w``."""
+        cs = self.report_cs[rows]
+        return cs[:, w:] - cs[:, :-w]
+
+    def observed_counts(self):
+        return self.case_counts, None
+
+    def window_cuts(self, w, cs, ks):
+        c = cs[:, w:] - cs[:, :-w]
+        n = self.window_reports(w)
+        return c, n, bernoulli_llr(c, n, self.C, self.N)
+
+    def cut_expected(self, w: int, g: int, s: int, c: int, n: int) -> float:
+        out_n = self.N - n
+        return n * (self.C - c) / out_n if out_n > 0 else n * self.C / self.N
+
+    def expected(self, w, c, rows, start=None):
+        raise AssertionError("signature has no simple expected count")
+
+    def llr(self, w, c, rows, start=None):
+        raise AssertionError("signature scores cases against the cut's reports")
+
+    def replica_counts(self, rng: np.random.Generator):
+        cases = rng.permutation(self.cases)
+        return self.tree.time_major(self.anc_rows[cases], self.data.report_periods[cases],
+                                    self.T)
+
+    def _max_from_window_maxima(self, cmax_wu, one, min_reports):
+        return self._branch_and_bound(cmax_wu, one, min_reports)
+
+    def _bounds(self, cmax):
+        tab = self.table
+        upper = tab.bernoulli(cmax, np.maximum(self.nmin, cmax), self.C, self.N)
+        lower = tab.bernoulli(cmax, self.nmax, self.C, self.N)
+        return upper, lower
+
+    def _exact(self, w, c, rows):
+        return self.table.bernoulli(c, self.window_reports(w, rows), self.C, self.N)
+
+
+class JointModel(TargetedModel):
+    """``joint``: the targeted table LLR plus the signature Bernoulli LLR per cut; replicas
+    permute report periods, then case labels with the same generator."""
+
+    name = "joint"
+
+    def __init__(self, data: ScanData, max_window: int | None, leave_branch_out: bool) -> None:
+        # joint always compares a branch with the rest of the company
+        super().__init__(data, max_window, True)
+        self.cases = data.report_cases
+        self.K = int(self.cases.sum())
+        self.case_counts = self.tree.counts_from_index(
+            self.base[self.cases] + data.report_periods[self.cases][:, None], self.T
+        )
+
+    def observed_counts(self):
+        return self.counts, self.case_counts
+
+    def observed_tm(self):
+        return self.counts.T, self.case_counts.T
+
+    def window_cuts(self, w, cs, ks):
+        c = cs[:, w:] - cs[:, :-w]
+        rows = np.arange(c.shape[0])
+        val = self.llr(w, c, rows) + self.table.bernoulli(ks[:, w:] - ks[:, :-w], c, self.K,
+                                                          self.N)
+        return c, c, val
+
+    def replica_counts(self, rng: np.random.Generator):
+        """The pair (report counts, case counts), each time-major [T, U]."""
+        periods = rng.permutation(self.data.report_periods)
+        cases = rng.permutation(self.cases)
+        return (self.tree.time_major(self.anc_rows, periods, self.T),
+                self.tree.time_major(self.anc_rows[cases], periods[cases], self.T))
+
+    def max_statistic(self, counts_tm, min_reports: int) -> float:
+        """``counts_tm``: the pair (report counts, case counts), each time-major."""
+        if self.N == 0:
+            return 0.0
+        return self._max_joint(*counts_tm, min_reports)
 
     def _max_joint(self, counts_tm: np.ndarray, cases_tm: np.ndarray, min_reports: int
                    ) -> float:
@@ -766,20 +921,31 @@ class _Model:
         return best
 
 
+
 def _cumsum_time(counts: np.ndarray) -> np.ndarray:
     cs = np.zeros((counts.shape[0], counts.shape[1] + 1), dtype=np.int64)
     np.cumsum(counts, axis=1, out=cs[:, 1:])
     return cs
 
 
+# Appended, never reordered: a model's index seeds its replicas (reports.detection).
+SCAN_MODELS: dict[str, type[ScanModel]] = {
+    model.name: model
+    for model in (TargetedModel, WaveModel, SignatureModel, PerCapitaModel, JointModel)
+}
+MODELS = tuple(SCAN_MODELS)
+
 _MODEL_CACHE_ATTR = "_scan_model_cache"
 
 
-def _model(data: ScanData, model: str, max_window: int | None, leave_branch_out: bool) -> _Model:
+def _model(data: ScanData, model: str, max_window: int | None,
+           leave_branch_out: bool) -> ScanModel:
+    if model not in SCAN_MODELS:
+        raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
     key = (model, resolve_max_window(data.n_periods, max_window), bool(leave_branch_out))
     cache = data.__dict__.setdefault(_MODEL_CACHE_ATTR, {})
     if key not in cache:
-        cache[key] = _Model(data, model, max_window, leave_branch_out)
+        cache[key] = SCAN_MODELS[model](data, max_window, leave_branch_out)
     return cache[key]
 
 
@@ -788,26 +954,16 @@ def _model(data: ScanData, model: str, max_window: int | None, leave_branch_out:
 # --------------------------------------------------------------------------------------
 
 
-def _all_cuts(m: _Model, counts: np.ndarray, min_reports: int,
+def _all_cuts(m: ScanModel, counts: np.ndarray, min_reports: int,
               case_counts: np.ndarray | None = None):
     """All cuts with positive LLR and c >= min_reports, as parallel arrays (joint: with
     the case counts ``case_counts``, branch x period)."""
     cs = _cumsum_time(counts)
-    ks = _cumsum_time(case_counts) if m.model == "joint" else None
+    ks = None if case_counts is None else _cumsum_time(case_counts)
     parts = []
     for w in m.widths:
         w = int(w)
-        c = cs[:, w:] - cs[:, :-w]
-        rows = np.arange(c.shape[0])
-        if m.model == "joint":
-            n = c
-            val = m.llr(w, c, rows) + m.table.bernoulli(ks[:, w:] - ks[:, :-w], c, m.K, m.N)
-        elif m.model == "signature":
-            n = m.window_reports(w)
-            val = bernoulli_llr(c, n, m.C, m.N)
-        else:
-            n = c
-            val = m.llr(w, c, rows)
+        c, n, val = m.window_cuts(w, cs, ks)
         keep = (c >= min_reports) & (val > 0)
         g, s = np.nonzero(keep)
         if g.size == 0:
@@ -848,10 +1004,8 @@ def observed_cuts(
     if data.n_reports == 0:
         return []
     m = _model(data, model, max_window, leave_branch_out)
-    counts = m.case_counts if model == "signature" else m.counts
-    g, s, w, c, n, val = _all_cuts(
-        m, counts, int(min_reports), m.case_counts if model == "joint" else None
-    )
+    counts, case_counts = m.observed_counts()
+    g, s, w, c, n, val = _all_cuts(m, counts, int(min_reports), case_counts)
     if val.size == 0 or limit <= 0:
         return []
     order = np.lexsort((w, s, g, -val))
@@ -868,11 +1022,7 @@ def observed_cuts(
         i = pos + int(nxt[0])
         gi, si, wi, ei = int(g[i]), int(s[i]), int(w[i]), int(e_end[i])
         ci, ni = int(c[i]), int(n[i])
-        if model == "signature":
-            out_n = m.N - ni
-            expected = ni * (m.C - ci) / out_n if out_n > 0 else ni * m.C / m.N
-        else:
-            expected = float(m.expected(wi, np.array([ci]), np.array([gi]), np.array([si]))[0])
+        expected = m.cut_expected(wi, gi, si, ci, ni)
         cuts.append(Cut(model, gi, si, ei, ci, float(expected), float(val[i]), ni))
         # drop every later cut sharing a unit-period cell with this one
         overlap = (s[i:] <= ei) & (e_end[i:] >= si) & tree.related(gi, g[i:])
@@ -923,10 +1073,7 @@ def observed_maximum(
     if data.n_reports == 0:
         return 0.0
     m = _model(data, model, max_window, leave_branch_out)
-    if model == "joint":
-        return m.max_statistic((m.counts.T, m.case_counts.T), int(min_reports))
-    counts = m.case_counts if model == "signature" else m.counts
-    return m.max_statistic(counts.T, int(min_reports))
+    return m.max_statistic(m.observed_tm(), int(min_reports))
 
 
 def monte_carlo_p(llr: float, maxima: np.ndarray) -> float:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 from django.db.models.fields.json import KeyTextTransform
 
-from reports import detection, disclosure
-from reports.models import AggregationState, PublishedCell, ReleasedTable
+from reports import detection, disclosure, phrases
+from reports.models import AggregationState, DetectionRun, Job, PublishedCell, ReleasedTable
 from surveys import catalog, slots
 from surveys import services as survey_services
 from surveys.models import OrgUnit, Survey
@@ -735,10 +735,10 @@ def cluster_release(rel: Release, cluster: dict, *, period: str) -> ReleasedClus
     shares = [] if reports is None else _cluster_shares(rel, unit=unit, window=window,
                                                         reports=reports)
     ratio = None if reports is None else released_ratio(rel, unit=unit, window=window)
-    marked = reports is not None and detection.signature_marked(
+    marked = reports is not None and phrases.signature_marked(
         {s.code: s.count / reports for s in shares})
-    summary = "" if reports is None else detection.cluster_summary(
-        shares=[detection.SignalShare(s.code, s.count, s.count / reports,
+    summary = "" if reports is None else phrases.cluster_summary(
+        shares=[phrases.SignalShare(s.code, s.count, s.count / reports,
                                       None if s.baseline_percent is None else
                                       s.baseline_percent / 100, s.lift) for s in shares],
         signature_dominant=marked)
@@ -757,7 +757,7 @@ def clusters_from(rel: Release, *, survey: Survey,
     `cluster_release`, in p-value band order, then by ratio, unit and window (never by the
     run's own ranking, which orders cuts by their exact LLR)."""
     if clusters is None:
-        clusters = detection.clusters_latest(survey=survey)["clusters"]
+        clusters = clusters_latest(survey=survey)["clusters"]
     released = [card for cluster in clusters
                 if (card := cluster_release(rel, cluster, period=survey.period)) is not None]
     bands = [text for _, text in P_VALUE_BANDS]
@@ -794,7 +794,7 @@ def cluster_sentence(cluster: ReleasedCluster) -> str:
     sentence += f" ({_p_text(cluster.p_value)})"
     top = cluster.top_signal
     if top is not None:
-        phrase = detection.SIGNAL_PHRASES.get(top.code, top.label.lower())
+        phrase = phrases.SIGNAL_PHRASES.get(top.code, top.label.lower())
         sentence += f"; {top.percent}% say {phrase}"
     return sentence + "."
 
@@ -802,7 +802,7 @@ def cluster_sentence(cluster: ReleasedCluster) -> str:
 def clusters_document(*, survey: Survey) -> dict:
     """The clusters API's body (`ClustersOutput`), the same for the organizer and the
     dashboard link."""
-    latest = detection.clusters_latest(survey=survey)
+    latest = clusters_latest(survey=survey)
     clusters = latest["clusters"]
     run = latest["run"]
     if run is not None:
@@ -836,7 +836,7 @@ def dashboard(*, survey: Survey, unit: str | None = None, start: dt.date | None 
 
     Decodes the signal and outcome counts of the units the page shows them for only.
     """
-    clusters = detection.clusters_latest(survey=survey)["clusters"]
+    clusters = clusters_latest(survey=survey)["clusters"]
 
     def part_units(units: list[str], roots: list[str]) -> set[str]:
         focus = unit if unit in units else (roots[0] if len(roots) == 1 else None)
@@ -887,4 +887,34 @@ def export_document(*, survey: Survey) -> dict:
         "clusters": [{**cluster_fields(card), "start": card.start.isoformat(),
                       "end": card.end.isoformat(), "last_day": card.last_day.isoformat()}
                      for card in clusters_from(rel, survey=survey)],
+    }
+
+
+def latest_run(*, survey: Survey) -> DetectionRun | None:
+    """The latest successful run made with the survey's current k or a larger
+    one: after k is raised, figures cleared under the old k are not released."""
+    return (DetectionRun.objects.filter(survey=survey, finished__isnull=False,
+                                        job__status=Job.Status.SUCCEEDED,
+                                        parameters__min_reports__gte=survey.min_group_size)
+            .defer("inputs", "observed").order_by("-finished").first())
+
+
+def clusters_latest(*, survey: Survey) -> dict:
+    """The latest completed run and its stored clusters, best first, with their exact
+    figures: for the server only (the `simulate` command, and `cluster_release`, which is
+    the only way a cluster reaches a page, the API or an export)."""
+    run = latest_run(survey=survey)
+    if run is None:
+        return {"run": None, "clusters": []}
+    clusters = run.clusters.order_by("rank")
+    return {
+        "run": {"id": run.job_id, "finished": run.finished, "replicas": run.replicas,
+                "seed": run.seed},
+        "clusters": [
+            {"model": c.model, "scope": c.scope, "unit": c.unit_path, "start": c.start,
+             "end": c.end, "observed": c.observed, "expected": c.expected,
+             "relative_risk": c.relative_risk, "llr": c.llr, "p_value": c.p_value,
+             "signals": c.signals,
+             "attrition_signature": c.signature_dominant, "summary": c.summary}
+            for c in clusters],
     }

@@ -10,7 +10,7 @@ from celery import chord, shared_task
 from celery.exceptions import Retry
 from django.db import DatabaseError
 
-from reports import detection, services
+from reports import detection, jobs, services
 from server.celery import ChorusTask, OutboxBackedTask
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class JobTask(ChorusTask):
         run_id = (kwargs or {}).get("run_id")
         if run_id and "link_error" not in options:
             options["link_error"] = detection_fail.si(
-                run_id=run_id, error=detection.JOB_ERROR_WORKER_LOST)
+                run_id=run_id, error=jobs.JOB_ERROR_WORKER_LOST)
         return super().apply_async(args, kwargs, **options)
 
     def __call__(self, *args, **kwargs):
@@ -75,7 +75,7 @@ class JobTask(ChorusTask):
             # again could kill the next worker the same way, so the run ends.
             logger.error("job task %s redelivered (run %s): the job is failed", self.name,
                          run_id)
-            detection.detection_fail(run_id=run_id, error=detection.JOB_ERROR_WORKER_LOST)
+            detection.detection_fail(run_id=run_id, error=jobs.JOB_ERROR_WORKER_LOST)
             return None
         try:
             return super().__call__(*args, **kwargs)
@@ -85,11 +85,11 @@ class JobTask(ChorusTask):
             # Ids only: no report content and no request metadata in the log.
             logger.exception("job task %s failed (run %s, job %s)", self.name,
                              kwargs.get("run_id"), kwargs.get("job_id"))
-            error = detection.job_error_for(exc)
+            error = jobs.job_error_for(exc)
             if kwargs.get("run_id"):
                 detection.detection_fail(run_id=kwargs["run_id"], error=error)
             elif kwargs.get("job_id"):
-                detection.job_finish(job_id=kwargs["job_id"], succeeded=False, error=error)
+                jobs.job_finish(job_id=kwargs["job_id"], succeeded=False, error=error)
             if self.request.is_eager:
                 return None
             raise
@@ -99,10 +99,10 @@ class JobTask(ChorusTask):
              reject_on_worker_lost=True, **RETRY)
 def rebuild_survey(survey_id: str, job_id: str | None = None) -> None:
     if job_id:
-        detection.job_mark_running(job_id=job_id)
+        jobs.job_mark_running(job_id=job_id)
     services.cells_rebuild(survey_id=survey_id)
     if job_id:
-        detection.job_finish(job_id=job_id, succeeded=True)
+        jobs.job_finish(job_id=job_id, succeeded=True)
 
 
 @shared_task(name="reports.detection_start_for_survey", base=ChorusTask, acks_late=True)
@@ -117,7 +117,7 @@ def detection_prepare(*, run_id: str) -> None:
     tasks that carry only (run, model, start, stop)."""
     plan = detection.detection_prepare(run_id=run_id)
     rank = detection_rank.si(run_id=run_id).on_error(
-        detection_fail.si(run_id=run_id, error=detection.JOB_ERROR_WORKER_LOST))
+        detection_fail.si(run_id=run_id, error=jobs.JOB_ERROR_WORKER_LOST))
     if not plan:
         rank.delay()
         return

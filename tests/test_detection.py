@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from reports import detection
+from reports import detection, selectors
 from reports.models import DetectionCluster, DetectionRun, Job, PublishedCell
 from reports.scan import MODELS
 from reports.simulate import Drive, OrgShape, simulate
@@ -42,7 +42,7 @@ def run_detection(client, survey, capture, **body) -> dict:
 
 def stored_clusters(survey) -> list[dict]:
     """The run's own clusters with their exact figures, as kept on the server."""
-    return detection.clusters_latest(survey=survey)["clusters"]
+    return selectors.clusters_latest(survey=survey)["clusters"]
 
 
 def clusters(client, survey) -> dict:

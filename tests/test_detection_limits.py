@@ -8,7 +8,7 @@ import time
 import pytest
 from django.utils import timezone
 
-from reports import detection
+from reports import detection, jobs
 from reports.models import DetectionRun
 from reports.services import cells_rebuild, publication_maybe_publish
 from surveys import services
@@ -106,7 +106,7 @@ def test_a_worker_process_killed_mid_run_fails_the_job_and_the_run_is_not_redeli
     job = wait_for(lambda: (lambda j: j if j["status"] != "running" else None)(
         stack.request("GET", job_path, headers=auth)[1]), timeout=60, what="the job to end")
     assert job["status"] == "failed", stack.logs()[-3000:]
-    assert job["error"] == detection.JOB_ERROR_WORKER_LOST
+    assert job["error"] == jobs.JOB_ERROR_WORKER_LOST
     chunks = DetectionRun.objects.get(job_id=started["id"]).chunks.count()
     # the worker's new pool process does not pick the run up again
     time.sleep(8)

@@ -16,7 +16,7 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from reports import detection
+from reports import jobs
 from reports.models import Cell, Job
 from surveys import services
 from surveys.models import InviteCode, OrgUnit, Report, Survey
@@ -76,8 +76,8 @@ def tenants(publish_at_once, django_capture_on_commit_callbacks):
         file_reports(own, 4, unit="Alpha/Team")
     services.invites_create(survey=theirs, count=3)
     with django_capture_on_commit_callbacks(execute=True):
-        theirs_job = detection.rebuild_start(survey=theirs)
-    own_job = detection.rebuild_start(survey=own)
+        theirs_job = jobs.rebuild_start(survey=theirs)
+    own_job = jobs.rebuild_start(survey=own)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alpha).key}")
     return {"client": client, "alpha": alpha, "own": own, "theirs": theirs,

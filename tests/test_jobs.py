@@ -1,7 +1,7 @@
 import pytest
 from rest_framework.authtoken.models import Token
 
-from reports import detection
+from reports import detection, jobs
 from reports.models import Cell, DetectionCluster, DetectionRun, Job
 from reports.simulate import Drive, OrgShape, simulate
 from tests.factories import OrganizerFactory, file_reports
@@ -72,12 +72,12 @@ def test_a_job_is_found_only_under_its_own_survey(organizer, organizer_api, surv
 @pytest.mark.django_db
 def test_progress_only_moves_forward_and_stops_at_the_end(survey):
     job = Job.objects.create(survey=survey, kind=Job.Kind.DETECTION)
-    assert detection.job_mark_running(job_id=job.id)
-    assert detection.job_progress_set(job_id=job.id, progress=0.5)
-    assert not detection.job_progress_set(job_id=job.id, progress=0.25)
-    assert detection.job_finish(job_id=job.id, succeeded=False)
-    assert not detection.job_progress_set(job_id=job.id, progress=0.75)
-    assert not detection.job_finish(job_id=job.id, succeeded=True)
+    assert jobs.job_mark_running(job_id=job.id)
+    assert jobs.job_progress_set(job_id=job.id, progress=0.5)
+    assert not jobs.job_progress_set(job_id=job.id, progress=0.25)
+    assert jobs.job_finish(job_id=job.id, succeeded=False)
+    assert not jobs.job_progress_set(job_id=job.id, progress=0.75)
+    assert not jobs.job_finish(job_id=job.id, succeeded=True)
     job.refresh_from_db()
     assert (job.status, job.progress) == (Job.Status.FAILED, 0.5)
 
@@ -97,7 +97,7 @@ def test_a_failing_chunk_marks_the_job_failed(
     assert response.status_code == 202
     job = organizer_api.get(job_path(survey, response.json()["id"])).json()
     assert job["status"] == "failed"
-    assert job["error"] == detection.JOB_ERROR_UNEXPECTED
+    assert job["error"] == jobs.JOB_ERROR_UNEXPECTED
     # the error text of the exception itself is never shown
     assert "worker lost" not in job["error"]
     assert organizer_api.get(f"/api/v1/surveys/{survey.id}/clusters/").json()["run"] is None

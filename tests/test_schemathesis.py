@@ -11,7 +11,7 @@ from rest_framework.authtoken.models import Token
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
 
-from reports import detection
+from reports import jobs
 from server.wsgi import application
 from tests.factories import OrganizerFactory, file_reports, survey_with_units
 
@@ -81,7 +81,7 @@ def seeded(db, connection_kept, settings, django_capture_on_commit_callbacks):
         file_reports(survey, 4)
         file_reports(survey, 3, unit="Acme/Cloud",
                      signals=("abrupt_reversal", "prior_positive_standing"))
-    job = detection.rebuild_start(survey=survey)
+    job = jobs.rebuild_start(survey=survey)
     return {
         "token": Token.objects.create(user=organizer).key,
         "path": {"survey_id": str(survey.id), "job_id": str(job.id),

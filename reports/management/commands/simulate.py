@@ -5,7 +5,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from reports import detection
+from reports import detection, selectors
 from reports.simulate import Drive, OrgShape, simulate
 
 LEVELS = ("team", "department", "org")
@@ -55,7 +55,7 @@ class Command(BaseCommand):
         if options["detect"]:
             run = detection.detection_start(survey=survey)
             self.stdout.write(f"  Detection job {run.job_id} started.")
-            latest = detection.clusters_latest(survey=survey)
+            latest = selectors.clusters_latest(survey=survey)
             for cluster in latest["clusters"][:5]:
                 self.stdout.write(f"    {cluster['model']:<10} {cluster['unit']} "
                                   f"{cluster['start']}..{cluster['end']} "

@@ -1,0 +1,80 @@
+"""Display phrases for detected clusters: plain sentences over the signal catalog
+(surveys/catalog.py).
+
+Kept in reports, not beside the catalog, because they describe clusters: a cluster's
+share of each signal against the reports outside it, and whether it carries the
+attrition-drive signature."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from surveys import catalog
+
+SIGNAL_PHRASES = {
+    "prior_positive_standing": "they were in good standing before",
+    "abrupt_reversal": "the feedback turned suddenly",
+    "recap_contradicts_meeting": "a written recap contradicted the meeting",
+    "completed_work_disputed": "finished work was called incomplete",
+    "shifting_goalposts": "the goalposts kept moving",
+    "transfer_blocked": "an internal move was blocked",
+    "coaching_plan": "a coaching or improvement plan was mentioned",
+    "peers_same_treatment": "coworkers got the same treatment",
+    "exit_pressure": "they were nudged towards leaving",
+    "still_in_role": "they are still in the same role",
+    "transferred": "they moved to another team",
+    "resigned": "they resigned",
+    "let_go": "they were let go",
+    "on_plan": "they are on an improvement plan",
+    "prefer_not_to_say": "they prefer not to say what happened",
+}
+# A signal "stands out" when this many times as common as elsewhere.
+SUMMARY_MIN_LIFT = 1.5
+SUMMARY_MAX_SIGNALS = 2
+SIGNATURE_DOMINANT_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class SignalShare:
+    code: str
+    count: int
+    share: float
+    baseline_share: float | None
+    lift: float | None
+
+
+def _percent(share: float) -> str:
+    return f"{round(share * 100)}%"
+
+
+def signature_marked(shares: dict[str, float]) -> bool:
+    """Whether most of a cluster's reports carry each mark of the attrition-drive pattern:
+    every one of `SIGNATURE_ALL` and at least one of `SIGNATURE_ANY`, each on its own.
+    Decided from per-signal shares, so that a released cluster decides it from released
+    signal counts alone."""
+    def most(code: str) -> bool:
+        return shares.get(code, 0.0) >= SIGNATURE_DOMINANT_SHARE
+
+    return (all(most(code) for code in catalog.SIGNATURE_ALL)
+            and any(most(code) for code in catalog.SIGNATURE_ANY))
+
+
+def cluster_summary(*, shares: list[SignalShare], signature_dominant: bool) -> str:
+    signals = [s for s in shares if s.code in catalog.SIGNAL_CODES]
+    standing_out = [s for s in signals
+                    if s.baseline_share == 0 or (s.lift or 0) >= SUMMARY_MIN_LIFT]
+    if not standing_out and all(s.baseline_share is None for s in signals):
+        # Nothing to compare with: say what is most common here instead.
+        standing_out = sorted(signals, key=lambda s: (-s.share, s.code))
+    parts = []
+    for s in standing_out[:SUMMARY_MAX_SIGNALS]:
+        line = f"{_percent(s.share)} say {SIGNAL_PHRASES[s.code]}"
+        if s.baseline_share is not None:
+            line += f", vs {_percent(s.baseline_share)} elsewhere"
+        parts.append(line)
+    text = "; ".join(parts) + "." if parts else "No signal stands out against the other reports."
+    if signature_dominant:
+        text += (" Most reports here carry each mark of the attrition-drive pattern: good "
+                 "standing, an abrupt reversal, and a recap or coaching plan building a paper "
+                 "trail.")
+    return text[0].upper() + text[1:]
