@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 from django.db.models.fields.json import KeyTextTransform
 
-from reports import detection, disclosure
+from reports import comments, detection, disclosure
 from reports.models import AggregationState, PublishedCell, ReleasedTable
 from surveys import catalog, slots
 from surveys import services as survey_services
@@ -224,6 +224,8 @@ def released_table_fields(*, survey: Survey, state: AggregationState) -> dict:
         },
         "parts": _parts_payloads(rel),
         "aggregates": _compact(aggregates_document(rel)),
+        "comments": comments.comments_document(comments.comment_sets_compute(
+            survey=survey, state=state)),
     }
 
 
@@ -894,4 +896,5 @@ def export_document(*, survey: Survey) -> dict:
         "clusters": [{**cluster_fields(card), "start": card.start.isoformat(),
                       "end": card.end.isoformat(), "last_day": card.last_day.isoformat()}
                      for card in clusters_from(rel, survey=survey)],
+        "comments": comments.comments_document(comments.comment_sets(survey=survey)),
     }
