@@ -2,6 +2,7 @@
 the same released figures."""
 
 from django.http import HttpResponse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -100,7 +101,12 @@ class ExportOutput(serializers.Serializer):
 
 
 class SurveyExportApi(APIView):
-    @extend_schema(responses={200: ExportOutput})
+    @extend_schema(
+        summary=_("Export a survey's released figures"),
+        description=_("Everything the organizer's dashboard shows, as plain data: "
+                      "released cells, unit totals, the timeline, clusters and "
+                      "comment sets. Hidden figures are null."),
+        responses={200: ExportOutput})
     def get(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
         return Response(selectors.export_document(survey=survey))
@@ -110,14 +116,22 @@ class SharedExportApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
 
-    @extend_schema(responses={200: ExportOutput}, auth=[])
+    @extend_schema(
+        summary=_("Export a shared dashboard's figures"),
+        description=_("The export of the survey behind a dashboard link, with no "
+                      "account: the same released figures the shared dashboard shows."),
+        responses={200: ExportOutput}, auth=[])
     def get(self, request, dashboard_token):
         survey = survey_selectors.survey_by_dashboard_token(token=dashboard_token)
         return Response(selectors.export_document(survey=survey))
 
 
 class SurveyAggregatesApi(APIView):
-    @extend_schema(responses={200: AggregatesOutput})
+    @extend_schema(
+        summary=_("Read a survey's released aggregates"),
+        description=_("The released report, signal and outcome counts per unit and "
+                      "period as of the last publication. A hidden count is null."),
+        responses={200: AggregatesOutput})
     def get(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
         return _aggregates(survey)
@@ -127,7 +141,11 @@ class SharedAggregatesApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
 
-    @extend_schema(responses={200: AggregatesOutput}, auth=[])
+    @extend_schema(
+        summary=_("Read a shared dashboard's aggregates"),
+        description=_("The released aggregates of the survey behind a dashboard link,"
+                      " with no account."),
+        responses={200: AggregatesOutput}, auth=[])
     def get(self, request, dashboard_token):
         survey = survey_selectors.survey_by_dashboard_token(token=dashboard_token)
         return _aggregates(survey)
@@ -139,7 +157,11 @@ class JobStartedOutput(serializers.Serializer):
 
 
 class RebuildApi(APIView):
-    @extend_schema(request=None, responses={202: JobStartedOutput})
+    @extend_schema(
+        summary=_("Rebuild a survey's counts"),
+        description=_("Starts a job that recounts every cell from the stored reports."
+                      " Answers with the job to poll."),
+        request=None, responses={202: JobStartedOutput})
     def post(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
         job = detection.rebuild_start(survey=survey)
@@ -154,7 +176,11 @@ class JobDetailApi(APIView):
         progress = serializers.FloatField()
         error = serializers.CharField(help_text="Why a failed job failed; empty otherwise.")
 
-    @extend_schema(responses={200: Output})
+    @extend_schema(
+        summary=_("Read a job"),
+        description=_("The status and progress of a rebuild or detection job of this "
+                      "survey."),
+        responses={200: Output})
     def get(self, request, survey_id, job_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
         job = detection.job_get(survey=survey, job_id=job_id)
@@ -173,7 +199,11 @@ class DetectionsApi(APIView):
             help_text="Defaults to the joint model (targeted and signature scored as one "
                       "statistic). Several models are Bonferroni-adjusted for their number.")
 
-    @extend_schema(request=Input, responses={202: JobStartedOutput})
+    @extend_schema(
+        summary=_("Start cluster detection"),
+        description=_("Starts a detection job over the published figures. Answers "
+                      "with the job to poll."),
+        request=Input, responses={202: JobStartedOutput})
     def post(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
         data = self.Input(data=request.data)
@@ -198,7 +228,11 @@ class ClustersOutput(serializers.Serializer):
 
 
 class SurveyClustersApi(APIView):
-    @extend_schema(responses={200: ClustersOutput})
+    @extend_schema(
+        summary=_("Read a survey's released clusters"),
+        description=_("Clusters found by the last detection run, released like every "
+                      "other figure."),
+        responses={200: ClustersOutput})
     def get(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
         return Response(ClustersOutput(selectors.clusters_document(survey=survey)).data)
@@ -208,7 +242,11 @@ class SharedClustersApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
 
-    @extend_schema(responses={200: ClustersOutput}, auth=[])
+    @extend_schema(
+        summary=_("Read a shared dashboard's clusters"),
+        description=_("The released clusters of the survey behind a dashboard link, "
+                      "with no account."),
+        responses={200: ClustersOutput}, auth=[])
     def get(self, request, dashboard_token):
         survey = survey_selectors.survey_by_dashboard_token(token=dashboard_token)
         return Response(ClustersOutput(selectors.clusters_document(survey=survey)).data)
