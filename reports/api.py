@@ -3,7 +3,8 @@ the same released figures."""
 
 from django.http import HttpResponse
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -41,11 +42,45 @@ class AggregatesOutput(serializers.Serializer):
                              "absent is hidden in that cell.")
 
 
-def _aggregates(survey) -> HttpResponse:
+class AggregatesFilterInput(serializers.Serializer):
+    """The aggregates filters; ``from`` and ``to`` are Python keywords, hence get_fields."""
+
+    def get_fields(self):
+        return {
+            "unit": serializers.CharField(required=False, max_length=1000),
+            "from": serializers.DateField(required=False),
+            "to": serializers.DateField(required=False),
+        }
+
+    def validate(self, attrs):
+        if "from" in attrs and "to" in attrs and attrs["from"] > attrs["to"]:
+            raise serializers.ValidationError({"to": [_("Must not be before from.")]})
+        return attrs
+
+
+AGGREGATES_FILTERS = [
+    OpenApiParameter("unit", OpenApiTypes.STR, description=_(
+        "A unit's path: only that unit and the units below it.")),
+    OpenApiParameter("from", OpenApiTypes.DATE, description=_(
+        "Only periods starting on or after this date.")),
+    OpenApiParameter("to", OpenApiTypes.DATE, description=_(
+        "Only periods starting on or before this date.")),
+]
+
+
+def _aggregates(request, survey) -> HttpResponse:
     # The body is rendered in AggregatesOutput's shape once per publication, by the task that
-    # publishes; a read only sends it.
-    return HttpResponse(selectors.aggregates_json(survey=survey),
-                        content_type="application/json")
+    # publishes; an unfiltered read only sends it, a filtered one drops released rows.
+    query = AggregatesFilterInput(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    filters = query.validated_data
+    try:
+        body = selectors.aggregates_json(survey=survey, unit=filters.get("unit"),
+                                         start=filters.get("from"), end=filters.get("to"))
+    except selectors.UnknownUnit:
+        raise serializers.ValidationError(
+            {"unit": [_("No unit with this path in the survey.")]}) from None
+    return HttpResponse(body, content_type="application/json")
 
 
 P_VALUE_BANDS = [text for _, text in selectors.P_VALUE_BANDS]
@@ -130,11 +165,12 @@ class SurveyAggregatesApi(APIView):
     @extend_schema(
         summary=_("Read a survey's released aggregates"),
         description=_("The released report, signal and outcome counts per unit and "
-                      "period as of the last publication. A hidden count is null."),
-        responses={200: AggregatesOutput})
+                      "period as of the last publication. A hidden count is null. The "
+                      "filters narrow the released rows; they never release more."),
+        parameters=AGGREGATES_FILTERS, responses={200: AggregatesOutput})
     def get(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
-        return _aggregates(survey)
+        return _aggregates(request, survey)
 
 
 class SharedAggregatesApi(APIView):
@@ -144,11 +180,12 @@ class SharedAggregatesApi(APIView):
     @extend_schema(
         summary=_("Read a shared dashboard's aggregates"),
         description=_("The released aggregates of the survey behind a dashboard link,"
-                      " with no account."),
-        responses={200: AggregatesOutput}, auth=[])
+                      " with no account. The filters narrow the released rows; they never "
+                      "release more."),
+        parameters=AGGREGATES_FILTERS, responses={200: AggregatesOutput}, auth=[])
     def get(self, request, dashboard_token):
         survey = survey_selectors.survey_by_dashboard_token(token=dashboard_token)
-        return _aggregates(survey)
+        return _aggregates(request, survey)
 
 
 class JobStartedOutput(serializers.Serializer):
