@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -52,14 +53,12 @@ class AggregatesFilterInput(serializers.Serializer):
             "to": serializers.DateField(required=False),
         }
 
-    def validate(self, attrs):
-        if "from" in attrs and "to" in attrs and attrs["from"] > attrs["to"]:
-            raise serializers.ValidationError({"to": [_("Must not be before from.")]})
-        return attrs
+    # A range with from after to is empty, not malformed: it answers no periods.
 
 
 AGGREGATES_FILTERS = [
-    OpenApiParameter("unit", OpenApiTypes.STR, description=_(
+    OpenApiParameter("unit", {"type": "string", "minLength": 1, "maxLength": 1000},
+                     description=_(
         "A unit's path: only that unit and the units below it.")),
     OpenApiParameter("from", OpenApiTypes.DATE, description=_(
         "Only periods starting on or after this date.")),
@@ -71,15 +70,16 @@ AGGREGATES_FILTERS = [
 def _aggregates(request, survey) -> HttpResponse:
     # The body is rendered in AggregatesOutput's shape once per publication, by the task that
     # publishes; an unfiltered read only sends it, a filtered one drops released rows.
-    query = AggregatesFilterInput(data=request.query_params)
+    # A plain dict, so an empty value is a bad value rather than an omitted one.
+    query = AggregatesFilterInput(data=request.query_params.dict())
     query.is_valid(raise_exception=True)
     filters = query.validated_data
     try:
         body = selectors.aggregates_json(survey=survey, unit=filters.get("unit"),
                                          start=filters.get("from"), end=filters.get("to"))
     except selectors.UnknownUnit:
-        raise serializers.ValidationError(
-            {"unit": [_("No unit with this path in the survey.")]}) from None
+        # A well-formed path naming no unit is a missing resource, not malformed input.
+        raise NotFound({"unit": [_("No unit with this path in the survey.")]}) from None
     return HttpResponse(body, content_type="application/json")
 
 
