@@ -7,7 +7,8 @@ as the aggregation would write them; signals included, outcomes left empty), the
 survey is published by the real service, which runs disclosure control and stores the
 released table (its time is printed: it runs in the Celery task, not in a request).
 Then the shared dashboard page and the aggregates API are requested through Django's test
-client, and the p95 latency of each is printed per survey with the ratio large / small.
+client (the aggregates API also filtered to one team and one month), and the p95
+latency of each is printed per survey with the ratio large / small.
 "cold" clears the cache before every request; reads serve the stored release either way.
 
 Needs PostgreSQL; creates and drops its own database (default name bench_dashboard):
@@ -42,6 +43,8 @@ from reports import services as report_services  # noqa: E402
 from surveys import catalog, services  # noqa: E402
 
 PERIODS = 24
+# The filtered aggregates read: one team over one month.
+FILTER = "unit=Co/O0/D0.0/T0.0.0&from=2024-03-01&to=2024-03-31"
 
 
 def unit_paths() -> list[str]:
@@ -135,15 +138,16 @@ def main() -> None:
         for name, survey in (("large", large), ("small", small)):
             cells = survey.published_cells.count()
             print(f"{name}: {survey.reports.count():,} reports, {cells:,} published cells")
+            aggregates = f"/api/v1/d/{survey.dashboard_token}/aggregates/"
             for what, path in (("page", f"/d/{survey.dashboard_token}/"),
-                               ("aggregates API", f"/api/v1/d/{survey.dashboard_token}/"
-                                                  "aggregates/")):
+                               ("aggregates API", aggregates),
+                               ("filtered API", f"{aggregates}?{FILTER}")):
                 for cold in (True, False):
                     client.get(path)  # warm the code paths
                     results[(name, what, cold)] = p95(client, path, requests=args.requests,
                                                       cold=cold)
         print(f"\n{'read':<16}{'cache':<7}{'p95 1M (ms)':>13}{'p95 10k (ms)':>14}{'ratio':>8}")
-        for what in ("page", "aggregates API"):
+        for what in ("page", "aggregates API", "filtered API"):
             for cold in (True, False):
                 big, little = results[("large", what, cold)], results[("small", what, cold)]
                 print(f"{what:<16}{'cold' if cold else 'warm':<7}{big * 1000:>13.1f}"

@@ -2,8 +2,11 @@
 the same released figures."""
 
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -40,11 +43,44 @@ class AggregatesOutput(serializers.Serializer):
                              "absent is hidden in that cell.")
 
 
-def _aggregates(survey) -> HttpResponse:
+class AggregatesFilterInput(serializers.Serializer):
+    """The aggregates filters; ``from`` and ``to`` are Python keywords, hence get_fields."""
+
+    def get_fields(self):
+        return {
+            "unit": serializers.CharField(required=False, max_length=1000),
+            "from": serializers.DateField(required=False),
+            "to": serializers.DateField(required=False),
+        }
+
+    # A range with from after to is empty, not malformed: it answers no periods.
+
+
+AGGREGATES_FILTERS = [
+    OpenApiParameter("unit", {"type": "string", "minLength": 1, "maxLength": 1000},
+                     description=_(
+        "A unit's path: only that unit and the units below it.")),
+    OpenApiParameter("from", OpenApiTypes.DATE, description=_(
+        "Only periods starting on or after this date.")),
+    OpenApiParameter("to", OpenApiTypes.DATE, description=_(
+        "Only periods starting on or before this date.")),
+]
+
+
+def _aggregates(request, survey) -> HttpResponse:
     # The body is rendered in AggregatesOutput's shape once per publication, by the task that
-    # publishes; a read only sends it.
-    return HttpResponse(selectors.aggregates_json(survey=survey),
-                        content_type="application/json")
+    # publishes; an unfiltered read only sends it, a filtered one drops released rows.
+    # A plain dict, so an empty value is a bad value rather than an omitted one.
+    query = AggregatesFilterInput(data=request.query_params.dict())
+    query.is_valid(raise_exception=True)
+    filters = query.validated_data
+    try:
+        body = selectors.aggregates_json(survey=survey, unit=filters.get("unit"),
+                                         start=filters.get("from"), end=filters.get("to"))
+    except selectors.UnknownUnit:
+        # A well-formed path naming no unit is a missing resource, not malformed input.
+        raise NotFound({"unit": [_("No unit with this path in the survey.")]}) from None
+    return HttpResponse(body, content_type="application/json")
 
 
 P_VALUE_BANDS = [text for _, text in selectors.P_VALUE_BANDS]
@@ -100,7 +136,12 @@ class ExportOutput(serializers.Serializer):
 
 
 class SurveyExportApi(APIView):
-    @extend_schema(responses={200: ExportOutput})
+    @extend_schema(
+        summary=_("Export a survey's released figures"),
+        description=_("Everything the organizer's dashboard shows, as plain data: "
+                      "released cells, unit totals, the timeline, clusters and "
+                      "comment sets. Hidden figures are null."),
+        responses={200: ExportOutput})
     def get(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
         return Response(selectors.export_document(survey=survey))
@@ -110,27 +151,41 @@ class SharedExportApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
 
-    @extend_schema(responses={200: ExportOutput}, auth=[])
+    @extend_schema(
+        summary=_("Export a shared dashboard's figures"),
+        description=_("The export of the survey behind a dashboard link, with no "
+                      "account: the same released figures the shared dashboard shows."),
+        responses={200: ExportOutput}, auth=[])
     def get(self, request, dashboard_token):
         survey = survey_selectors.survey_by_dashboard_token(token=dashboard_token)
         return Response(selectors.export_document(survey=survey))
 
 
 class SurveyAggregatesApi(APIView):
-    @extend_schema(responses={200: AggregatesOutput})
+    @extend_schema(
+        summary=_("Read a survey's released aggregates"),
+        description=_("The released report, signal and outcome counts per unit and "
+                      "period as of the last publication. A hidden count is null. The "
+                      "filters narrow the released rows; they never release more."),
+        parameters=AGGREGATES_FILTERS, responses={200: AggregatesOutput})
     def get(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
-        return _aggregates(survey)
+        return _aggregates(request, survey)
 
 
 class SharedAggregatesApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
 
-    @extend_schema(responses={200: AggregatesOutput}, auth=[])
+    @extend_schema(
+        summary=_("Read a shared dashboard's aggregates"),
+        description=_("The released aggregates of the survey behind a dashboard link,"
+                      " with no account. The filters narrow the released rows; they never "
+                      "release more."),
+        parameters=AGGREGATES_FILTERS, responses={200: AggregatesOutput}, auth=[])
     def get(self, request, dashboard_token):
         survey = survey_selectors.survey_by_dashboard_token(token=dashboard_token)
-        return _aggregates(survey)
+        return _aggregates(request, survey)
 
 
 class JobStartedOutput(serializers.Serializer):
@@ -139,7 +194,11 @@ class JobStartedOutput(serializers.Serializer):
 
 
 class RebuildApi(APIView):
-    @extend_schema(request=None, responses={202: JobStartedOutput})
+    @extend_schema(
+        summary=_("Rebuild a survey's counts"),
+        description=_("Starts a job that recounts every cell from the stored reports."
+                      " Answers with the job to poll."),
+        request=None, responses={202: JobStartedOutput})
     def post(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
         job = jobs.rebuild_start(survey=survey)
@@ -154,7 +213,11 @@ class JobDetailApi(APIView):
         progress = serializers.FloatField()
         error = serializers.CharField(help_text="Why a failed job failed; empty otherwise.")
 
-    @extend_schema(responses={200: Output})
+    @extend_schema(
+        summary=_("Read a job"),
+        description=_("The status and progress of a rebuild or detection job of this "
+                      "survey."),
+        responses={200: Output})
     def get(self, request, survey_id, job_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
         job = jobs.job_get(survey=survey, job_id=job_id)
@@ -173,7 +236,11 @@ class DetectionsApi(APIView):
             help_text="Defaults to the joint model (targeted and signature scored as one "
                       "statistic). Several models are Bonferroni-adjusted for their number.")
 
-    @extend_schema(request=Input, responses={202: JobStartedOutput})
+    @extend_schema(
+        summary=_("Start cluster detection"),
+        description=_("Starts a detection job over the published figures. Answers "
+                      "with the job to poll."),
+        request=Input, responses={202: JobStartedOutput})
     def post(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
         data = self.Input(data=request.data)
@@ -198,7 +265,11 @@ class ClustersOutput(serializers.Serializer):
 
 
 class SurveyClustersApi(APIView):
-    @extend_schema(responses={200: ClustersOutput})
+    @extend_schema(
+        summary=_("Read a survey's released clusters"),
+        description=_("Clusters found by the last detection run, released like every "
+                      "other figure."),
+        responses={200: ClustersOutput})
     def get(self, request, survey_id):
         survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
         return Response(ClustersOutput(selectors.clusters_document(survey=survey)).data)
@@ -208,7 +279,11 @@ class SharedClustersApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
 
-    @extend_schema(responses={200: ClustersOutput}, auth=[])
+    @extend_schema(
+        summary=_("Read a shared dashboard's clusters"),
+        description=_("The released clusters of the survey behind a dashboard link, "
+                      "with no account."),
+        responses={200: ClustersOutput}, auth=[])
     def get(self, request, dashboard_token):
         survey = survey_selectors.survey_by_dashboard_token(token=dashboard_token)
         return Response(ClustersOutput(selectors.clusters_document(survey=survey)).data)

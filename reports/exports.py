@@ -20,11 +20,13 @@ def _count(value: int | None) -> str:
 def export_csv(document: dict) -> str:
     """One row per released figure: cells, unit totals and the all-units timeline.
 
-    A hidden figure is an empty value (with `suppressed` true for report counts).
+    A hidden figure is an empty value (with `suppressed` true for report counts). Released
+    comment sets follow as `comment` rows.
     """
     header = ["scope", "unit", "period", "reports", "suppressed"]
     header += [f"signal:{code}" for code in catalog.SIGNAL_CODES]
     header += [f"outcome:{code}" for code in catalog.OUTCOME_CODES]
+    header += ["comment"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -43,4 +45,10 @@ def export_csv(document: dict) -> str:
     for bar in document["timeline"]:
         writer.writerow(["all units", "", bar["period"], _count(bar["reports"]),
                          str(bar["reports"] is None).lower(), *parts({})])
+    # A comment row carries its set's unit and period only, in the set's released order.
+    blank = [""] * (len(header) - 6)
+    for item in document.get("comments", []):
+        for comment in item["comments"]:
+            writer.writerow(["comment", _text(item["unit"]), item["period"] or "", "", "",
+                             *blank, _text(comment)])
     return out.getvalue()

@@ -179,8 +179,9 @@ class ReleasedTable(models.Model):
     Computed once per publication, in the transaction that writes the published cells, so a
     read never runs disclosure control. ``release`` holds the tree and the released report
     counts, ``parts`` the released signal and outcome counts as one JSON text per unit (a
-    page decodes only the units it shows), ``aggregates`` the aggregates API's body. Valid
-    only for the ``min_group_size`` it was computed with.
+    page decodes only the units it shows), ``aggregates`` the aggregates API's body,
+    ``comments`` the released comment sets. Valid only for the ``min_group_size`` it was
+    computed with.
     """
 
     survey = models.OneToOneField(Survey, on_delete=models.CASCADE, primary_key=True,
@@ -191,3 +192,5 @@ class ReleasedTable(models.Model):
     release = models.JSONField(default=dict)
     parts = models.JSONField(default=dict)
     aggregates = models.TextField(blank=True)
+    # The released comment sets (`reports.comments`), each already in its shown order.
+    comments = models.JSONField(default=list)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 from django.db.models.fields.json import KeyTextTransform
 
-from reports import detection, disclosure, phrases
+from reports import comments, detection, disclosure, phrases
 from reports.models import AggregationState, DetectionRun, Job, PublishedCell, ReleasedTable
 from surveys import catalog, slots
 from surveys import services as survey_services
@@ -224,6 +224,8 @@ def released_table_fields(*, survey: Survey, state: AggregationState) -> dict:
         },
         "parts": _parts_payloads(rel),
         "aggregates": _compact(aggregates_document(rel)),
+        "comments": comments.comments_document(comments.comment_sets_compute(
+            survey=survey, state=state)),
     }
 
 
@@ -301,12 +303,53 @@ def _release_of(survey: Survey, *,
                    publications=row["publications"], release=row["release"], parts=parts)
 
 
-def aggregates_json(*, survey: Survey) -> str:
-    """The aggregates API's body as JSON text, as stored at the last publication."""
+def aggregates_json(*, survey: Survey, unit: str | None = None, start: dt.date | None = None,
+                    end: dt.date | None = None) -> str:
+    """The aggregates API's body as JSON text, as stored at the last publication.
+
+    With a filter, the released body is narrowed to ``unit`` and its descendants and to the
+    periods starting from ``start`` to ``end`` (inclusive). Only released rows are dropped:
+    disclosure control ran over the whole table, and running it again over a subset would
+    release a different (and differenceable) set of counts. Raises `UnknownUnit` when
+    ``unit`` is not in the tree.
+    """
     row = _stored(survey, "aggregates")
     if row is not None and row["aggregates"]:
-        return row["aggregates"]
-    return _compact(aggregates_document(release(survey=survey)))
+        text = row["aggregates"]
+    else:
+        text = _compact(aggregates_document(release(survey=survey)))
+    if unit is None and start is None and end is None:
+        return text
+    return _compact(aggregates_filter(json.loads(text), unit=unit, start=start, end=end))
+
+
+class UnknownUnit(LookupError):
+    """A filter names a unit that is not in the survey's tree."""
+
+
+def aggregates_filter(document: dict, *, unit: str | None, start: dt.date | None,
+                      end: dt.date | None) -> dict:
+    """The rows of a released aggregates body in ``unit``'s subtree and the period range;
+    unit totals are over every period, so only the unit filter narrows them."""
+    if unit is not None and not any(t["unit"] == unit for t in document["units"]):
+        raise UnknownUnit(unit)
+    prefix = None if unit is None else unit + "/"
+    first = start.isoformat() if start else None
+    last = end.isoformat() if end else None
+
+    def in_subtree(path: str) -> bool:
+        return prefix is None or path == unit or path.startswith(prefix)
+
+    def in_range(period: str) -> bool:
+        return (first is None or period >= first) and (last is None or period <= last)
+
+    return {
+        "min_group_size": document["min_group_size"],
+        "cells": [c for c in document["cells"] if in_subtree(c["unit"]) and in_range(c["period"])],
+        "units": [t for t in document["units"] if in_subtree(t["unit"])],
+        "breakdowns": [b for b in document["breakdowns"]
+                       if in_subtree(b["unit"]) and in_range(b["period"])],
+    }
 
 
 # -- the API's cells --------------------------------------------------------------------------
@@ -887,6 +930,7 @@ def export_document(*, survey: Survey) -> dict:
         "clusters": [{**cluster_fields(card), "start": card.start.isoformat(),
                       "end": card.end.isoformat(), "last_day": card.last_day.isoformat()}
                      for card in clusters_from(rel, survey=survey)],
+        "comments": comments.comments_document(comments.comment_sets(survey=survey)),
     }
 
 

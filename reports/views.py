@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from reports import charts, exports, selectors
+from reports import charts, comments, exports, selectors
 from server.http import no_referrer
 from surveys import selectors as survey_selectors
 from surveys import services as survey_services
@@ -71,6 +71,7 @@ def dashboard_context(request, survey) -> tuple[dict, int]:
         "timeline_svg": charts.bar_chart(board.timeline.bars, granularity=granularity,
                                          k=board.k, chart_id="timeline", label=timeline_label),
         "timeline_label": timeline_label,
+        "comment_sets": comments.comment_sets(survey=survey),
         "heatmap_html": charts.heatmap(board.heatmap, periods=board.periods,
                                        granularity=granularity, k=board.k,
                                        open_units=open_units),

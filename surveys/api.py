@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import OperationalError
 from django.http import HttpResponse
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
@@ -140,7 +141,11 @@ class AuthTokenApi(APIView):
     class Output(serializers.Serializer):
         token = serializers.CharField()
 
-    @extend_schema(request=Input, responses={200: Output, 401: WRONG_CREDENTIALS, 429: THROTTLED},
+    @extend_schema(
+        summary=_("Get an API token"),
+        description=_("Exchanges an organizer's username and password for a token to "
+                      "send as `Authorization: Token <key>`."),
+        request=Input, responses={200: Output, 401: WRONG_CREDENTIALS, 429: THROTTLED},
                    auth=[])
     def post(self, request):
         data = self.Input(data=request.data)
@@ -167,12 +172,19 @@ class SurveyCollectionApi(APIView):
             help_text=f"Default: {STUDY_WINDOW_DEFAULT_YEARS} years before today; at most "
                       f"{STUDY_WINDOW_MAX_YEARS} years back, not after today.")
 
-    @extend_schema(responses={200: SurveyOutput(many=True)})
+    @extend_schema(
+        summary=_("List your surveys"),
+        description=_("Every survey the organizer owns, newest first."),
+        responses={200: SurveyOutput(many=True)})
     def get(self, request):
         surveys = selectors.survey_list(owner=request.user)
         return Response(SurveyOutput(surveys, many=True, context={"request": request}).data)
 
-    @extend_schema(request=CreateInput, responses={201: SurveyOutput})
+    @extend_schema(
+        summary=_("Create a survey"),
+        description=_("Creates a survey with its period, minimum group size and "
+                      "access mode."),
+        request=CreateInput, responses={201: SurveyOutput})
     def post(self, request):
         data = self.CreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -193,12 +205,18 @@ class SurveyDetailApi(APIView):
             required=False, help_text=f"At most {STUDY_WINDOW_MAX_YEARS} years back, not after "
                                       "today; once reports exist, only earlier.")
 
-    @extend_schema(responses={200: SurveyOutput})
+    @extend_schema(
+        summary=_("Read a survey"),
+        description=_("One survey the organizer owns."),
+        responses={200: SurveyOutput})
     def get(self, request, survey_id):
         survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
         return Response(SurveyOutput(survey, context={"request": request}).data)
 
-    @extend_schema(request=UpdateInput, responses={200: SurveyOutput})
+    @extend_schema(
+        summary=_("Change a survey"),
+        description=_("Changes the given fields of a survey the organizer owns."),
+        request=UpdateInput, responses={200: SurveyOutput})
     def patch(self, request, survey_id):
         survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
         data = self.UpdateInput(data=request.data)
@@ -234,13 +252,20 @@ class UnitsApi(APIView):
         path = serializers.CharField()
         headcount = serializers.IntegerField(allow_null=True)
 
-    @extend_schema(responses={200: UnitOutput(many=True)})
+    @extend_schema(
+        summary=_("List a survey's units"),
+        description=_("The survey's org tree, one unit per path."),
+        responses={200: UnitOutput(many=True)})
     def get(self, request, survey_id):
         survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
         units = selectors.unit_list(survey=survey).only("path", "headcount")
         return Response(self.UnitOutput(units, many=True).data)
 
-    @extend_schema(request=ReplaceInput, responses={200: ReplaceOutput})
+    @extend_schema(
+        summary=_("Replace a survey's units"),
+        description=_("Adds the given units; units are never deleted or renamed, so "
+                      "reports keep their unit."),
+        request=ReplaceInput, responses={200: ReplaceOutput})
     def put(self, request, survey_id):
         survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
         data = self.ReplaceInput(data=request.data)
@@ -260,6 +285,8 @@ class UnitsCsvApi(APIView):
         units = serializers.IntegerField()
 
     @extend_schema(
+        summary=_("Upload units as CSV"),
+
         request={"text/csv": {"type": "string", "format": "binary"},
                  "multipart/form-data": {"type": "object",
                                          "properties": {"file": {"type": "string",
@@ -288,13 +315,18 @@ class InvitesApi(APIView):
     class CountOutput(serializers.Serializer):
         unused = serializers.IntegerField()
 
-    @extend_schema(responses={200: CountOutput})
+    @extend_schema(
+        summary=_("Count unused invite codes"),
+        description=_("How many invite codes of this survey are still unused."),
+        responses={200: CountOutput})
     def get(self, request, survey_id):
         survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
         return Response(self.CountOutput({"unused": services.invite_unused_count(survey=survey)})
                         .data)
 
-    @extend_schema(request=Input, responses={201: Output})
+    @extend_schema(
+        summary=_("Create invite codes"),
+        request=Input, responses={201: Output})
     def post(self, request, survey_id):
         """Issues new invite codes. They are in this response only: Chorus
         keeps their hashes and cannot show them again."""
@@ -316,7 +348,10 @@ class SignalsApi(APIView):
         label = serializers.CharField()
         description = serializers.CharField()
 
-    @extend_schema(responses={200: Output(many=True)}, auth=[])
+    @extend_schema(
+        summary=_("List the signals"),
+        description=_("The signals a report may carry, with their labels."),
+        responses={200: Output(many=True)}, auth=[])
     def get(self, request):
         return Response(self.Output(catalog.SIGNALS, many=True).data)
 
@@ -386,7 +421,9 @@ class ReportCreateApi(APIView):
             values[name] = value or ""
         return values
 
-    @extend_schema(request=Input, responses={201: Output, 410: CLOSED, 413: TOO_LARGE,
+    @extend_schema(
+        summary=_("File a report"),
+        request=Input, responses={201: Output, 410: CLOSED, 413: TOO_LARGE,
                                              429: THROTTLED}, auth=[])
     def post(self, request, share_token):
         """Files a report. An invite-only survey needs an unused "invite_code";
@@ -508,7 +545,9 @@ class ReportWithdrawApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
 
-    @extend_schema(request=None, responses={204: None, 429: THROTTLED}, auth=[])
+    @extend_schema(
+        summary=_("Withdraw a report"),
+        request=None, responses={204: None, 429: THROTTLED}, auth=[])
     def delete(self, request, share_token, receipt):
         """Withdraws the report with this receipt. Look-ups are limited per
         network and day like reports (429 with Retry-After)."""
@@ -539,7 +578,9 @@ class ReportAmendApi(ReportWithdrawApi):
         outcome = serializers.CharField()
         comment = serializers.CharField()
 
-    @extend_schema(request=AmendInput, responses={200: AnswersOutput, 410: CLOSED, 413: TOO_LARGE,
+    @extend_schema(
+        summary=_("Change a report"),
+        request=AmendInput, responses={200: AnswersOutput, 410: CLOSED, 413: TOO_LARGE,
                                                   429: THROTTLED}, auth=[])
     def patch(self, request, share_token, receipt):
         """Changes any of the answers of the report with this receipt and

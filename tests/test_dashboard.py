@@ -337,9 +337,10 @@ def test_dashboard_reads_take_a_fixed_number_of_queries(organizer, what,
                 "organizer export": f"/organizer/surveys/{survey.id}/export.csv"}[what]
 
     # survey, the stored release (and the parts of the units a page shows), then the latest
-    # detection run (if shown); the aggregates are one stored text
-    expected = {"page": 4, "aggregates": 2, "export": 3, "organizer page": 6 + session,
-                "organizer export": 3 + session}[what]
+    # detection run (if shown), and the released comment sets; the aggregates are one
+    # stored text
+    expected = {"page": 5, "aggregates": 2, "export": 4, "organizer page": 7 + session,
+                "organizer export": 4 + session}[what]
     for survey in (small, large):
         cache.clear()
         with django_assert_num_queries(expected):
@@ -448,7 +449,8 @@ def test_a_tree_of_twenty_thousand_units_keeps_the_page_bounded_and_queries_fixe
     report_services.publication_maybe_publish(survey_id=survey.id, force=True)
     client = Client()
     cache.clear()
-    with django_assert_num_queries(4):
+    # the survey, the stored release and parts, the detection run, the released comments
+    with django_assert_num_queries(5):
         response = client.get(f"/d/{survey.dashboard_token}/?unit=Co/O0")
     assert response.status_code == 200
     html = response.content.decode()

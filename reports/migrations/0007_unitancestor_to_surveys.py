@@ -5,7 +5,7 @@ class Migration(migrations.Migration):
     """The tree closure moves to the surveys app, which writes the tree; the table stays."""
 
     dependencies = [
-        ("reports", "0005_job_error"),
+        ("reports", "0006_released_table_comments"),
     ]
 
     operations = [
