@@ -66,8 +66,9 @@ def org_paths() -> tuple[list[str], np.ndarray]:
 def build_survey(owner):
     from django.utils import timezone
 
-    from reports import detection
+    from reports import synthetic
     from reports.services import cells_rebuild, publication_maybe_publish
+    from surveys import services as survey_services
     from surveys.services import survey_create, units_upsert
 
     rng = np.random.default_rng(7)
@@ -81,9 +82,9 @@ def build_survey(owner):
     dept_teams = [t for t in teams if paths[t].startswith("Bench/Org 4/Dept 42/")]
     units[:300] = rng.choice(dept_teams, size=300)
     periods[:300] = rng.integers(20, 24, size=300)
-    starts = detection.simulated_period_starts(period="week", n_periods=N_PERIODS,
+    starts = synthetic.simulated_period_starts(period="week", n_periods=N_PERIODS,
                                                today=timezone.localdate())
-    detection.reports_bulk_create(survey=survey, rows=[
+    survey_services.reports_bulk_create(survey=survey, rows=[
         (paths[u], starts[p], ("abrupt_reversal",), "") for u, p in zip(
             units.tolist(), periods.tolist(), strict=True)])
     cells_rebuild(survey_id=survey.id)

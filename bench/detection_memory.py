@@ -46,8 +46,9 @@ def org_paths(n_units: int) -> tuple[list[str], np.ndarray]:
 def build_survey(owner, *, n_units: int, n_weeks: int, n_reports: int):
     from django.utils import timezone
 
-    from reports import detection
+    from reports import synthetic
     from reports.models import AggregationState
+    from surveys import services as survey_services
     from surveys.models import years_before
     from surveys.services import survey_create, units_upsert
 
@@ -63,8 +64,8 @@ def build_survey(owner, *, n_units: int, n_weeks: int, n_reports: int):
     signature = ("prior_positive_standing", "abrupt_reversal", "coaching_plan")
     plain = ("abrupt_reversal",)
     cases = rng.random(n_reports) < 0.1
-    starts = detection.simulated_period_starts(period="week", n_periods=n_weeks, today=today)
-    detection.reports_bulk_create(survey=survey, rows=[
+    starts = synthetic.simulated_period_starts(period="week", n_periods=n_weeks, today=today)
+    survey_services.reports_bulk_create(survey=survey, rows=[
         (paths[u], starts[p], signature if case else plain, "") for u, p, case in zip(
             units.tolist(), periods.tolist(), cases.tolist(), strict=True)])
     # Detection runs on published figures only. Publishing this survey's 87,000

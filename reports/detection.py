@@ -43,14 +43,11 @@ from surveys.models import (
     OrgUnit,
     Report,
     Survey,
-    default_study_start,
     years_before,
 )
 from surveys.services import (
     next_period_start,
-    period_start_for,
     periods_between,
-    report_period_error,
 )
 
 DEFAULT_REPLICAS = 999
@@ -510,81 +507,6 @@ def surveys_due_for_detection(*, now: dt.datetime | None = None) -> list:
 # --------------------------------------------------------------------------------------
 # synthetic surveys
 # --------------------------------------------------------------------------------------
-
-
-def simulated_period_starts(*, period: str, n_periods: int, today: dt.date) -> list[dt.date]:
-    """The n_periods complete periods before the current one, oldest first."""
-    current = period_start_for(period=period, day=today)
-    starts = []
-    day = current
-    for _ in range(n_periods):
-        day = period_start_for(period=period, day=day - dt.timedelta(days=1))
-        starts.append(day)
-    return starts[::-1]
-
-
-@transaction.atomic
-def reports_bulk_create(*, survey: Survey, rows: list[tuple[str, dt.date, tuple, str]]) -> int:
-    """Inserts many (unit path, period day, signals, outcome) reports at once,
-    under the same rules as `report_create` (open survey, known unit, period in
-    the study window, catalog codes). Receipts are not kept by anyone, so none is shown.
-    The cells are not touched: the caller rebuilds them."""
-    from surveys.services import SurveyClosed, receipt_hash
-
-    if not survey.is_open:
-        raise SurveyClosed
-    today = timezone.localdate()
-    units = dict(OrgUnit.objects.filter(survey=survey).values_list("path", "id"))
-    errors: dict[str, list[str]] = {}
-    reports = []
-    week = period_start_for(period=Survey.Period.WEEK, day=today)
-    for index, (path, day, signals, outcome) in enumerate(rows):
-        if path not in units:
-            errors[f"reports[{index}].unit"] = ["Pick a unit from this survey's list."]
-        period_error = report_period_error(survey=survey, day=day, today=today)
-        if period_error:
-            errors[f"reports[{index}].period"] = [period_error]
-        if set(signals) - set(catalog.SIGNAL_CODES):
-            errors[f"reports[{index}].signals"] = ["Unknown signal."]
-        if outcome and outcome not in catalog.OUTCOME_CODES:
-            errors[f"reports[{index}].outcome"] = ["Unknown outcome."]
-        if errors:
-            continue
-        reports.append(Report(
-            survey=survey, unit_id=units[path],
-            period_start=period_start_for(period=survey.period, day=day),
-            signals=catalog.signals_to_mask(signals), outcome=outcome or "",
-            received_week=week, receipt_hash=receipt_hash(secrets.token_urlsafe(16))))
-    if errors:
-        raise ValidationError(errors)
-    Report.objects.bulk_create(reports, batch_size=2000)
-    return len(reports)
-
-
-def simulated_survey_create(*, owner, title: str, dataset, period: str = Survey.Period.MONTH,
-                            min_group_size: int = 5) -> Survey:
-    """A survey holding a `reports.simulate` dataset, built with the services
-    the API uses, its cells rebuilt and published."""
-    from reports.services import cells_rebuild, publication_maybe_publish
-    from surveys.services import survey_create, units_upsert
-
-    starts = simulated_period_starts(period=period, n_periods=dataset.n_periods,
-                                     today=timezone.localdate())
-    # the study window holds every simulated period
-    survey = survey_create(owner=owner, title=title, period=period,
-                           min_group_size=min_group_size,
-                           study_starts_on=min(starts[0], default_study_start()))
-    units_upsert(survey=survey, units=[
-        {"path": path, "headcount": int(head) if head > 0 else None}
-        for path, head in zip(dataset.unit_paths, dataset.headcount.tolist(), strict=True)])
-    reports_bulk_create(survey=survey, rows=[
-        (dataset.unit_paths[unit], starts[period_index], signals, outcome or "")
-        for unit, period_index, signals, outcome in zip(
-            dataset.report_units.tolist(), dataset.report_periods.tolist(),
-            dataset.report_signals, dataset.report_outcomes, strict=True)])
-    cells_rebuild(survey_id=survey.id)
-    publication_maybe_publish(survey_id=survey.id, force=True)
-    return survey
 
 
 # --------------------------------------------------------------------------------------

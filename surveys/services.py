@@ -756,3 +756,40 @@ def report_create_once(*, survey: Survey, draft: ReportDraft, submission_token: 
             with contextlib.suppress(RedisError):
                 cache.delete(key)
         raise
+
+
+@transaction.atomic
+def reports_bulk_create(*, survey: Survey, rows: list[tuple[str, dt.date, tuple, str]]) -> int:
+    """Inserts many (unit path, period day, signals, outcome) reports at once,
+    under the same rules as `report_create` (open survey, known unit, period in
+    the study window, catalog codes). For synthetic and demo surveys only: receipts
+    are not kept by anyone, so none is shown. The cells are not touched: the caller
+    rebuilds them."""
+    if not survey.is_open:
+        raise SurveyClosed
+    today = timezone.localdate()
+    units = dict(OrgUnit.objects.filter(survey=survey).values_list("path", "id"))
+    errors: dict[str, list[str]] = {}
+    reports = []
+    week = period_start_for(period=Survey.Period.WEEK, day=today)
+    for index, (path, day, signals, outcome) in enumerate(rows):
+        if path not in units:
+            errors[f"reports[{index}].unit"] = ["Pick a unit from this survey's list."]
+        period_error = report_period_error(survey=survey, day=day, today=today)
+        if period_error:
+            errors[f"reports[{index}].period"] = [period_error]
+        if set(signals) - set(catalog.SIGNAL_CODES):
+            errors[f"reports[{index}].signals"] = ["Unknown signal."]
+        if outcome and outcome not in catalog.OUTCOME_CODES:
+            errors[f"reports[{index}].outcome"] = ["Unknown outcome."]
+        if errors:
+            continue
+        reports.append(Report(
+            survey=survey, unit_id=units[path],
+            period_start=period_start_for(period=survey.period, day=day),
+            signals=catalog.signals_to_mask(signals), outcome=outcome or "",
+            received_week=week, receipt_hash=receipt_hash(secrets.token_urlsafe(16))))
+    if errors:
+        raise ValidationError(errors)
+    Report.objects.bulk_create(reports, batch_size=2000)
+    return len(reports)

@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from reports import detection, selectors
+from reports import detection, selectors, synthetic
 from reports.models import DetectionCluster, DetectionRun, Job, PublishedCell
 from reports.scan import MODELS
 from reports.simulate import Drive, OrgShape, simulate
@@ -26,7 +26,7 @@ DRIVE = Drive("department", 2, 6.0, start=7, signature_share=0.9)
 def simulated(owner, *, seed=3, drives=(DRIVE,), min_group_size=5, n_periods=12):
     dataset = simulate(seed, n_periods=n_periods, shape=SHAPE, base_rate=0.08,
                        habit_shape=float("inf"), drives=drives)
-    survey = detection.simulated_survey_create(owner=owner, title="Simulated", dataset=dataset,
+    survey = synthetic.simulated_survey_create(owner=owner, title="Simulated", dataset=dataset,
                                                min_group_size=min_group_size)
     return survey, dataset
 
@@ -65,7 +65,7 @@ def test_planted_drive_is_found_with_its_unit_window_and_a_small_p_value(
     found = stored_clusters(survey)
     drive = dataset.drives[0]
     unit = dataset.unit_paths[drive.unit]
-    starts = detection.simulated_period_starts(period="month", n_periods=12,
+    starts = synthetic.simulated_period_starts(period="month", n_periods=12,
                                                today=timezone.localdate())
     assert found[0]["unit"] == unit
     window = (starts[drive.start], starts[drive.start + drive.length - 1])
@@ -278,10 +278,10 @@ def test_a_survey_with_nothing_published_cannot_run_detection(organizer_api, sur
 
 
 def test_simulated_periods_are_complete_and_in_the_past():
-    starts = detection.simulated_period_starts(period="week", n_periods=3,
+    starts = synthetic.simulated_period_starts(period="week", n_periods=3,
                                                today=dt.date(2026, 3, 4))
     assert starts == [dt.date(2026, 2, 9), dt.date(2026, 2, 16), dt.date(2026, 2, 23)]
-    months = detection.simulated_period_starts(period="month", n_periods=2,
+    months = synthetic.simulated_period_starts(period="month", n_periods=2,
                                                today=dt.date(2026, 1, 15))
     assert months == [dt.date(2025, 11, 1), dt.date(2025, 12, 1)]
 
@@ -325,7 +325,7 @@ COMPANY_SHAPE = OrgShape(n_orgs=5, departments_per_org=(4, 5), teams_per_departm
 def test_a_null_survey_whose_best_cut_is_the_whole_company_is_stored_and_read_back(
         seed, organizer, organizer_api, django_capture_on_commit_callbacks):
     dataset = simulate(seed, n_periods=26, shape=COMPANY_SHAPE, base_rate=0.0075)
-    survey = detection.simulated_survey_create(owner=organizer, title="Null", dataset=dataset,
+    survey = synthetic.simulated_survey_create(owner=organizer, title="Null", dataset=dataset,
                                                period=Survey.Period.WEEK)
     started = run_detection(organizer_api, survey, django_capture_on_commit_callbacks,
                             replicas=99, seed=1, models=["joint"])

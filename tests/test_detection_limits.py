@@ -8,10 +8,11 @@ import time
 import pytest
 from django.utils import timezone
 
-from reports import detection, jobs
+from reports import detection, jobs, synthetic
 from reports.models import DetectionRun
 from reports.services import cells_rebuild, publication_maybe_publish
 from surveys import services
+from surveys import services as survey_services
 from surveys.models import STUDY_WINDOW_MAX_YEARS, OrgUnit, Report, years_before
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +43,7 @@ def test_a_survey_beyond_the_size_limit_fails_its_job_with_the_limit_named(
     first, _last = services.report_period_range(survey=survey, today=today)
     units = OrgUnit.objects.filter(survey=survey).count()
     assert units >= n_units - 1
-    detection.reports_bulk_create(survey=survey, rows=[
+    survey_services.reports_bulk_create(survey=survey, rows=[
         ("Acme/D0/T0", first + dt.timedelta(days=7 * 10), ("abrupt_reversal",), ""),
         ("Acme/D0/T0", today, ("abrupt_reversal",), "")])
     published(survey)
@@ -59,7 +60,7 @@ def test_reports_spanning_more_than_the_longest_window_fail_the_job_quickly(
     # Rows from before periods were bounded: year one on a weekly survey.
     survey = services.survey_create(owner=organizer, title="Old", period="week")
     services.units_upsert(survey=survey, units=[{"path": "Acme/Retail"}])
-    detection.reports_bulk_create(survey=survey, rows=[
+    survey_services.reports_bulk_create(survey=survey, rows=[
         ("Acme/Retail", timezone.localdate(), ("abrupt_reversal",), "")] * 5)
     Report.objects.filter(survey=survey).order_by("id").filter(
         id__in=Report.objects.filter(survey=survey).values("id")[:1]).update(
@@ -87,7 +88,7 @@ def test_a_worker_process_killed_mid_run_fails_the_job_and_the_run_is_not_redeli
     organizer = OrganizerFactory()
     dataset = simulate(5, n_periods=40, shape=OrgShape(n_orgs=4, teams_per_department=(6, 8)),
                        base_rate=0.2)
-    survey = detection.simulated_survey_create(owner=organizer, title="Killed", dataset=dataset,
+    survey = synthetic.simulated_survey_create(owner=organizer, title="Killed", dataset=dataset,
                                                period="week")
     auth = {"Authorization": f"Token {Token.objects.create(user=organizer).key}"}
     stack.start_web()

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reports import detection
+from reports import synthetic
 from reports.models import DetectionCluster, DetectionRun, Job
 from reports.scan import MODELS
 from surveys import catalog
@@ -60,7 +60,7 @@ def finite_json(content: bytes):
 def test_every_run_on_a_random_survey_is_stored_and_reads_back(
         organizer, organizer_api, django_capture_on_commit_callbacks,
         dataset, period, k, models, seed):
-    survey = detection.simulated_survey_create(owner=organizer, title="Random", dataset=dataset,
+    survey = synthetic.simulated_survey_create(owner=organizer, title="Random", dataset=dataset,
                                                period=period, min_group_size=k)
     with django_capture_on_commit_callbacks(execute=True):
         response = organizer_api.post(f"/api/v1/surveys/{survey.id}/detections/",

@@ -1,7 +1,7 @@
 import pytest
 from rest_framework.authtoken.models import Token
 
-from reports import detection, jobs
+from reports import detection, jobs, synthetic
 from reports.models import Cell, DetectionCluster, DetectionRun, Job
 from reports.simulate import Drive, OrgShape, simulate
 from tests.factories import OrganizerFactory, file_reports
@@ -86,7 +86,7 @@ def test_progress_only_moves_forward_and_stops_at_the_end(survey):
 def test_a_failing_chunk_marks_the_job_failed(
         organizer, organizer_api, monkeypatch, django_capture_on_commit_callbacks):
     dataset = simulate(1, n_periods=8, shape=OrgShape(n_orgs=2), base_rate=0.1)
-    survey = detection.simulated_survey_create(owner=organizer, title="S", dataset=dataset)
+    survey = synthetic.simulated_survey_create(owner=organizer, title="S", dataset=dataset)
     # The one seam where a worker can die mid-run: the scan's replica loop.
     monkeypatch.setattr(detection.scan, "replica_maxima",
                         lambda *a, **k: (_ for _ in ()).throw(RuntimeError("worker lost")))
@@ -114,7 +114,7 @@ def test_detection_across_real_workers_equals_the_in_process_run(stack):
     organizer = OrganizerFactory()
     dataset = simulate(4, n_periods=10, shape=OrgShape(n_orgs=2), base_rate=0.1,
                        drives=[Drive("department", 2, 5.0, start=6, signature_share=0.8)])
-    survey = detection.simulated_survey_create(owner=organizer, title="S", dataset=dataset)
+    survey = synthetic.simulated_survey_create(owner=organizer, title="S", dataset=dataset)
     eager = detection.detection_start(survey=survey, replicas=200, seed=77, chunk_size=50)
     assert _stored(eager)
     token = Token.objects.create(user=organizer).key

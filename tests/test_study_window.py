@@ -8,8 +8,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from reports import detection
 from surveys import services
+from surveys import services as survey_services
 from surveys.forms import ReportForm
 from surveys.models import STUDY_WINDOW_MAX_YEARS, Report, Survey, years_before
 from tests.factories import publish, report_payload, stored_count, survey_with_units
@@ -111,7 +111,7 @@ def test_the_form_offers_no_period_before_the_study_start(organizer):
 def test_a_bulk_load_refuses_rows_out_of_the_window(organizer):
     survey = window_survey(organizer)
     with pytest.raises(ValidationError) as refused:
-        detection.reports_bulk_create(survey=survey, rows=[
+        survey_services.reports_bulk_create(survey=survey, rows=[
             (UNIT, timezone.localdate(), ("abrupt_reversal",), ""),
             (UNIT, dt.date(1, 1, 1), ("abrupt_reversal",), "")])
     assert list(refused.value.message_dict) == ["reports[1].period"]

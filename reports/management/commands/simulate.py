@@ -5,7 +5,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from reports import detection, selectors
+from reports import detection, selectors, synthetic
 from reports.simulate import Drive, OrgShape, simulate
 
 LEVELS = ("team", "department", "org")
@@ -40,7 +40,7 @@ class Command(BaseCommand):
                            shape=OrgShape(n_orgs=options["orgs"]),
                            base_rate=options["base_rate"], drives=drives)
         owner, _ = get_user_model().objects.get_or_create(username=options["owner"])
-        survey = detection.simulated_survey_create(
+        survey = synthetic.simulated_survey_create(
             owner=owner, title=f"Simulated survey (seed {options['seed']})", dataset=dataset,
             period=options["period"], min_group_size=options["min_group_size"])
         base = options["base_url"].rstrip("/")
