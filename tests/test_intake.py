@@ -3,6 +3,7 @@ import json
 
 import pytest
 from django.apps import apps
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -222,3 +223,23 @@ def test_bad_input_answers_4xx_with_a_message_and_changes_nothing(
     assert says in response.content.decode()
     assert row_counts() == before
 
+
+
+def test_a_report_to_a_warm_survey_costs_a_pinned_number_of_statements(survey,
+                                                                       django_assert_num_queries):
+    """With intake's caches warm a report costs the check that the survey is still open as
+    it was read and the insert of its sealed held report: on PostgreSQL one statement in
+    autocommit (INSERT ... SELECT from a guard), on SQLite the two inside the transaction
+    that takes its write lock first (savepoints inside a test's transaction). A new
+    statement on the hot path shows up here."""
+    client = Client()
+    path = share_path(survey)
+    first = client.post(path, json.dumps(report_payload()), content_type="application/json")
+    assert first.status_code == 201
+    with django_assert_num_queries(WARM_INTAKE_STATEMENTS[connection.vendor]):
+        second = client.post(path, json.dumps(report_payload()),
+                             content_type="application/json")
+    assert second.status_code == 201
+
+
+WARM_INTAKE_STATEMENTS = {"postgresql": 1, "sqlite": 4}
