@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("surveys", "0004_survey_study_starts_on"),
-        ("reports", "0006_unitancestor_to_surveys"),
+        ("reports", "0007_unitancestor_to_surveys"),
     ]
 
     operations = [
