@@ -1,3 +1,4 @@
+import datetime as dt
 import os
 import socket
 from urllib.parse import urlparse
@@ -5,7 +6,7 @@ from urllib.parse import urlparse
 import pytest
 from rest_framework.test import APIClient
 
-from tests.factories import OrganizerFactory, survey_with_units
+from tests.factories import OrganizerFactory, file_reports, survey_with_units
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -89,3 +90,14 @@ def stack(transactional_db, tmp_path):
     with Stack(tmp_path) as running:
         flush_redis(running.redis_url)
         yield running
+
+
+@pytest.fixture
+def published(survey, publish_at_once, django_capture_on_commit_callbacks):
+    """Marketing 6 and 4 reports, Sales 1, Cloud 5: Sales is below k = 3."""
+    with django_capture_on_commit_callbacks(execute=True):
+        file_reports(survey, 6, signals=("abrupt_reversal", "recap_contradicts_meeting"))
+        file_reports(survey, 4, period=dt.date(2026, 2, 10))
+        file_reports(survey, 1, unit="Acme/Retail/Sales")
+        file_reports(survey, 5, unit="Acme/Cloud", period=dt.date(2026, 2, 10))
+    return survey

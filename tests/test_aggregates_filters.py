@@ -2,22 +2,9 @@ import datetime as dt
 
 import pytest
 
-from tests.factories import file_reports
-
 pytestmark = pytest.mark.django_db
 
 JAN, FEB = dt.date(2026, 1, 14), dt.date(2026, 2, 10)
-
-
-@pytest.fixture
-def published(survey, publish_at_once, django_capture_on_commit_callbacks):
-    """Marketing 6 and 4 reports, Sales 1, Cloud 5: Sales is below k = 3."""
-    with django_capture_on_commit_callbacks(execute=True):
-        file_reports(survey, 6, signals=("abrupt_reversal", "recap_contradicts_meeting"))
-        file_reports(survey, 4, period=FEB)
-        file_reports(survey, 1, unit="Acme/Retail/Sales")
-        file_reports(survey, 5, unit="Acme/Cloud", period=FEB)
-    return survey
 
 
 def aggregates(client, survey, query: str = ""):

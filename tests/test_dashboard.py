@@ -27,17 +27,6 @@ def cold_cache():
     cache.clear()
 
 
-@pytest.fixture
-def published(survey, publish_at_once, django_capture_on_commit_callbacks):
-    """Marketing 6 and 4 reports, Sales 1, Cloud 5: Sales is below k = 3."""
-    with django_capture_on_commit_callbacks(execute=True):
-        file_reports(survey, 6, signals=("abrupt_reversal", "recap_contradicts_meeting"))
-        file_reports(survey, 4, period=FEB)
-        file_reports(survey, 1, unit="Acme/Retail/Sales")
-        file_reports(survey, 5, unit="Acme/Cloud", period=FEB)
-    return survey
-
-
 def page(client, survey, query: str = ""):
     return client.get(f"/d/{survey.dashboard_token}/{query}")
 
