@@ -809,10 +809,7 @@ def clusters_from(rel: Release, *, survey: Survey,
 
 
 def _period_end(start: dt.date, period: str) -> dt.date:
-    if period == Survey.Period.WEEK:
-        return start + dt.timedelta(days=6)
-    following = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return following - dt.timedelta(days=1)
+    return survey_services.next_period_start(period=period, start=start) - dt.timedelta(days=1)
 
 
 def _day_span(first: dt.date, last: dt.date) -> str:
