@@ -18,6 +18,7 @@ from surveys.forms import (
     ReceiptForm,
     ReportForm,
     WithdrawForm,
+    period_label,
 )
 
 
@@ -100,6 +101,9 @@ def respondent_form(request, share_token):
             return render(request, "surveys/receipt.html", {
                 "survey": survey, "receipt": receipt,
                 "received_week": services.report_received_week(at=timezone.now()),
+                "chosen_period": period_label(
+                    period=survey.period,
+                    start=services.period_start_for(period=survey.period, day=draft.period)),
             }, status=201)
     status = 400 if request.method == "POST" else 200
     return render(request, "surveys/form.html", _form_context(survey, form), status=status)

@@ -1,4 +1,5 @@
 import datetime as dt
+import html
 import re
 from html.parser import HTMLParser
 
@@ -275,6 +276,17 @@ def test_receipt_page_warns_it_cannot_be_recovered_and_gates_the_dashboard_link(
     assert saved < link
     assert "See whether it" in body[link:]
     assert 'data-copy="receipt"' in body
+
+
+def test_receipt_names_the_chosen_period_and_says_no_time_of_sending_is_kept(client, survey):
+    """A respondent who chose an earlier month must not read the receipt as having dated
+    the report to this week."""
+    earlier = (timezone.localdate().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    body = html.unescape(client.post(form_path(survey),
+                                     answers(period=earlier.isoformat())).content.decode())
+    assert f"under the period you chose: {earlier:%B %Y}" in body
+    assert "keeps no date or time of sending" in body
+    assert "It is dated to the week of" not in body
 
 
 def test_receipt_proves_the_report_is_held(client, survey):
