@@ -278,6 +278,12 @@ def test_receipt_page_warns_it_cannot_be_recovered_and_gates_the_dashboard_link(
     assert 'data-copy="receipt"' in body
 
 
+def test_the_form_links_to_the_shared_dashboard_before_anyone_reports(client, survey):
+    body = client.get(form_path(survey)).content.decode()
+    form_start = body.index("<form")
+    assert f'href="/d/{survey.dashboard_token}/"' in body[:form_start]
+
+
 def test_receipt_names_the_chosen_period_and_says_no_time_of_sending_is_kept(client, survey):
     """A respondent who chose an earlier month must not read the receipt as having dated
     the report to this week."""
