@@ -117,3 +117,18 @@ def test_shared_dashboard_on_a_phone_has_no_serious_accessibility_problems(
     screenshot(page, "dashboard-shared-phone")
     assert axe_violations(page) == []
     context.close()
+
+
+def test_hidden_periods_are_drawn_hatched_not_as_bars(browser, live_server, seeded):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server.url}/d/{seeded.dashboard_token}/?unit=Acme%2FFinance")
+    hidden = page.locator("svg.chart .bar.hidden rect")
+    shown = page.locator("svg.chart .bar:not(.hidden) rect")
+    assert hidden.count() > 0
+    assert shown.count() > 0
+    fill = "node => getComputedStyle(node).fill"
+    assert hidden.first.evaluate(fill).startswith("url(")
+    assert not shown.first.evaluate(fill).startswith("url(")
+    assert hidden.first.evaluate(fill) != shown.first.evaluate(fill)
+    context.close()
