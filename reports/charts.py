@@ -26,15 +26,15 @@ def period_label(period: str, granularity: str, *, short: bool = False) -> str:
     return f"{day:%b}" if short else f"{day:%b %Y}"
 
 
-def _nice_max(value: int) -> int:
-    if value <= 5:
-        return 5
-    for step in (1, 2, 2.5, 5):
-        magnitude = 10 ** (len(str(value)) - 1)
-        candidate = int(step * magnitude)
-        if candidate >= value:
-            return candidate
-    return 10 ** len(str(value))
+def axis_ticks(value: int) -> tuple[int, int, int]:
+    """Three evenly spaced integer ticks from 0, a step of 1, 2 or 5 times a power of ten,
+    the last at or above `value` (0, 1, 2 for an empty chart)."""
+    magnitude = 1
+    while True:
+        for step in (magnitude, 2 * magnitude, 5 * magnitude):
+            if 2 * step >= value:
+                return 0, step, 2 * step
+        magnitude *= 10
 
 
 def bar_chart(bars: list[Bar], *, granularity: str, k: int, chart_id: str,
@@ -42,7 +42,8 @@ def bar_chart(bars: list[Bar], *, granularity: str, k: int, chart_id: str,
     """A bar per period; hidden periods get a hatched stub and the word 'hidden'."""
     if not bars:
         return mark_safe("")
-    top = _nice_max(max((bar.reports or 0) for bar in bars))
+    ticks = axis_ticks(max((bar.reports or 0) for bar in bars))
+    top = ticks[-1]
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     slot = plot_w / len(bars)
@@ -55,13 +56,13 @@ def bar_chart(bars: list[Bar], *, granularity: str, k: int, chart_id: str,
         'patternTransform="rotate(45)"><rect width="6" height="6" class="hatch-bg"/>'
         '<line x1="0" y1="0" x2="0" y2="6" class="hatch-line"/></pattern></defs>',
         chart_id, WIDTH, HEIGHT, label, chart_id)]
-    for fraction in (0, 0.5, 1):
-        y = PAD_TOP + plot_h * (1 - fraction)
+    for tick in ticks:
+        y = PAD_TOP + plot_h * (1 - tick / top)
         parts.append(format_html(
             '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
             '<text class="axis" x="{}" y="{}" text-anchor="end">{}</text>',
             PAD_LEFT, WIDTH - PAD_RIGHT, f"{y:.1f}", f"{y:.1f}", PAD_LEFT - 6, f"{y + 4:.1f}",
-            round(top * fraction)))
+            tick))
     for index, bar in enumerate(bars):
         x = PAD_LEFT + slot * index + (slot - bar_w) / 2
         name = period_label(bar.period, granularity)

@@ -10,6 +10,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from reports import charts
 from reports import services as report_services
 from reports.models import DetectionCluster, DetectionRun, Job
 from surveys import services
@@ -446,3 +447,12 @@ def test_a_tree_of_twenty_thousand_units_keeps_the_page_bounded_and_queries_fixe
     assert len(UNIT_OPTION.findall(html)) == len(units)
     # every path once in the filter, the heatmap down to departments: about 60 bytes a unit
     assert len(response.content) < 80 * len(units), len(response.content)
+
+
+@pytest.mark.parametrize(("most", "ticks"), [
+    (0, (0, 1, 2)), (2, (0, 1, 2)), (3, (0, 2, 4)), (5, (0, 5, 10)), (9, (0, 5, 10)),
+    (11, (0, 10, 20)), (25, (0, 20, 40)), (41, (0, 50, 100)), (100, (0, 50, 100)),
+    (101, (0, 100, 200)),
+])
+def test_the_chart_axis_has_evenly_spaced_integer_ticks_above_the_tallest_bar(most, ticks):
+    assert charts.axis_ticks(most) == ticks
