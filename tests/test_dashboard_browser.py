@@ -132,3 +132,16 @@ def test_hidden_periods_are_drawn_hatched_not_as_bars(browser, live_server, seed
     assert not shown.first.evaluate(fill).startswith("url(")
     assert hidden.first.evaluate(fill) != shown.first.evaluate(fill)
     context.close()
+
+
+def test_nothing_on_the_dashboard_scrolls_sideways_on_a_phone(browser, live_server, seeded):
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(f"{live_server.url}/d/{seeded.dashboard_token}/")
+    for toggle in page.locator("details > summary").all():
+        if toggle.is_visible():
+            toggle.click()
+    width = page.evaluate("document.scrollingElement.scrollWidth")
+    screenshot(page, "dashboard-shared-phone-open")
+    context.close()
+    assert width <= 390
