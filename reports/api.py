@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -72,6 +72,10 @@ def _aggregates(request, survey) -> HttpResponse:
     # publishes; an unfiltered read only sends it, a filtered one drops released rows.
     # A plain dict, so an empty value is a bad value rather than an omitted one.
     query = AggregatesFilterInput(data=request.query_params.dict())
+    unknown = set(request.query_params) - set(query.fields)
+    if unknown:
+        # A misspelt filter would otherwise answer the whole table as if it had applied.
+        raise ValidationError({name: [_("Unknown parameter.")] for name in sorted(unknown)})
     query.is_valid(raise_exception=True)
     filters = query.validated_data
     try:

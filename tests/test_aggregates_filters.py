@@ -71,6 +71,8 @@ def test_the_organizer_api_filters_the_same_way(client, published, organizer):
     ("?unit=", "unit"),
     ("?from=", "from"),
     ("?to=", "to"),
+    ("?unti=Acme", "unti"),
+    ("?from=2026-01-01&=null", ""),
 ])
 def test_a_bad_filter_is_a_400_naming_the_field(client, published, query, field):
     response = aggregates(client, published, query)
