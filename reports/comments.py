@@ -15,8 +15,8 @@ import secrets
 from collections import defaultdict
 from dataclasses import dataclass
 
-from reports.models import AggregationState, PublishedCell, ReleasedTable
-from surveys.models import OrgUnit, Report, Survey
+from reports.models import AggregationState, ReleasedTable
+from surveys.models import Report, Survey
 
 
 @dataclass(frozen=True)
@@ -32,45 +32,51 @@ def _parent(path: str) -> str | None:
     return path.rpartition("/")[0] or None
 
 
-def _published_comments(survey: Survey, state: AggregationState) -> dict[tuple[str, str], list]:
-    published_cells = set(PublishedCell.objects.filter(survey=survey)
-                          .values_list("unit__path", "period_start").order_by())
-    rows = (Report.objects.filter(survey=survey, received_week__lte=state.published_at.date())
-            .exclude(comment="").values_list("unit__path", "period_start", "comment").order_by())
-    found: dict[tuple[str, str], list] = defaultdict(list)
+def _published_comments(survey: Survey) -> dict[tuple[str, str], list[str]]:
+    # surveys.Report holds exactly the reports publications have counted.
+    rows = (Report.objects.filter(survey=survey).exclude(comment="")
+            .values_list("unit__path", "period_start", "comment").order_by())
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
     for path, period_start, comment in rows:
-        if (path, period_start) in published_cells:
-            found[(path, period_start.isoformat())].append(comment)
+        found[(path, period_start.isoformat())].append(comment)
     return found
 
 
-def _subtree_sets(unit: str, own: dict[str, list[str]], children: dict[str | None, list[str]],
-                  k: int) -> list[tuple[str, list[str]]] | None:
-    """The sets of one unit's subtree in one period, or None when it has fewer than k."""
-    child_sets = [(child, _subtree_sets(child, own, children, k))
-                  for child in children.get(unit, [])]
-    mine = own.get(unit, [])
-    everything = list(mine)
-    for child, _sets in child_sets:
-        everything += _gather(child, own, children)
-    if not everything:
-        return []
-    if len(everything) < k:
-        return None
-    split_ok = (not mine or len(mine) >= k) and all(sets is not None for _c, sets in child_sets)
-    if not split_ok:
-        return [(unit, everything)]
-    out = [(unit, list(mine))] if mine else []
-    for _child, sets in child_sets:
-        out += sets
-    return out
-
-
-def _gather(unit: str, own: dict[str, list[str]], children: dict[str | None, list[str]]) -> list:
-    found = list(own.get(unit, []))
-    for child in children.get(unit, []):
-        found += _gather(child, own, children)
-    return found
+def _period_sets(own: dict[str, list[str]], k: int) -> dict[str, list | None]:
+    """Each root's sets in one period as (unit, comments), or None when the root has fewer
+    than k. Walks only the units with comments and their ancestors, children before
+    parents and without recursion: an org tree may be deeper than the interpreter's stack.
+    A subtree short of k keeps its (fewer than k) comments for its parent to pool."""
+    children: dict[str | None, list[str]] = defaultdict(list)
+    seen: set[str] = set()
+    for path in own:
+        while path is not None and path not in seen:
+            seen.add(path)
+            children[_parent(path)].append(path)
+            path = _parent(path)
+    postorder, stack = [], list(children[None])
+    while stack:
+        unit = stack.pop()
+        postorder.append(unit)
+        stack.extend(children[unit])
+    sets: dict[str, list | None] = {}
+    short: dict[str, list[str]] = {}
+    for unit in reversed(postorder):
+        mine, kids = own.get(unit, []), children[unit]
+        kid_sets = [sets.pop(kid) for kid in kids]
+        kid_short = [short.pop(kid, []) for kid in kids]
+        pooled = [comment for found in kid_short for comment in found]
+        released = [item for found in kid_sets if found for item in found]
+        total = len(mine) + len(pooled) + sum(len(comments) for _u, comments in released)
+        if total < k:
+            sets[unit], short[unit] = None, [*mine, *pooled]
+        elif (not mine or len(mine) >= k) and None not in kid_sets:
+            sets[unit] = ([(unit, list(mine))] if mine else []) + released
+        else:
+            everything = [*mine, *pooled]
+            everything += [comment for _u, comments in released for comment in comments]
+            sets[unit] = [(unit, everything)]
+    return {root: sets[root] for root in children[None]}
 
 
 def _shuffled(comments: list[str]) -> tuple[str, ...]:
@@ -97,27 +103,22 @@ def comment_sets_compute(*, survey: Survey, state: AggregationState) -> list[Com
     if state.published_at is None:
         return []
     k = survey.min_group_size
-    found = _published_comments(survey, state)
-    if not found:
-        return []
-    paths = set(OrgUnit.objects.filter(survey=survey).values_list("path", flat=True))
-    paths |= {path for path, _period in found}
-    children: dict[str | None, list[str]] = defaultdict(list)
-    for path in sorted(paths):
-        children[_parent(path)].append(path)
-    by_period: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for (path, period), comments in found.items():
-        by_period[period][path] += comments
+    by_period: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    for (path, period), comments in _published_comments(survey).items():
+        by_period[period][path] = comments
+    per_period = {period: _period_sets(own, k) for period, own in sorted(by_period.items())}
+    roots = sorted({root for sets in per_period.values() for root in sets})
     raw: list[tuple[str, str | None, list[str]]] = []
-    for root in children.get(None, []):
-        per_period = {period: _subtree_sets(root, own, children, k)
-                      for period, own in sorted(by_period.items())}
-        if all(sets is not None for sets in per_period.values()):
-            raw += [(unit, period, comments) for period, sets in per_period.items()
-                    for unit, comments in sets]
+    for root in roots:
+        root_sets = {period: sets[root] for period, sets in per_period.items() if root in sets}
+        if None not in root_sets.values():
+            raw += [(unit, period, comments) for period, found in root_sets.items()
+                    for unit, comments in found]
             continue
+        # Short of k in some period: the root's comments over all periods, or nothing.
         everything = [comment for own in by_period.values()
-                      for comment in _gather(root, own, children)]
+                      for path, comments in own.items()
+                      if path == root or path.startswith(root + "/") for comment in comments]
         if len(everything) >= k:
             raw.append((root, None, everything))
     return [CommentSet(unit=unit, period=period, comments=_shuffled(comments))
