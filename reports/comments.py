@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reports.models import AggregationState, ReleasedTable
 from surveys.models import Report, Survey
+
+Cell = Callable[[str, str | None], int | None]
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,15 @@ def _published_comments(survey: Survey) -> dict[tuple[str, str], list[str]]:
     return found
 
 
-def _period_sets(own: dict[str, list[str]], k: int) -> dict[str, list | None]:
+def _period_sets(own: dict[str, list[str]], k: int, period: str, cell: Cell,
+                 tree: dict[str | None, list[str]]) -> dict[str, list | None]:
     """Each root's sets in one period as (unit, comments), or None when the root has fewer
     than k. Walks only the units with comments and their ancestors, children before
     parents and without recursion: an org tree may be deeper than the interpreter's stack.
-    A subtree short of k keeps its (fewer than k) comments for its parent to pool."""
+    A subtree short of k, or whose count is withheld, leaves its comments to its parent.
+    A set's size is a released figure: it is a lower bound on the count of its scope, so a
+    set stands only over a released count, and a unit's own comments apart from its
+    children only when every child's count is released too."""
     children: dict[str | None, list[str]] = defaultdict(list)
     seen: set[str] = set()
     for path in own:
@@ -68,14 +75,18 @@ def _period_sets(own: dict[str, list[str]], k: int) -> dict[str, list | None]:
         pooled = [comment for found in kid_short for comment in found]
         released = [item for found in kid_sets if found for item in found]
         total = len(mine) + len(pooled) + sum(len(comments) for _u, comments in released)
-        if total < k:
-            sets[unit], short[unit] = None, [*mine, *pooled]
-        elif (not mine or len(mine) >= k) and None not in kid_sets:
-            sets[unit] = ([(unit, list(mine))] if mine else []) + released
-        else:
-            everything = [*mine, *pooled]
-            everything += [comment for _u, comments in released for comment in comments]
+        everything = [*mine, *pooled]
+        everything += [comment for _u, comments in released for comment in comments]
+        if total < k or cell(unit, period) is None:
+            # A set's size bounds its scope's count from below: only over a released one.
+            sets[unit], short[unit] = None, everything
+        elif None in kid_sets or (mine and (len(mine) < k or any(
+                cell(child, period) is None for child in tree.get(unit, [])))):
+            # A set of the unit's own comments bounds what its children hold together, so
+            # it stands apart only when every child's count is released.
             sets[unit] = [(unit, everything)]
+        else:
+            sets[unit] = ([(unit, list(mine))] if mine else []) + released
     return {root: sets[root] for root in children[None]}
 
 
@@ -97,16 +108,19 @@ def comment_sets(*, survey: Survey) -> list[CommentSet]:
                        comments=tuple(item["comments"])) for item in stored or []]
 
 
-def comment_sets_compute(*, survey: Survey, state: AggregationState) -> list[CommentSet]:
+def comment_sets_compute(*, survey: Survey, state: AggregationState, cell: Cell,
+                         tree: dict[str | None, list[str]]) -> list[CommentSet]:
     """The comment sets of a publication, each in its own random order: run by the
-    publication, over the reports it published."""
+    publication, over the reports it published. `cell(unit, period)` is the released count
+    (None: withheld; period None: all periods) and `tree` the children of each unit."""
     if state.published_at is None:
         return []
     k = survey.min_group_size
     by_period: dict[str, dict[str, list[str]]] = defaultdict(dict)
     for (path, period), comments in _published_comments(survey).items():
         by_period[period][path] = comments
-    per_period = {period: _period_sets(own, k) for period, own in sorted(by_period.items())}
+    per_period = {period: _period_sets(own, k, period, cell, tree)
+                  for period, own in sorted(by_period.items())}
     roots = sorted({root for sets in per_period.values() for root in sets})
     raw: list[tuple[str, str | None, list[str]]] = []
     for root in roots:
@@ -119,7 +133,7 @@ def comment_sets_compute(*, survey: Survey, state: AggregationState) -> list[Com
         everything = [comment for own in by_period.values()
                       for path, comments in own.items()
                       if path == root or path.startswith(root + "/") for comment in comments]
-        if len(everything) >= k:
+        if len(everything) >= k and cell(root, None) is not None:
             raw.append((root, None, everything))
     return [CommentSet(unit=unit, period=period, comments=_shuffled(comments))
             for unit, period, comments in raw]

@@ -225,7 +225,7 @@ def released_table_fields(*, survey: Survey, state: AggregationState) -> dict:
         "parts": _parts_payloads(rel),
         "aggregates": _compact(aggregates_document(rel)),
         "comments": comments.comments_document(comments.comment_sets_compute(
-            survey=survey, state=state)),
+            survey=survey, state=state, cell=rel.cell, tree=rel.children)),
     }
 
 

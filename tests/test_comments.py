@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
+from reports import selectors
 from reports import services as report_services
 from reports.comments import _shuffled, comment_sets
 from surveys import services
@@ -51,7 +52,9 @@ def test_a_comment_in_a_cell_with_fewer_than_k_comments_is_shown_nowhere(client)
 
 def test_k_comments_in_one_team_are_shown_together_everywhere(client):
     survey = survey_with_units(owner=OrganizerFactory(), paths=TEAMS, min_group_size=3)
-    _published(survey, [("Co/D0/T0", JAN, f"remark {n}") for n in range(3)])
+    # Every team's count is released (each holds k reports), so T0's set stands alone.
+    _published(survey, [("Co/D0/T0", JAN, f"remark {n}") for n in range(3)]
+               + [(team, JAN, "") for team in TEAMS[1:] for _ in range(3)])
     sets = comment_sets(survey=survey)
     assert [(s.unit, s.period, sorted(s.comments)) for s in sets] == [
         ("Co/D0/T0", "2026-01-01", ["remark 0", "remark 1", "remark 2"])]
@@ -62,7 +65,7 @@ def test_k_comments_in_one_team_are_shown_together_everywhere(client):
 def test_a_team_short_of_k_makes_its_department_one_set_with_no_team_sets_beside_it():
     survey = survey_with_units(owner=OrganizerFactory(), paths=TEAMS, min_group_size=3)
     _published(survey, [("Co/D0/T0", JAN, f"a{n}") for n in range(3)]
-               + [("Co/D0/T1", JAN, "b0")])
+               + [("Co/D0/T1", JAN, "b0")] + [("Co/D1/T0", JAN, "") for _ in range(3)])
     sets = comment_sets(survey=survey)
     # A T0 set beside a D0 set would leave "b0" pinned to T1 by difference.
     assert [(s.unit, s.period, sorted(s.comments)) for s in sets] == [
@@ -72,7 +75,9 @@ def test_a_team_short_of_k_makes_its_department_one_set_with_no_team_sets_beside
 def test_a_period_short_of_k_pools_every_period_of_its_root():
     survey = survey_with_units(owner=OrganizerFactory(), paths=TEAMS, min_group_size=3)
     _published(survey, [("Co/D0/T0", JAN, f"j{n}") for n in range(3)]
-               + [("Co/D0/T0", FEB, "f0")])
+               + [("Co/D0/T0", FEB, "f0")]
+               + [(team, period, "") for team in TEAMS[1:] for period in (JAN, FEB)
+                  for _ in range(3)])
     sets = comment_sets(survey=survey)
     assert [(s.unit, s.period, sorted(s.comments)) for s in sets] == [
         ("Co", None, ["f0", "j0", "j1", "j2"])]
@@ -142,3 +147,22 @@ def test_set_membership_and_the_table_never_pin_a_comment_below_k_reports(seed):
                      if text and (path, period.isoformat()) in region]
         assert sorted(in_region) == sorted(item.comments)
         assert sum(truth[cell] for cell in region) >= k
+
+
+def test_a_set_stands_only_over_a_released_count_so_its_size_narrows_nothing_withheld():
+    # T1's single report is withheld; T0's three would give it away by difference from D0,
+    # so one of them is withheld too. A set of T0's three comments would say T0 >= 3 and,
+    # beside D0's released 4, pin T1 at 1.
+    survey = survey_with_units(owner=OrganizerFactory(), paths=TEAMS, min_group_size=3)
+    _published(survey, [("Co/D0/T0", JAN, f"a{n}") for n in range(3)]
+               + [("Co/D0/T1", JAN, "")] + [("Co/D1/T0", JAN, "") for _ in range(5)])
+    rel = selectors.release(survey=survey)
+    sets = comment_sets(survey=survey)
+    assert sets, "the department's comments are still shown, pooled"
+    for found in sets:
+        assert rel.cell(found.unit, found.period) is not None, found
+        for child in rel.children.get(found.unit, []):
+            if rel.cell(child, found.period) is None:
+                # Comments kept apart from a withheld child would bound it from above.
+                assert found.unit not in {s.unit for s in sets if s is not found}
+    assert ("Co/D0/T0", "2026-01-01") not in {(s.unit, s.period) for s in sets}
