@@ -10,6 +10,8 @@ from django.db import transaction
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from server import kept_redis
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ class OutboxBackedTask(ChorusTask):
     def _delay_unless_queued(self, *args) -> None:
         key = self._queued_key(args)
         try:
-            if not cache.add(key, 1, timeout=self.queued_mark_seconds):
+            if not kept_redis.add_int(key, 1, timeout=self.queued_mark_seconds):
                 return
             marked = True
         except RedisError:

@@ -7,6 +7,8 @@ and converted by the model's own fields, so rows are stored and read back
 exactly as the ORM would store and read them.
 """
 
+import functools
+import threading
 from functools import cache
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
@@ -19,6 +21,10 @@ def _db():
     return connections[DEFAULT_DB_ALIAS]
 
 
+# The psycopg cursor each thread keeps with its connection, as (connection, cursor).
+_kept = threading.local()
+
+
 def _cursor(db):
     """On PostgreSQL, a cursor that sends parameters apart from the statement,
     as the protocol allows: Django's own cursors splice them into the SQL in
@@ -26,19 +32,19 @@ def _cursor(db):
     the rest of the round trip for these short statements. Still a Django
     cursor: errors, query logging and execute wrappers are the ORM's.
 
-    The psycopg cursor is kept with its connection and used again: making
-    one costs more than these statements' own Python work. Callers must
-    call _done(), not close() it."""
+    The psycopg cursor (psycopg.Cursor: binding on the server) is kept by the
+    thread with its connection and used again: making one costs more than these
+    statements' own Python work. Callers must call _done(), not close() it."""
     if db.vendor != "postgresql":
         return db.cursor()
     db.ensure_connection()
     db.validate_thread_sharing()
     raw = db.connection
-    kept = db.__dict__.get("_chorus_hot_cursor")
+    kept = getattr(_kept, "cursor", None)
     if kept is None or kept[0] is not raw or kept[1].closed:
-        from django.db.backends.postgresql.base import ServerBindingCursor
+        import psycopg
 
-        kept = db._chorus_hot_cursor = (raw, ServerBindingCursor(raw))
+        kept = _kept.cursor = (raw, psycopg.Cursor(raw))
     return db.make_debug_cursor(kept[1]) if db.queries_logged else db.make_cursor(kept[1])
 
 
@@ -49,8 +55,9 @@ def _done(db, cursor) -> None:
 
 def _execute(db, cursor, sql: str, params: list) -> None:
     """cursor.execute, as a prepared statement on PostgreSQL: the server
-    parses and plans it once per connection, not on every call. Through
-    Django's execute wrappers and error translation; with queries logged
+    parses and plans it once per connection, not on every call. Through the
+    connection's execute wrappers (connection.execute_wrapper(), with the context
+    Django documents for them) and its error translation; with queries logged
     (DEBUG, tests that count queries), the plain logged execute. A pooler in
     transaction mode must keep prepared statements per client (PgBouncer's
     max_prepared_statements)."""
@@ -63,7 +70,10 @@ def _execute(db, cursor, sql: str, params: list) -> None:
         with db.wrap_database_errors:
             return cursor.cursor.execute(sql, params, prepare=True)
 
-    cursor._execute_with_wrappers(sql, params, many=False, executor=prepared)
+    executor = prepared
+    for wrapper in reversed(db.execute_wrappers):
+        executor = functools.partial(wrapper, executor)
+    executor(sql, params, False, {"connection": db, "cursor": cursor})
 
 
 @cache

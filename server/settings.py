@@ -55,14 +55,16 @@ INSTALLED_APPS = [
     "reports",
 ]
 
+# The server.middleware entries are the named middleware, standing aside for report intake
+# alone (see that module).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "server.middleware.StaticFiles",  # whitenoise
+    "server.middleware.Sessions",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "server.middleware.Csrf",
+    "server.middleware.Authentication",
+    "server.middleware.Messages",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "server.errors.BusyMiddleware",
@@ -207,7 +209,7 @@ REDIS_URL = env.str("REDIS_URL", "")
 # and HMACs of used report-form tokens (surveys.services.report_create_once).
 CACHES = {
     # Bounded like the broker below: a hung Redis must not hang a request.
-    "default": {"BACKEND": "server.cache.KeptRedisCache", "LOCATION": REDIS_URL,
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
                 "KEY_PREFIX": "chorus",
                 "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}}
     if REDIS_URL

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache, caches
-from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 from redis.exceptions import NoScriptError, RedisError
+
+from server import kept_redis
 
 SUBMIT = "submit"
 RECEIPT = "receipt"
@@ -59,15 +60,6 @@ def _seconds_left(day: dt.date) -> int:
     return min(max(left, 1), 24 * 60 * 60)
 
 
-def _redis():
-    """The Redis client of the cache, or None for other backends: talking to
-    Redis directly lets one round trip do what takes the cache API two or three."""
-    backend = caches["default"]
-    if not isinstance(backend, RedisCache):
-        return None
-    return backend._cache.get_client(write=True)
-
-
 # The last salt read, per process: (cache backend, day, salt, read again after).
 # Kept for a minute at most, so that processes agree again soon after the
 # cache lost the salt, and never used past its day.
@@ -96,12 +88,13 @@ def _salt_read(day: dt.date) -> bytes:
     # An int, which the Redis cache stores as plain digits for both paths.
     key = f"{_PREFIX}:daysalt:{day.isoformat()}"
     fresh = secrets.randbits(256)
-    client = _redis()
-    if client is not None:
+    found = kept_redis.for_cache()
+    if found is not None:
         # SET NX is atomic: of concurrent first requests of the day, one salt
         # wins, and GET hands it to the others in the same round trip.
-        stored = client.set(caches["default"].make_and_validate_key(key), fresh, nx=True,
-                            get=True, ex=_seconds_left(day))
+        backend, kept = found
+        stored = kept.command("SET", backend.make_key(key), fresh, "NX", "GET",
+                              "EX", _seconds_left(day))
     else:
         cache.add(key, fresh, timeout=_seconds_left(day))
         # Evicted in between: this request's bucket is lost, nothing worse.
@@ -131,9 +124,10 @@ def hit(*, request, survey_id, scope: str, day: dt.date | None = None) -> Verdic
     try:
         key = bucket_key(address=client_address(request), survey_id=survey_id, scope=scope,
                          day=day)
-        backend = caches["default"]
-        if isinstance(backend, RedisCache):
-            count = _count_in_redis(backend, backend.make_and_validate_key(key), ttl)
+        found = kept_redis.for_cache()
+        if found is not None:
+            backend, kept = found
+            count = _count_in_redis(kept, backend.make_key(key), ttl)
         else:
             count = _count_in_cache(key, ttl)
     except RedisError:
@@ -153,15 +147,12 @@ return redis.call('INCR', KEYS[1])
 _COUNT_SHA = hashlib.sha1(_COUNT_LUA.encode(), usedforsecurity=False).hexdigest()
 
 
-def _count_in_redis(backend, key: str, ttl: int) -> int:
-    client = backend._cache
-    if not hasattr(client, "command"):  # Django's own backend, not server.cache's
-        return client.get_client(write=True).eval(_COUNT_LUA, 1, key, ttl)
+def _count_in_redis(kept: kept_redis.KeptRedis, key: str, ttl: int) -> int:
     try:
-        return client.command("EVALSHA", _COUNT_SHA, 1, key, ttl)
+        return kept.command("EVALSHA", _COUNT_SHA, 1, key, ttl)
     except NoScriptError:
         # Redis lost its scripts (a restart): EVAL runs it and keeps it again.
-        return client.command("EVAL", _COUNT_LUA, 1, key, ttl)
+        return kept.command("EVAL", _COUNT_LUA, 1, key, ttl)
 
 
 def _count_in_cache(key: str, ttl: int) -> int:

@@ -1,5 +1,5 @@
-"""The WSGI application files reports through a shorter middleware stack:
-every answer of the intake endpoint must be the one the full stack gives."""
+"""Middleware that does nothing for report intake stands aside for it (server.middleware):
+every answer of the intake endpoint must be the one the whole stack gives."""
 
 import io
 import json
@@ -9,8 +9,11 @@ import pytest
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.test import override_settings
+from django.urls import path
+from django.utils.module_loading import import_string
 
-from server import wsgi
+from server import middleware, wsgi
 from surveys.models import Survey
 from tests.factories import report_payload, stored_count
 
@@ -45,9 +48,21 @@ def call():
     request_finished.connect(close_old_connections)
 
 
-@pytest.fixture(scope="module")
-def full():
-    return WSGIHandler()
+def unwrapped(paths: list[str]) -> list[str]:
+    """The settings' middleware with each stand-aside wrapper replaced by what it wraps."""
+    found = []
+    for dotted in paths:
+        factory = import_string(dotted)
+        is_wrapper = isinstance(factory, type) and issubclass(factory, middleware.NotForIntake)
+        found.append(factory.wrapped if is_wrapper else dotted)
+    return found
+
+
+@pytest.fixture
+def full(settings):
+    # The handler loads its middleware once, when it is made.
+    with override_settings(MIDDLEWARE=unwrapped(settings.MIDDLEWARE)):
+        return WSGIHandler()
 
 
 def body_without_varying(content: bytes):
@@ -127,12 +142,12 @@ def test_the_daily_limit_is_answered_as_by_the_full_stack(call, full, survey, se
     assert "Retry-After" in dict(headers)
 
 
-def test_only_posts_to_the_intake_path_take_the_short_stack():
-    pattern = wsgi.intake_path_pattern()
-    assert pattern.match("/api/v1/s/AbC-12_x/reports/")
-    assert not pattern.match("/api/v1/s/AbC/reports/receipt/")
-    assert not pattern.match("/api/v1/s/a/b/reports/")
-    assert not pattern.match("/s/AbC/")
+def test_only_posts_to_the_intake_path_skip_the_middleware_that_stands_aside():
+    pattern = middleware.intake_paths()
+    assert pattern.fullmatch("/api/v1/s/AbC-12_x/reports/")
+    assert not pattern.fullmatch("/api/v1/s/AbC/reports/receipt/")
+    assert not pattern.fullmatch("/api/v1/s/a/b/reports/")
+    assert not pattern.fullmatch("/s/AbC/")
 
 
 def test_other_posts_still_go_through_csrf_protection(call, organizer):
@@ -142,32 +157,42 @@ def test_other_posts_still_go_through_csrf_protection(call, organizer):
     assert status.startswith("403")
 
 
-def test_the_short_stack_leaves_out_only_middleware_that_does_nothing_for_intake(settings):
-    handler = wsgi.IntakeHandler()
-    handler.load_middleware()
-    chain, kept = handler._middleware_chain, []
-    # Each layer is a middleware wrapped by convert_exception_to_response.
-    while (middleware := getattr(chain, "__wrapped__", None)) is not None and hasattr(
-            middleware, "get_response"):
-        kept.append(f"{type(middleware).__module__}.{type(middleware).__name__}")
-        chain = middleware.get_response
-    assert kept == [path for path in settings.MIDDLEWARE if path not in wsgi.NOT_FOR_INTAKE]
-    # The settings are as they were for everyone else.
-    assert "django.middleware.csrf.CsrfViewMiddleware" in settings.MIDDLEWARE
-    assert set(settings.MIDDLEWARE) > wsgi.NOT_FOR_INTAKE
+def test_other_requests_get_every_wrapped_middleware(call, organizer):
+    # Sessions and CSRF set their cookies; static files are served.
+    status, headers, _content = call(wsgi.application, "GET", "/accounts/login/")
+    assert status.startswith("200")
+    cookies = " ".join(value for name, value in headers if name == "Set-Cookie")
+    assert "csrftoken=" in cookies
 
 
-def test_the_short_stack_routes_an_intake_path_as_the_urlconf_does():
-    from django.test import RequestFactory
-    from django.urls import resolve
+def test_only_middleware_that_does_nothing_for_intake_stands_aside(settings):
+    wrapped = {path for path in settings.MIDDLEWARE
+               if issubclass(import_string(path), middleware.NotForIntake)}
+    assert {import_string(path).wrapped for path in wrapped} == {
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+    }
+    # Security, common, framing, content policy and busy answers run for intake too.
+    assert [path for path in settings.MIDDLEWARE if path not in wrapped] == [
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "django.middleware.csp.ContentSecurityPolicyMiddleware",
+        "server.errors.BusyMiddleware",
+    ]
 
-    sample, pattern = wsgi.intake_route()
-    handler = wsgi.IntakeHandler(route=sample, pattern=pattern)
-    for token in ["AbC-12_x", "t\u00e9st", "x" * 43]:
-        request = RequestFactory().post(f"/api/v1/s/{token}/reports/")
-        made, resolved = handler.resolve_request(request), resolve(request.path_info)
-        assert request.resolver_match is made
-        assert (made.func, made.args, made.kwargs, made.url_name, made.route,
-                made.captured_kwargs, made.extra_kwargs) == (
-            resolved.func, resolved.args, resolved.kwargs, resolved.url_name, resolved.route,
-            resolved.captured_kwargs, resolved.extra_kwargs)
+
+def _not_exempt(request, share_token):
+    return None
+
+
+urlpatterns = [path("api/v1/s/<str:share_token>/reports/", _not_exempt,
+                    name=middleware.INTAKE_URL_NAME)]
+
+
+def test_nothing_stands_aside_for_a_view_that_needs_csrf_protection():
+    with override_settings(ROOT_URLCONF=__name__):
+        assert middleware.intake_paths() is None

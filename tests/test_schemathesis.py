@@ -125,7 +125,7 @@ def test_text_fields_say_in_the_schema_what_the_api_refuses():
         "pattern"])
     title = re.compile(schemas["SurveyCollectionApiCreateInputRequest"]["properties"]["title"][
         "pattern"])
-    comment = re.compile(schemas["PatchedAmendInputRequest"]["properties"]["comment"][
+    comment = re.compile(schemas["PatchedReportAmendApiAmendInputRequest"]["properties"]["comment"][
         "oneOf"][0]["pattern"])
     # "\x1e" is white space to Python: trimmed to "" it is refused as blank.
     for blank in ("\x1e", " ", ""):
