@@ -62,7 +62,8 @@ MIDDLEWARE = [
     "server.middleware.StaticFiles",  # whitenoise
     "server.middleware.Sessions",
     "django.middleware.common.CommonMiddleware",
-    "server.middleware.Csrf",
+    # Listed as itself, as the deploy check wants; it costs little for an exempt view.
+    "django.middleware.csrf.CsrfViewMiddleware",
     "server.middleware.Authentication",
     "server.middleware.Messages",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

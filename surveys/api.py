@@ -5,14 +5,11 @@ nested input and output serializers. Views parse, call a service or a
 selector, and render: no rules live here.
 """
 
-import datetime as dt
 import functools
 import json
 import sys
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import OperationalError
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -25,11 +22,19 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from server import auth, errors
-from surveys import catalog, ratelimit, selectors, services
-from surveys.models import STUDY_WINDOW_DEFAULT_YEARS, STUDY_WINDOW_MAX_YEARS, Survey
+from server import auth
+from surveys import catalog, intake, ratelimit, selectors, services
+from surveys.models import (
+    MIN_GROUP_SIZE_FLOOR,
+    MIN_GROUP_SIZE_MAX,
+    REPORT_CODE_MAX_LENGTH,
+    REPORT_COMMENT_MAX_LENGTH,
+    STUDY_WINDOW_DEFAULT_YEARS,
+    STUDY_WINDOW_MAX_YEARS,
+    UNIT_PATH_MAX_LENGTH,
+    Survey,
+)
 
-MAX_REPORT_BODY_BYTES = 16 * 1024
 # 20,000 units at a generous 200 bytes a line.
 MAX_CSV_BYTES = 4 * 1024 * 1024
 
@@ -164,7 +169,8 @@ class SurveyCollectionApi(APIView):
     class CreateInput(serializers.Serializer):
         title = serializers.CharField(max_length=200)
         period = serializers.ChoiceField(choices=Survey.Period.choices, default="month")
-        min_group_size = serializers.IntegerField(default=5, min_value=3, max_value=1000)
+        min_group_size = serializers.IntegerField(default=5, min_value=MIN_GROUP_SIZE_FLOOR,
+                                                  max_value=MIN_GROUP_SIZE_MAX)
         access = serializers.ChoiceField(choices=Survey.Access.choices, default="link")
         closes_on = serializers.DateField(required=False, allow_null=True, default=None)
         study_starts_on = serializers.DateField(
@@ -198,7 +204,8 @@ class SurveyDetailApi(APIView):
         title = serializers.CharField(max_length=200, required=False)
         status = serializers.ChoiceField(choices=Survey.Status.choices, required=False)
         access = serializers.ChoiceField(choices=Survey.Access.choices, required=False)
-        min_group_size = serializers.IntegerField(min_value=3, max_value=1000, required=False)
+        min_group_size = serializers.IntegerField(min_value=MIN_GROUP_SIZE_FLOOR,
+                                                  max_value=MIN_GROUP_SIZE_MAX, required=False)
         period = serializers.ChoiceField(choices=Survey.Period.choices, required=False)
         closes_on = serializers.DateField(required=False, allow_null=True)
         study_starts_on = serializers.DateField(
@@ -235,7 +242,7 @@ class StrictCharField(serializers.CharField):
 
 
 class UnitInput(serializers.Serializer):
-    path = StrictCharField(max_length=services.MAX_PATH_LENGTH, trim_whitespace=True)
+    path = StrictCharField(max_length=UNIT_PATH_MAX_LENGTH, trim_whitespace=True)
     headcount = serializers.IntegerField(min_value=0, max_value=10_000_000, required=False,
                                          allow_null=True)
 
@@ -361,65 +368,20 @@ class ReportCreateApi(APIView):
     authentication_classes = []
 
     class Input(serializers.Serializer):
-        unit = serializers.CharField(max_length=services.MAX_PATH_LENGTH)
+        unit = serializers.CharField(max_length=UNIT_PATH_MAX_LENGTH)
         period = serializers.DateField()
-        signals = serializers.ListField(child=serializers.CharField(max_length=64),
-                                        max_length=len(catalog.SIGNAL_CODES) * 2)
-        outcome = serializers.CharField(max_length=64, required=False, allow_blank=True,
-                                        allow_null=True, default="")
-        comment = serializers.CharField(max_length=2000, required=False, allow_blank=True,
-                                        allow_null=True, default="")
-        invite_code = serializers.CharField(max_length=64, required=False, allow_blank=True,
-                                            allow_null=True, default="")
+        signals = serializers.ListField(
+            child=serializers.CharField(max_length=REPORT_CODE_MAX_LENGTH),
+            max_length=intake.SIGNALS_MAX)
+        outcome = serializers.CharField(max_length=REPORT_CODE_MAX_LENGTH, required=False,
+                                        allow_blank=True, allow_null=True, default="")
+        comment = serializers.CharField(max_length=REPORT_COMMENT_MAX_LENGTH, required=False,
+                                        allow_blank=True, allow_null=True, default="")
+        invite_code = serializers.CharField(max_length=REPORT_CODE_MAX_LENGTH, required=False,
+                                            allow_blank=True, allow_null=True, default="")
 
     class Output(serializers.Serializer):
         receipt = serializers.CharField()
-
-    _SIGNALS = frozenset(catalog.SIGNAL_CODES)
-    _OPTIONAL = (("outcome", 64), ("comment", 2000), ("invite_code", 64))
-
-    @staticmethod
-    def _plain_text(value: str, max_length: int) -> bool:
-        """What Input's CharFields accept once stripped: not blank is left to
-        the caller; no NUL, no lone surrogate, not too long."""
-        if len(value) > max_length or "\x00" in value:
-            return False
-        if value.isascii():
-            return True
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return False
-        return True
-
-    @classmethod
-    def lean_input(cls, data) -> dict | None:
-        """What Input would validate a usual, well-formed body to, at a small
-        part of its cost; None for anything else, which Input then answers
-        with its field errors. Accepts only what Input accepts."""
-        if not isinstance(data, dict):
-            return None
-        unit, period, signals = data.get("unit"), data.get("period"), data.get("signals")
-        if type(unit) is not str or type(period) is not str or type(signals) is not list:
-            return None
-        unit = unit.strip()
-        if not unit or not cls._plain_text(unit, services.MAX_PATH_LENGTH) or (
-                len(signals) > len(catalog.SIGNAL_CODES) * 2
-                or not all(type(code) is str and code in cls._SIGNALS for code in signals)):
-            return None
-        try:
-            # Input's DateField parses with date.fromisoformat first, too.
-            day = dt.date.fromisoformat(period)
-        except ValueError:
-            return None
-        values = {"unit": unit, "period": day, "signals": signals}
-        for name, max_length in cls._OPTIONAL:
-            value = data.get(name)
-            if value is not None and (type(value) is not str
-                                      or not cls._plain_text(value := value.strip(), max_length)):
-                return None
-            values[name] = value or ""
-        return values
 
     @extend_schema(
         summary=_("File a report"),
@@ -429,56 +391,32 @@ class ReportCreateApi(APIView):
         """Files a report. An invite-only survey needs an unused "invite_code";
         a missing, wrong or used one answers 400 with an "invite_code" field
         error. Over the daily limit per network: 429 with Retry-After."""
-        receipt = self.file(request, share_token=share_token, data=lambda: request.data)
+        receipt = self.file(request, share_token=share_token, body=lambda: request.data)
         return Response({"receipt": receipt}, status=status.HTTP_201_CREATED)
 
     @classmethod
-    def file(cls, request, *, share_token: str, data, kept: bool = True) -> str:
-        """Stores the report the body (`data()`, parsed) describes; returns its
-        receipt or raises what the API answers with.
-
-        The survey comes from the process's copy (`kept`): if it changed
-        since, nothing is stored, the attempt is given back and the report
-        is filed again against the survey as it is now, which answers a
-        closed, re-linked or invite-only survey as it would have at once."""
-        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_REPORT_BODY_BYTES:
-            raise PayloadTooLarge
-        survey = (selectors.survey_by_share_token_kept(token=share_token) if kept
-                  else selectors.survey_by_share_token(token=share_token))
-        if not survey.is_open:
-            raise Gone
-        body = data()
-        values = cls.lean_input(body)
+    def values(cls, body) -> dict:
+        """The body's answers, validated: the lean check for a usual body, else Input."""
+        values = intake.lean_values(body)
         if values is None:
             serializer = cls.Input(data=body)
             serializer.is_valid(raise_exception=True)
             values = serializer.validated_data
-        draft = services.ReportDraft(
-            unit=values["unit"], period=values["period"], signals=tuple(values["signals"]),
-            outcome=values["outcome"] or "", comment=values["comment"] or "",
-            invite_code=values["invite_code"] or "")
-        rate_limit(request, survey=survey, scope=ratelimit.SUBMIT)
+        return values
+
+    @classmethod
+    def file(cls, request, *, share_token: str, body) -> str:
+        """intake.report_file for the body `body()` parses to, its refusals raised as the
+        API answers them."""
         try:
-            return services.report_create(survey=survey, draft=draft)
-        except services.SurveyChanged as changed:
-            if not kept:
-                raise Gone from changed
-            selectors.survey_kept_forget(token=share_token)
-            ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
-            return cls.file(request, share_token=share_token, data=lambda: body, kept=False)
+            return intake.report_file(request=request, share_token=share_token,
+                                      values=lambda: cls.values(body()))
+        except intake.BodyTooLarge as refused:
+            raise PayloadTooLarge from refused
         except services.SurveyClosed as closed:
             raise Gone from closed
-        except OperationalError as error:
-            # Too busy to store it (503): the attempt is given back.
-            if errors.database_busy(error):
-                ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
-            raise
-        except ValidationError as error:
-            # Rejected input stores nothing and costs nothing, except guessing
-            # invite codes, which keeps counting.
-            if "invite_code" not in error.message_dict:
-                ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
-            raise
+        except intake.RateLimited as limited:
+            raise SubmissionsThrottled(wait=limited.retry_after) from limited
 
     @classmethod
     def as_view(cls, **initkwargs):
@@ -495,7 +433,7 @@ class ReportCreateApi(APIView):
         def view(request, share_token):
             if (request.method != "POST" or request.META.get("CONTENT_TYPE") not in _JSON_TYPES
                     or request.META.get("HTTP_ACCEPT", "*/*") not in _JSON_ACCEPTS
-                    or int(request.META.get("CONTENT_LENGTH") or 0) > MAX_REPORT_BODY_BYTES):
+                    or intake.body_too_large(request)):
                 return api_view(request, share_token=share_token)
             try:
                 body = json.loads(request.body.decode(), parse_constant=_no_constant)
@@ -503,7 +441,7 @@ class ReportCreateApi(APIView):
                 # The APIView's parser answers it, with the same 400.
                 return api_view(request, share_token=share_token)
             try:
-                receipt = cls.file(request, share_token=share_token, data=lambda: body)
+                receipt = cls.file(request, share_token=share_token, body=lambda: body)
             except Exception:
                 return cls._answer_error(request, share_token=share_token,
                                          initkwargs=initkwargs)
@@ -562,14 +500,15 @@ class ReportAmendApi(ReportWithdrawApi):
     """The report a receipt names: DELETE withdraws it, PATCH amends it."""
 
     class AmendInput(serializers.Serializer):
-        unit = serializers.CharField(max_length=services.MAX_PATH_LENGTH, required=False)
+        unit = serializers.CharField(max_length=UNIT_PATH_MAX_LENGTH, required=False)
         period = serializers.DateField(required=False)
-        signals = serializers.ListField(child=serializers.CharField(max_length=64),
-                                        max_length=len(catalog.SIGNAL_CODES) * 2, required=False)
-        outcome = serializers.CharField(max_length=64, required=False, allow_blank=True,
-                                        allow_null=True)
-        comment = serializers.CharField(max_length=2000, required=False, allow_blank=True,
-                                        allow_null=True)
+        signals = serializers.ListField(
+            child=serializers.CharField(max_length=REPORT_CODE_MAX_LENGTH),
+            max_length=intake.SIGNALS_MAX, required=False)
+        outcome = serializers.CharField(max_length=REPORT_CODE_MAX_LENGTH, required=False,
+                                        allow_blank=True, allow_null=True)
+        comment = serializers.CharField(max_length=REPORT_COMMENT_MAX_LENGTH, required=False,
+                                        allow_blank=True, allow_null=True)
 
     class AnswersOutput(serializers.Serializer):
         unit = serializers.CharField()
@@ -587,7 +526,7 @@ class ReportAmendApi(ReportWithdrawApi):
         returns them all. Validated like a new report (400 with field errors);
         a closed survey answers 410, an unknown receipt 404. Counts against
         the same daily limit as other receipt look-ups (429)."""
-        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_REPORT_BODY_BYTES:
+        if intake.body_too_large(request):
             raise PayloadTooLarge
         survey = selectors.survey_by_share_token(token=share_token)
         if not survey.is_open:

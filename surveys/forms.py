@@ -7,7 +7,14 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
 from surveys import catalog
-from surveys.models import Survey
+from surveys.models import (
+    MIN_GROUP_SIZE_FLOOR,
+    MIN_GROUP_SIZE_MAX,
+    REPORT_CODE_MAX_LENGTH,
+    REPORT_COMMENT_MAX_LENGTH,
+    UNIT_PATH_MAX_LENGTH,
+    Survey,
+)
 from surveys.services import period_start_for, report_period_range
 
 PERIODS_OFFERED = {Survey.Period.MONTH: 24, Survey.Period.WEEK: 78}
@@ -41,7 +48,7 @@ def period_choices(*, survey: Survey, today: dt.date) -> list[tuple[str, str]]:
 
 class ReportForm(forms.Form):
     unit = forms.CharField(
-        label=_("Your unit"), max_length=1000,
+        label=_("Your unit"), max_length=UNIT_PATH_MAX_LENGTH,
         help_text=_("Pick the smallest group you are comfortable naming; larger groups protect "
                     "you better."),
         error_messages={"required": _("Type or pick your unit.")},
@@ -60,22 +67,22 @@ class ReportForm(forms.Form):
         + [(entry.code, entry.label) for entry in catalog.OUTCOMES],
     )
     comment = forms.CharField(
-        label=_("Anything else? (optional)"), required=False, max_length=2000,
-        widget=forms.Textarea(attrs={"rows": 4, "maxlength": 2000}),
+        label=_("Anything else? (optional)"), required=False, max_length=REPORT_COMMENT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 4, "maxlength": REPORT_COMMENT_MAX_LENGTH}),
         help_text=_("Do not include names, job titles, project names or anything else that "
                     "points to you or to anyone else. Email addresses, phone numbers, links and "
                     "@handles are removed automatically; names are not."),
     )
 
     invite_code = forms.CharField(
-        label=_("Your invite code"), required=False, max_length=64,
+        label=_("Your invite code"), required=False, max_length=REPORT_CODE_MAX_LENGTH,
         help_text=_("The code you were given with the link, for example ABCD-EFGH-JKMN-PQRS. "
                     "It is used up when you send, and is not kept with your report."),
     )
 
     # One per rendering of the form, so that a reload of the receipt page,
     # which posts the same form again, files nothing (see report_create_once).
-    submission_token = forms.CharField(required=False, max_length=64,
+    submission_token = forms.CharField(required=False, max_length=REPORT_CODE_MAX_LENGTH,
                                        widget=forms.HiddenInput)
 
     def __init__(self, *args, survey: Survey, today: dt.date, **kwargs):
@@ -86,7 +93,7 @@ class ReportForm(forms.Form):
 
 
 class ReceiptForm(forms.Form):
-    receipt = forms.CharField(label=_("Your receipt"), max_length=64,
+    receipt = forms.CharField(label=_("Your receipt"), max_length=REPORT_CODE_MAX_LENGTH,
                               error_messages={"required": _("Paste your receipt.")})
 
     def clean_receipt(self) -> str:
@@ -97,7 +104,7 @@ class AmendForm(ReportForm):
     """The answers of a stored report, to change; the receipt rides along
     hidden, so it never appears in a URL."""
 
-    receipt = forms.CharField(max_length=64, widget=forms.HiddenInput,
+    receipt = forms.CharField(max_length=REPORT_CODE_MAX_LENGTH, widget=forms.HiddenInput,
                               error_messages={"required": _("Paste your receipt.")})
 
     def __init__(self, *args, survey: Survey, today: dt.date, **kwargs):
@@ -123,7 +130,7 @@ class WithdrawForm(forms.Form):
     CHECK = "check"
     WITHDRAW = "withdraw"
 
-    receipt = forms.CharField(label=_("Your receipt"), max_length=64,
+    receipt = forms.CharField(label=_("Your receipt"), max_length=REPORT_CODE_MAX_LENGTH,
                               error_messages={"required": _("Paste your receipt.")})
     action = forms.ChoiceField(choices=[(CHECK, _("Check")), (WITHDRAW, _("Withdraw"))],
                                required=False)
@@ -140,13 +147,15 @@ class SurveyCreateForm(forms.Form):
     title = forms.CharField(label=_("Title"), max_length=200)
     period = forms.ChoiceField(label=_("Period"), choices=Survey.Period.choices,
                                initial=Survey.Period.MONTH)
-    min_group_size = forms.IntegerField(label=_("Minimum group size"), min_value=3,
-                                        max_value=1000, initial=5)
+    min_group_size = forms.IntegerField(label=_("Minimum group size"),
+                                        min_value=MIN_GROUP_SIZE_FLOOR,
+                                        max_value=MIN_GROUP_SIZE_MAX, initial=5)
 
 
 class MinGroupSizeForm(forms.Form):
     min_group_size = forms.IntegerField(
-        label=_("Minimum group size"), min_value=3, max_value=1000,
+        label=_("Minimum group size"), min_value=MIN_GROUP_SIZE_FLOOR,
+        max_value=MIN_GROUP_SIZE_MAX,
         help_text=_("Any total smaller than this is hidden. Once reports are in it can be "
                     "raised but not lowered."))
 

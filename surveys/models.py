@@ -7,12 +7,20 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 MIN_GROUP_SIZE_FLOOR = 3
+MIN_GROUP_SIZE_MAX = 1000
 # A survey's study window starts this many years before the survey was
 # created unless the organizer sets it, and never more than the maximum years
 # before the day it is set: reports name periods inside it, and detection's
 # work grows with its length.
 STUDY_WINDOW_DEFAULT_YEARS = 3
 STUDY_WINDOW_MAX_YEARS = 10
+
+# What one report may hold, for every way in (API, form, amend): its body, a unit path, a
+# comment, and each code (signal, outcome, invite code).
+REPORT_BODY_MAX_BYTES = 16 * 1024
+UNIT_PATH_MAX_LENGTH = 1000
+REPORT_COMMENT_MAX_LENGTH = 2000
+REPORT_CODE_MAX_LENGTH = 64  # receipts and submission tokens too
 
 
 def years_before(day, years: int):
@@ -70,18 +78,25 @@ class Survey(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    @staticmethod
+    def open_on(day) -> tuple[dict, dict]:
+        """What makes a survey open on `day`, as (fields equal to, fields null or at least):
+        the one definition, read by is_open and by the statement that files a report."""
+        return {"status": Survey.Status.OPEN}, {"closes_on": day}
+
     @property
     def is_open(self) -> bool:
-        if self.status != self.Status.OPEN:
-            return False
-        return self.closes_on is None or timezone.localdate() <= self.closes_on
+        equal, null_or_at_least = self.open_on(timezone.localdate())
+        return all(getattr(self, name) == value for name, value in equal.items()) and all(
+            getattr(self, name) is None or getattr(self, name) >= value
+            for name, value in null_or_at_least.items())
 
 
 class OrgUnit(models.Model):
     """A unit of the org tree, named by its full path ("Acme/Retail/Marketing")."""
 
     survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="units")
-    path = models.CharField(max_length=1000)
+    path = models.CharField(max_length=UNIT_PATH_MAX_LENGTH)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE,
                                related_name="children")
     depth = models.PositiveSmallIntegerField()
@@ -132,7 +147,7 @@ class Report(models.Model):
     period_start = models.DateField()
     signals = models.PositiveIntegerField(default=0)
     outcome = models.CharField(max_length=32, blank=True)
-    comment = models.TextField(blank=True, max_length=2000)
+    comment = models.TextField(blank=True, max_length=REPORT_COMMENT_MAX_LENGTH)
     received_week = models.DateField()
     receipt_hash = models.CharField(max_length=64, unique=True)
 

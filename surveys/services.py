@@ -31,7 +31,10 @@ from surveys.holding import (
 )
 from surveys.models import (
     MIN_GROUP_SIZE_FLOOR,
+    MIN_GROUP_SIZE_MAX,
+    REPORT_CODE_MAX_LENGTH,
     STUDY_WINDOW_MAX_YEARS,
+    UNIT_PATH_MAX_LENGTH,
     HeldReport,
     InviteCode,
     OrgUnit,
@@ -44,7 +47,7 @@ from surveys.scrub import comment_scrub
 from surveys.sealing import receipt_lookup, seal
 from surveys.signals import report_held
 
-MAX_PATH_LENGTH = 1000
+MAX_PATH_LENGTH = UNIT_PATH_MAX_LENGTH
 MAX_UNITS = 20_000
 UNIT_SEPARATOR = "/"
 MAX_INVITES_PER_REQUEST = 5000
@@ -107,6 +110,9 @@ def _validate_min_group_size(value: int) -> None:
         raise ValidationError(
             {"min_group_size": _("Must be at least %(floor)d.") % {"floor": MIN_GROUP_SIZE_FLOOR}}
         )
+    if value > MIN_GROUP_SIZE_MAX:
+        raise ValidationError(
+            {"min_group_size": _("Must be at most %(n)d.") % {"n": MIN_GROUP_SIZE_MAX}})
 
 
 def _validate_closes_on(value: dt.date | None) -> None:
@@ -435,23 +441,31 @@ def report_validate(*, survey: Survey, draft: ReportDraft, today: dt.date) -> Or
 
 def _report_unit_id_validated(*, survey: Survey, draft: ReportDraft, today: dt.date) -> int:
     # report_validate without building the unit, which filing a report does not need.
-    errors: dict[str, list[str]] = {}
     unit_id = _report_unit_id(survey=survey, path=draft.unit.strip())
-    if unit_id is None:
-        errors["unit"] = [_("Pick a unit from this survey's list.")]
-    period_error = report_period_error(survey=survey, day=draft.period, today=today)
-    if period_error:
-        errors["period"] = [period_error]
-    unknown = sorted(set(draft.signals) - set(catalog.SIGNAL_CODES))
-    if unknown:
-        errors["signals"] = [_("Unknown signal: %(codes)s.") % {"codes": ", ".join(unknown)}]
-    if draft.outcome and draft.outcome not in catalog.OUTCOME_CODES:
-        errors["outcome"] = [_("Unknown outcome.")]
+    errors = report_errors(survey=survey, unit_known=unit_id is not None, day=draft.period,
+                           signals=draft.signals, outcome=draft.outcome, today=today)
     if survey.access == Survey.Access.INVITE and not draft.invite_code.strip():
         errors["invite_code"] = [_("This survey needs the invite code you were given.")]
     if errors:
         raise ValidationError(errors)
     return unit_id
+
+
+def report_errors(*, survey: Survey, unit_known: bool, day: dt.date, signals, outcome: str,
+                  today: dt.date) -> dict[str, list[str]]:
+    """The field errors of a report's answers: the one set of rules and messages."""
+    errors: dict[str, list[str]] = {}
+    if not unit_known:
+        errors["unit"] = [_("Pick a unit from this survey's list.")]
+    period_error = report_period_error(survey=survey, day=day, today=today)
+    if period_error:
+        errors["period"] = [period_error]
+    unknown = sorted(set(signals) - set(catalog.SIGNAL_CODES))
+    if unknown:
+        errors["signals"] = [_("Unknown signal: %(codes)s.") % {"codes": ", ".join(unknown)}]
+    if outcome and outcome not in catalog.OUTCOME_CODES:
+        errors["outcome"] = [_("Unknown outcome.")]
+    return errors
 
 
 class SurveyClosed(Exception):
@@ -477,11 +491,11 @@ def _still_as_read(survey: Survey, today: dt.date) -> tuple[str, list]:
            survey.study_starts_on, today)
     found = _guards.get(key)
     if found is None:
+        open_equal, open_at_least = Survey.open_on(today)
         found = guard(Survey, equal={"id": survey.id, "share_token": survey.share_token,
-                                     "status": Survey.Status.OPEN, "access": survey.access,
-                                     "period": survey.period,
-                                     "study_starts_on": survey.study_starts_on},
-                      null_or_at_least={"closes_on": today})
+                                     "access": survey.access, "period": survey.period,
+                                     "study_starts_on": survey.study_starts_on, **open_equal},
+                      null_or_at_least=open_at_least)
         if len(_guards) >= _GUARDS_KEPT:
             _guards.clear()
         _guards[key] = found
@@ -698,7 +712,7 @@ class AlreadyReceived(Exception):
     """The submission token was used before: the report is already stored."""
 
 
-SUBMISSION_TOKEN_MAX_LENGTH = 64
+SUBMISSION_TOKEN_MAX_LENGTH = REPORT_CODE_MAX_LENGTH
 _SUBMISSION_PREFIX = "chorus:submission"
 
 
@@ -773,15 +787,10 @@ def reports_bulk_create(*, survey: Survey, rows: list[tuple[str, dt.date, tuple,
     reports = []
     week = period_start_for(period=Survey.Period.WEEK, day=today)
     for index, (path, day, signals, outcome) in enumerate(rows):
-        if path not in units:
-            errors[f"reports[{index}].unit"] = ["Pick a unit from this survey's list."]
-        period_error = report_period_error(survey=survey, day=day, today=today)
-        if period_error:
-            errors[f"reports[{index}].period"] = [period_error]
-        if set(signals) - set(catalog.SIGNAL_CODES):
-            errors[f"reports[{index}].signals"] = ["Unknown signal."]
-        if outcome and outcome not in catalog.OUTCOME_CODES:
-            errors[f"reports[{index}].outcome"] = ["Unknown outcome."]
+        found = report_errors(survey=survey, unit_known=path in units, day=day,
+                              signals=signals, outcome=outcome, today=today)
+        errors.update({f"reports[{index}].{name}": messages
+                       for name, messages in found.items()})
         if errors:
             continue
         reports.append(Report(

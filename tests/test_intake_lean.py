@@ -6,7 +6,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from surveys import catalog
+from surveys import catalog, intake
 from surveys.api import ReportCreateApi
 
 texts = st.one_of(st.text(max_size=70), st.sampled_from(["", " ", " Acme ", "a\x00b", "\ud800"]),
@@ -28,7 +28,7 @@ bodies = st.fixed_dictionaries(
 @settings(max_examples=400, deadline=None)
 @given(bodies)
 def test_what_the_lean_parse_accepts_the_serializer_accepts_alike(body):
-    lean = ReportCreateApi.lean_input(body)
+    lean = intake.lean_values(body)
     if lean is None:
         return
     serializer = ReportCreateApi.Input(data=body)
@@ -42,6 +42,6 @@ def test_what_the_lean_parse_accepts_the_serializer_accepts_alike(body):
 def test_the_usual_body_takes_the_lean_parse():
     body = {"unit": "Acme/Retail", "period": "2026-01-14", "signals": ["abrupt_reversal"],
             "comment": " thanks "}
-    assert ReportCreateApi.lean_input(body) == {
+    assert intake.lean_values(body) == {
         "unit": "Acme/Retail", "period": dt.date(2026, 1, 14), "signals": ["abrupt_reversal"],
         "outcome": "", "comment": "thanks", "invite_code": ""}

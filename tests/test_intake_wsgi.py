@@ -171,7 +171,6 @@ def test_only_middleware_that_does_nothing_for_intake_stands_aside(settings):
     assert {import_string(path).wrapped for path in wrapped} == {
         "whitenoise.middleware.WhiteNoiseMiddleware",
         "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
     }
@@ -179,6 +178,7 @@ def test_only_middleware_that_does_nothing_for_intake_stands_aside(settings):
     assert [path for path in settings.MIDDLEWARE if path not in wrapped] == [
         "django.middleware.security.SecurityMiddleware",
         "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
         "django.middleware.csp.ContentSecurityPolicyMiddleware",
         "server.errors.BusyMiddleware",
