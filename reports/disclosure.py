@@ -427,12 +427,12 @@ def protect_breakdown(
     region = _hidden_child(frame, shown)
     ncomp = len(frame.roots)
 
-    def fails(x: np.ndarray, r: np.ndarray, *, rest: bool = False) -> np.ndarray:
+    def fails(x: np.ndarray, r: np.ndarray, *, zero_ok: np.ndarray | bool = False) -> np.ndarray:
         """Per (root tree, period): does table ``x`` with remainders ``r`` break a rule?
 
-        ``rest``: the reports with no released outcome, a subtraction that may be 0.
+        ``zero_ok``: where ``x`` may be 0 (per cell), as the reports with no outcome may.
         """
-        small = ((x > 0) & (x < k)) if rest else (x < k)
+        small = (x < k) & ~((x == 0) & zero_ok)
         bad = shown & (small | ~_remainder_ok(r, region, k))
         out = np.zeros((ncomp, n.shape[1]), dtype=bool)
         np.logical_or.at(out, frame.comp, bad)
@@ -447,7 +447,10 @@ def protect_breakdown(
             on = keep[:, frame.comp, :]  # (parts, units, periods)
             rest = n - (on * np.array(xs).reshape(on.shape)).sum(axis=0)
             rrest = rn - (on * np.array(rs).reshape(on.shape)).sum(axis=0)
-            bad = fails(rest, rrest, rest=True)
+            # The rest holds the reports with no outcome and those of every withheld outcome:
+            # a rest of 0 would pin each withheld outcome at 0, so it may be 0 only where
+            # every outcome is released.
+            bad = fails(rest, rrest, zero_ok=on.all(axis=0))
             if not bad.any():
                 break
             size = np.where(keep, roots_size, np.inf)

@@ -20,7 +20,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
@@ -428,8 +428,41 @@ def test_a_released_signal_leaves_k_of_doubt_in_it_and_in_its_complement(survey)
                                 derived=True, zero=True)
 
 
+# Found by the property below: the rest (no released outcome) of u06 in p1 was 0 while
+# "moved" was withheld there, which pinned "moved" at 0.
+REST_OF_ZERO_PINS_A_WITHHELD_OUTCOME = (
+    {'u00': None,
+     'u01': 'u00',
+     'u02': 'u00',
+     'u03': 'u01',
+     'u04': 'u01',
+     'u05': 'u04',
+     'u06': 'u04',
+     'u07': 'u04',
+     'u08': 'u03',
+     'u09': 'u04',
+     'u10': 'u04'},
+    ('p0', 'p1'),
+    [('u00', 'p0', 6), ('u00', 'p0', 4), ('u00', 'p0', 0), ('u00', 'p0', 5), ('u00', 'p0', 2),
+     ('u00', 'p0', 2), ('u01', 'p0', 5), ('u01', 'p0', 5), ('u01', 'p0', 7), ('u01', 'p0', 0),
+     ('u01', 'p0', 6), ('u01', 'p0', 2), ('u01', 'p1', 6), ('u01', 'p1', 6), ('u01', 'p1', 6),
+     ('u01', 'p1', 5), ('u01', 'p1', 0), ('u01', 'p1', 5), ('u03', 'p0', 7), ('u03', 'p0', 2),
+     ('u03', 'p0', 4), ('u03', 'p0', 7), ('u03', 'p1', 4), ('u03', 'p1', 0), ('u03', 'p1', 0),
+     ('u03', 'p1', 1), ('u03', 'p1', 1), ('u03', 'p1', 3), ('u03', 'p1', 0), ('u03', 'p1', 7),
+     ('u03', 'p1', 7), ('u04', 'p0', 1), ('u04', 'p0', 6), ('u04', 'p1', 6), ('u04', 'p1', 1),
+     ('u05', 'p1', 2), ('u06', 'p0', 1), ('u06', 'p0', 6), ('u06', 'p1', 3), ('u06', 'p1', 0),
+     ('u06', 'p1', 4), ('u07', 'p0', 5), ('u07', 'p0', 7), ('u07', 'p1', 0), ('u07', 'p1', 6),
+     ('u07', 'p1', 2), ('u07', 'p1', 0), ('u07', 'p1', 5), ('u07', 'p1', 1), ('u07', 'p1', 6),
+     ('u07', 'p1', 4), ('u07', 'p1', 5), ('u08', 'p0', 4), ('u08', 'p0', 4), ('u08', 'p0', 7),
+     ('u08', 'p0', 1), ('u08', 'p0', 7), ('u08', 'p0', 2), ('u09', 'p1', 3), ('u09', 'p1', 5),
+     ('u09', 'p1', 3), ('u09', 'p1', 3), ('u10', 'p1', 4), ('u10', 'p1', 2)],
+    3,
+)
+
+
 @PROPERTY
 @given(surveys(max_units=12, max_periods=4))
+@example(REST_OF_ZERO_PINS_A_WITHHELD_OUTCOME)
 def test_released_outcomes_leave_k_of_doubt_in_every_outcome_and_in_no_outcome(survey):
     parents, periods, reports, k = survey
     names = {0: "left", 1: "left", 2: "moved", 3: "moved", 4: "quiet"}
