@@ -15,7 +15,6 @@ address nor the username is stored, and old bucket names cannot be recomputed.
 
 import hashlib
 import hmac
-import secrets
 import time
 from dataclasses import dataclass
 
@@ -28,7 +27,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
 
-from surveys.ratelimit import client_address
+from surveys import ratelimit
 
 _PREFIX = "chorus:login"
 USERNAME = "username"
@@ -57,19 +56,14 @@ def _window() -> _Window:
     return _Window(index=index, seconds_left=max(1, int((index + 1) * length - now)))
 
 
-def _salt(window: _Window) -> bytes:
-    key = f"{_PREFIX}:salt:{window.index}"
-    fresh = secrets.token_hex(32)
-    cache.add(key, fresh, timeout=window.seconds_left)
-    return bytes.fromhex(cache.get(key) or fresh)
-
-
 def _keys(*, request, username: str, window: _Window) -> list[str]:
-    salt = _salt(window)
+    salt = ratelimit.salt_read(f"{_PREFIX}:windowsalt:{window.index}",
+                               timeout=window.seconds_left)
+    keyed = hmac.new(salt, digestmod=hashlib.sha256)
     # Case-folded: on a case-sensitive user table this locks more, never less.
-    values = {USERNAME: username.casefold(), CLIENT: client_address(request)}
+    values = {USERNAME: username.casefold(), CLIENT: ratelimit.client_address(request)}
     return [f"{_PREFIX}:{kind}:{window.index}:"
-            + hmac.new(salt, f"{kind}|{value}".encode(), hashlib.sha256).hexdigest()
+            + ratelimit.bucket_digest(keyed, f"{kind}|{value}")
             for kind, value in values.items()]
 
 
@@ -80,12 +74,7 @@ def _locked(keys: list[str]) -> bool:
 
 def _count_failure(keys: list[str], window: _Window) -> None:
     for key in keys:
-        cache.add(key, 0, timeout=window.seconds_left)
-        try:
-            cache.incr(key)
-        except ValueError:
-            # Expired between add() and incr(): this is the window's first failure.
-            cache.add(key, 1, timeout=window.seconds_left)
+        ratelimit.count_up(key, timeout=window.seconds_left)
 
 
 def login_authenticate(*, request, username: str, password: str):

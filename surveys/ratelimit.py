@@ -85,28 +85,38 @@ def _salted(day: dt.date) -> tuple[bytes, "hmac.HMAC"]:
 
 
 def _salt_read(day: dt.date) -> bytes:
+    return salt_read(f"{_PREFIX}:daysalt:{day.isoformat()}", timeout=_seconds_left(day))
+
+
+def salt_read(key: str, *, timeout: int) -> bytes:
+    """The random salt stored under `key` for `timeout` seconds, made by the first reader:
+    for the salted buckets of intake and of logins. Raises RedisError."""
     # An int, which the Redis cache stores as plain digits for both paths.
-    key = f"{_PREFIX}:daysalt:{day.isoformat()}"
     fresh = secrets.randbits(256)
     found = kept_redis.for_cache()
     if found is not None:
         # SET NX is atomic: of concurrent first requests of the day, one salt
         # wins, and GET hands it to the others in the same round trip.
         backend, kept = found
-        stored = kept.command("SET", backend.make_key(key), fresh, "NX", "GET",
-                              "EX", _seconds_left(day))
+        stored = kept.command("SET", backend.make_key(key), fresh, "NX", "GET", "EX", timeout)
     else:
-        cache.add(key, fresh, timeout=_seconds_left(day))
+        cache.add(key, fresh, timeout=timeout)
         # Evicted in between: this request's bucket is lost, nothing worse.
         stored = cache.get(key)
     return int(stored or fresh).to_bytes(32, "big")
 
 
+def bucket_digest(keyed: hmac.HMAC, name: str) -> str:
+    """A bucket's name under a salt: `keyed` is hmac.new(salt, digestmod=sha256), copied
+    here, since keying costs as much as hashing the name."""
+    found = keyed.copy()
+    found.update(name.encode())
+    return found.hexdigest()
+
+
 def bucket_key(*, address: str, survey_id, scope: str, day: dt.date | None = None) -> str:
     day = day or _today()
-    keyed = _salted(day)[1].copy()
-    keyed.update(f"{address}|{survey_id}".encode())
-    digest = keyed.hexdigest()
+    digest = bucket_digest(_salted(day)[1], f"{address}|{survey_id}")
     return f"{_PREFIX}:{scope}:{day.isoformat()}:{digest}"
 
 
@@ -124,12 +134,7 @@ def hit(*, request, survey_id, scope: str, day: dt.date | None = None) -> Verdic
     try:
         key = bucket_key(address=client_address(request), survey_id=survey_id, scope=scope,
                          day=day)
-        found = kept_redis.for_cache()
-        if found is not None:
-            backend, kept = found
-            count = _count_in_redis(kept, backend.make_key(key), ttl)
-        else:
-            count = _count_in_cache(key, ttl)
+        count = count_up(key, timeout=ttl)
     except RedisError:
         # With Redis down, a report is still stored (its outbox row waits for
         # the broker); losing it would cost more than one day's limit.
@@ -147,21 +152,24 @@ return redis.call('INCR', KEYS[1])
 _COUNT_SHA = hashlib.sha1(_COUNT_LUA.encode(), usedforsecurity=False).hexdigest()
 
 
-def _count_in_redis(kept: kept_redis.KeptRedis, key: str, ttl: int) -> int:
-    try:
-        return kept.command("EVALSHA", _COUNT_SHA, 1, key, ttl)
-    except NoScriptError:
-        # Redis lost its scripts (a restart): EVAL runs it and keeps it again.
-        return kept.command("EVAL", _COUNT_LUA, 1, key, ttl)
-
-
-def _count_in_cache(key: str, ttl: int) -> int:
-    cache.add(key, 0, timeout=ttl)
+def count_up(key: str, *, timeout: int) -> int:
+    """Adds one to the counter under `key` (made with `timeout` seconds to live if new) and
+    returns it: for intake's and logins' buckets. Raises RedisError."""
+    found = kept_redis.for_cache()
+    if found is not None:
+        backend, kept = found
+        made = backend.make_key(key)
+        try:
+            return kept.command("EVALSHA", _COUNT_SHA, 1, made, timeout)
+        except NoScriptError:
+            # Redis lost its scripts (a restart): EVAL runs it and keeps it again.
+            return kept.command("EVAL", _COUNT_LUA, 1, made, timeout)
+    cache.add(key, 0, timeout=timeout)
     try:
         return cache.incr(key)
     except ValueError:
         # Expired between add() and incr(): this is the first attempt again.
-        cache.add(key, 1, timeout=ttl)
+        cache.add(key, 1, timeout=timeout)
         return 1
 
 
