@@ -12,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from reports.selectors import Bar, HeatNode
+from surveys.periods import period_label
 
 WIDTH = 720
 HEIGHT = 220
@@ -19,11 +20,8 @@ PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 44, 12, 16, 40
 HEAT_STEPS = 5
 
 
-def period_label(period: str, granularity: str, *, short: bool = False) -> str:
-    day = dt.date.fromisoformat(period)
-    if granularity == "week":
-        return f"{day:%-d %b}" if short else f"week of {day:%-d %b %Y}"
-    return f"{day:%b}" if short else f"{day:%b %Y}"
+def _label(period: str, granularity: str, *, short: bool = False) -> str:
+    return period_label(period=granularity, start=dt.date.fromisoformat(period), short=short)
 
 
 def axis_ticks(value: int) -> tuple[int, int, int]:
@@ -65,7 +63,7 @@ def bar_chart(bars: list[Bar], *, granularity: str, k: int, chart_id: str,
             tick))
     for index, bar in enumerate(bars):
         x = PAD_LEFT + slot * index + (slot - bar_w) / 2
-        name = period_label(bar.period, granularity)
+        name = _label(bar.period, granularity)
         if bar.suppressed:
             stub = 18
             parts.append(format_html(
@@ -85,7 +83,7 @@ def bar_chart(bars: list[Bar], *, granularity: str, k: int, chart_id: str,
             parts.append(format_html(
                 '<text class="axis" x="{}" y="{}" text-anchor="middle">{}</text>',
                 f"{x + bar_w / 2:.1f}", HEIGHT - PAD_BOTTOM + 16,
-                period_label(bar.period, granularity, short=True)))
+                _label(bar.period, granularity, short=True)))
         if index == 0 or bars[index - 1].period[:4] != bar.period[:4]:
             parts.append(format_html(
                 '<text class="axis year" x="{}" y="{}" text-anchor="start">{}</text>',
@@ -95,7 +93,7 @@ def bar_chart(bars: list[Bar], *, granularity: str, k: int, chart_id: str,
 
 
 def _heat_cell(bar: Bar, top: int, granularity: str, k: int) -> SafeString:
-    name = period_label(bar.period, granularity)
+    name = _label(bar.period, granularity)
     if bar.suppressed:
         return format_html(
             '<span class="hm-cell hidden" '
@@ -156,7 +154,7 @@ def heatmap(nodes: list[HeatNode], *, periods: tuple[str, ...], granularity: str
         rendered[id(node)] = row(node, inner)
 
     header = format_html_join("", '<span class="hm-cell head" title="{}">{}</span>', (
-        (period_label(p, granularity), period_label(p, granularity, short=True))
+        (_label(p, granularity), _label(p, granularity, short=True))
         for p in periods))
     body = format_html_join("", "{}", ((rendered[id(node)],) for node in nodes))
     legend = format_html_join("", '<span class="hm-cell h{}">{}</span>', (

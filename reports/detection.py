@@ -45,10 +45,7 @@ from surveys.models import (
     Survey,
     years_before,
 )
-from surveys.services import (
-    next_period_start,
-    periods_between,
-)
+from surveys.periods import next_period_start, periods_between
 
 DEFAULT_REPLICAS = 999
 MIN_REPLICAS = 99

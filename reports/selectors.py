@@ -23,8 +23,8 @@ from django.db.models.fields.json import KeyTextTransform
 from reports import comments, detection, disclosure, phrases
 from reports.models import AggregationState, DetectionRun, Job, PublishedCell, ReleasedTable
 from surveys import catalog, slots
-from surveys import services as survey_services
 from surveys.models import OrgUnit, Survey
+from surveys.periods import next_period_start
 
 _CACHE_SECONDS = 60 * 60
 
@@ -90,7 +90,7 @@ def _period_range(periods: set[str], period: str) -> tuple[str, ...]:
     out = []
     while day <= last:
         out.append(day.isoformat())
-        day = survey_services.next_period_start(period=period, start=day)
+        day = next_period_start(period=period, start=day)
     return tuple(out)
 
 
@@ -809,7 +809,7 @@ def clusters_from(rel: Release, *, survey: Survey,
 
 
 def _period_end(start: dt.date, period: str) -> dt.date:
-    return survey_services.next_period_start(period=period, start=start) - dt.timedelta(days=1)
+    return next_period_start(period=period, start=start) - dt.timedelta(days=1)
 
 
 def _day_span(first: dt.date, last: dt.date) -> str:

@@ -314,7 +314,8 @@ def publication_maybe_publish(*, survey_id, force: bool = False,
     report. `force` publishes whatever is held, even fewer than k (for
     surveys built by simulation, whose reports are inserted directly).
     """
-    from surveys.services import held_reports_publish, period_start_for
+    from surveys.periods import period_start_for
+    from surveys.services import held_reports_publish
 
     now = now or timezone.now()
     with transaction.atomic():

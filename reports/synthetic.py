@@ -6,7 +6,7 @@ import datetime as dt
 from django.utils import timezone
 
 from surveys.models import Survey, default_study_start
-from surveys.services import period_start_for
+from surveys.periods import period_start_for
 
 
 def simulated_period_starts(*, period: str, n_periods: int, today: dt.date) -> list[dt.date]:

@@ -3,7 +3,6 @@
 import datetime as dt
 
 from django import forms
-from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
 from surveys import catalog
@@ -15,15 +14,10 @@ from surveys.models import (
     UNIT_PATH_MAX_LENGTH,
     Survey,
 )
-from surveys.services import period_start_for, report_period_range
+from surveys.periods import period_label, period_start_for
+from surveys.services import report_period_range
 
 PERIODS_OFFERED = {Survey.Period.MONTH: 24, Survey.Period.WEEK: 78}
-
-
-def period_label(*, period: str, start: dt.date) -> str:
-    if period == Survey.Period.MONTH:
-        return date_format(start, "YEAR_MONTH_FORMAT")
-    return _("Week of %(day)s") % {"day": date_format(start, "j M Y")}
 
 
 def period_choices(*, survey: Survey, today: dt.date) -> list[tuple[str, str]]:

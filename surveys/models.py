@@ -6,6 +6,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from surveys import periods
+
 MIN_GROUP_SIZE_FLOOR = 3
 MIN_GROUP_SIZE_MAX = 1000
 # A survey's study window starts this many years before the survey was
@@ -37,8 +39,8 @@ def default_study_start():
 
 class Survey(models.Model):
     class Period(models.TextChoices):
-        WEEK = "week", _("Week")
-        MONTH = "month", _("Month")
+        WEEK = periods.WEEK, _("Week")
+        MONTH = periods.MONTH, _("Month")
 
     class Status(models.TextChoices):
         OPEN = "open", _("Open")

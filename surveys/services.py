@@ -43,6 +43,7 @@ from surveys.models import (
     default_study_start,
     years_before,
 )
+from surveys.periods import next_period_start, period_start_for
 from surveys.scrub import comment_scrub
 from surveys.sealing import receipt_lookup, seal
 from surveys.signals import report_held
@@ -62,28 +63,6 @@ INVITE_GROUP_LENGTH = 4  # 16 symbols × 5 bits = 80 random bits
 def _token() -> str:
     # 32 bytes = 256 random bits, URL-safe.
     return secrets.token_urlsafe(32)
-
-
-def period_start_for(*, period: str, day: dt.date) -> dt.date:
-    if period == Survey.Period.WEEK:
-        return day - dt.timedelta(days=day.weekday())
-    return day.replace(day=1)
-
-
-def next_period_start(*, period: str, start: dt.date) -> dt.date:
-    """The first day of the period after the one starting on `start`."""
-    if period == Survey.Period.WEEK:
-        return start + dt.timedelta(days=7)
-    return dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
-
-
-def periods_between(*, period: str, first: dt.date, last: dt.date) -> int:
-    """How many periods run from the one holding `first` to the one holding `last`."""
-    first = period_start_for(period=period, day=first)
-    last = period_start_for(period=period, day=last)
-    if period == Survey.Period.WEEK:
-        return (last - first).days // 7 + 1
-    return (last.year - first.year) * 12 + last.month - first.month + 1
 
 
 def report_period_range(*, survey: Survey, today: dt.date) -> tuple[dt.date, dt.date]:

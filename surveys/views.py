@@ -12,14 +12,14 @@ from django.views.decorators.http import require_http_methods
 
 from server import errors
 from server.http import no_referrer
-from surveys import catalog, ratelimit, selectors, services
+from surveys import catalog, periods, ratelimit, selectors, services
 from surveys.forms import (
     AmendForm,
     ReceiptForm,
     ReportForm,
     WithdrawForm,
-    period_label,
 )
+from surveys.periods import period_label
 
 
 def _closed(request, survey):
@@ -103,7 +103,7 @@ def respondent_form(request, share_token):
                 "received_week": services.report_received_week(at=timezone.now()),
                 "chosen_period": period_label(
                     period=survey.period,
-                    start=services.period_start_for(period=survey.period, day=draft.period)),
+                    start=periods.period_start_for(period=survey.period, day=draft.period)),
             }, status=201)
     status = 400 if request.method == "POST" else 200
     return render(request, "surveys/form.html", _form_context(survey, form), status=status)
