@@ -207,7 +207,7 @@ SPECTACULAR_SETTINGS = {
 # Celery. No REDIS_URL: tasks run in-process on commit (the embedded default).
 REDIS_URL = env.str("REDIS_URL", "")
 # The cache holds only rate-limit counters and their daily salt (surveys.ratelimit),
-# and HMACs of used report-form tokens (surveys.services.report_create_once).
+# and HMACs of used report-form tokens (surveys.intake.report_create_once).
 CACHES = {
     # Bounded like the broker below: a hung Redis must not hang a request.
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,

@@ -1,6 +1,5 @@
 """Reads for surveys and org trees."""
 
-import time
 
 from django.db.models import QuerySet
 from django.http import Http404
@@ -36,36 +35,6 @@ def survey_by_share_token(*, token: str) -> Survey:
     if survey is None:
         raise Http404
     return survey
-
-
-# Open link surveys by share token, per process: (survey, read again after).
-_KEPT_SECONDS = 60.0
-_KEPT_SURVEYS = 1000
-_kept: dict[str, tuple[Survey, float]] = {}
-
-
-def survey_by_share_token_kept(*, token: str) -> Survey:
-    """survey_by_share_token, from a copy kept in this process for up to a
-    minute when the survey is an open link survey. The copy may be stale, so
-    use it only for a write that re-checks the survey in the same statement
-    (services.report_create does), and on SurveyChanged forget it and ask
-    again. Others are read each time, so a closed survey is answered as such
-    at once."""
-    kept = _kept.get(token)
-    if kept is not None and time.monotonic() < kept[1]:
-        return kept[0]
-    survey = survey_by_share_token(token=token)
-    if survey.access == Survey.Access.LINK and survey.is_open:
-        if len(_kept) >= _KEPT_SURVEYS:
-            _kept.clear()
-        _kept[token] = (survey, time.monotonic() + _KEPT_SECONDS)
-    else:
-        _kept.pop(token, None)
-    return survey
-
-
-def survey_kept_forget(*, token: str) -> None:
-    _kept.pop(token, None)
 
 
 def survey_by_dashboard_token(*, token: str) -> Survey:

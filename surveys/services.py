@@ -1,6 +1,5 @@
 """Writes for surveys, org trees and anonymous intake."""
 
-import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -8,18 +7,14 @@ import io
 import secrets
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
-from redis.exceptions import RedisError
 
-from server.db import guard, insert_rows, value_where
 from surveys import catalog, selectors, slots
 from surveys.holding import (
     content_of,
@@ -32,7 +27,6 @@ from surveys.holding import (
 from surveys.models import (
     MIN_GROUP_SIZE_FLOOR,
     MIN_GROUP_SIZE_MAX,
-    REPORT_CODE_MAX_LENGTH,
     STUDY_WINDOW_MAX_YEARS,
     UNIT_PATH_MAX_LENGTH,
     HeldReport,
@@ -46,7 +40,6 @@ from surveys.models import (
 from surveys.periods import next_period_start, period_start_for
 from surveys.scrub import comment_scrub
 from surveys.sealing import receipt_lookup, seal
-from surveys.signals import report_held
 
 MAX_PATH_LENGTH = UNIT_PATH_MAX_LENGTH
 MAX_UNITS = 20_000
@@ -393,41 +386,21 @@ class ReportDraft:
     invite_code: str = ""
 
 
-# Unit ids by (survey id, path), per process. A unit keeps its id for good
-# (units are never renamed or deleted), so an id once found stays right; a
-# path not found is looked up again, since it may have been added since.
-_UNIT_IDS_KEPT = 50_000
-_unit_ids: dict[tuple, int] = {}
-
-
-def _report_unit_id(*, survey: Survey, path: str) -> int | None:
-    unit_id = _unit_ids.get((survey.id, path))
-    if unit_id is None:
-        unit_id = value_where(OrgUnit, "id", survey=survey.id, path=path)
-        if unit_id is None:
-            return None
-        if len(_unit_ids) >= _UNIT_IDS_KEPT:
-            _unit_ids.clear()
-        _unit_ids[(survey.id, path)] = unit_id
-    return unit_id
-
-
-def report_validate(*, survey: Survey, draft: ReportDraft, today: dt.date) -> OrgUnit:
-    """Checks a draft against the survey; raises ValidationError with field errors."""
-    unit_id = _report_unit_id_validated(survey=survey, draft=draft, today=today)
-    return OrgUnit(id=unit_id, survey=survey, path=draft.unit.strip())
-
-
-def _report_unit_id_validated(*, survey: Survey, draft: ReportDraft, today: dt.date) -> int:
-    # report_validate without building the unit, which filing a report does not need.
-    unit_id = _report_unit_id(survey=survey, path=draft.unit.strip())
-    errors = report_errors(survey=survey, unit_known=unit_id is not None, day=draft.period,
+def report_validate(*, survey: Survey, draft: ReportDraft, today: dt.date,
+                    unit_id: Callable[[str], int | None] | None = None) -> int:
+    """Checks a draft against the survey and returns its unit's id; raises ValidationError
+    with field errors. `unit_id(path)` finds a unit (default: a query)."""
+    path = draft.unit.strip()
+    found = (unit_id(path) if unit_id is not None else
+             OrgUnit.objects.filter(survey=survey, path=path).values_list("id", flat=True)
+             .first())
+    errors = report_errors(survey=survey, unit_known=found is not None, day=draft.period,
                            signals=draft.signals, outcome=draft.outcome, today=today)
     if survey.access == Survey.Access.INVITE and not draft.invite_code.strip():
         errors["invite_code"] = [_("This survey needs the invite code you were given.")]
     if errors:
         raise ValidationError(errors)
-    return unit_id
+    return found
 
 
 def report_errors(*, survey: Survey, unit_known: bool, day: dt.date, signals, outcome: str,
@@ -451,95 +424,12 @@ class SurveyClosed(Exception):
     pass
 
 
-class SurveyChanged(SurveyClosed):
-    """The survey no longer takes reports as the copy the caller passed says
-    (closed, another share link, access or period): nothing was stored."""
-
-
-# Guards by what they check, per process: the same few for every report.
-_GUARDS_KEPT = 1000
-_guards: dict[tuple, tuple[str, list]] = {}
-
-
-def _still_as_read(survey: Survey, today: dt.date) -> tuple[str, list]:
-    # Everything of the survey that decides whether and how a report is
-    # stored. A copy read a while ago may be stale; this is checked by the
-    # INSERT itself, so a survey closed or re-linked a moment ago never
-    # takes a report through an old copy.
-    key = (survey.id, survey.share_token, survey.access, survey.period,
-           survey.study_starts_on, today)
-    found = _guards.get(key)
-    if found is None:
-        open_equal, open_at_least = Survey.open_on(today)
-        found = guard(Survey, equal={"id": survey.id, "share_token": survey.share_token,
-                                     "access": survey.access, "period": survey.period,
-                                     "study_starts_on": survey.study_starts_on, **open_equal},
-                      null_or_at_least=open_at_least)
-        if len(_guards) >= _GUARDS_KEPT:
-            _guards.clear()
-        _guards[key] = found
-    return found
-
-
 def report_received_week(*, at: dt.datetime) -> dt.date:
     """The week a report filed at `at` is dated to: the week of the publication
     that will count it at the earliest, so that no stored date orders reports
     within their publication batch."""
     published = slots.slot_next(at) if slots.scheduled() else at
     return period_start_for(period=Survey.Period.WEEK, day=published.date())
-
-
-def report_create(*, survey: Survey, draft: ReportDraft) -> str:
-    """Holds a report for the next publication and returns its receipt, which
-    is shown once and never stored: only a hash of it is kept, to let the
-    holder check, amend or withdraw the report.
-
-    The report is durable when this returns, but sealed in the holding table
-    (HeldReport): it reaches Report, and the counted figures, only at a
-    publication, shuffled among at least k others (held_reports_publish).
-
-    An invite-only survey uses up `draft.invite_code` in the same transaction,
-    so a rejected report leaves its code usable. A missing, wrong or used code
-    raises ValidationError on "invite_code" (answered as 400, like any other
-    field error). That transaction writes the sealed held row and nothing
-    else: the report it becomes is written later, by the publication, so no
-    transaction ties a code to a report.
-
-    Otherwise no transaction is opened: the held row is written by one
-    statement, atomic by itself, which spares the hot path a BEGIN and a
-    COMMIT round trip.
-
-    `survey` may be a copy read earlier (selectors.survey_by_share_token_kept):
-    the statement stores the report only if the survey is still open with
-    that share token, access and period, and raises SurveyChanged otherwise.
-    """
-    if not survey.is_open:
-        raise SurveyClosed
-    today = timezone.localdate()
-    unit_id = _report_unit_id_validated(survey=survey, draft=draft, today=today)
-    period_start = period_start_for(period=survey.period, day=draft.period)
-    receipt = secrets.token_urlsafe(16)
-    invite = survey.access == Survey.Access.INVITE
-    row_id = uuid.uuid4()
-    content = content_of(Report(
-        unit_id=unit_id, period_start=period_start,
-        signals=catalog.signals_to_mask(draft.signals), outcome=draft.outcome,
-        comment=comment_scrub(draft.comment), receipt_hash=receipt_hash(receipt)))
-    held = (HeldReport, {
-        "id": row_id, "survey_id": survey.id, "kind": HeldReport.Kind.NEW,
-        "lookup": receipt_lookup(receipt),
-        "slot": slots.slot_of(timezone.now()) if slots.scheduled() else None,
-        "used_code": invite,
-        "sealed": seal(survey_id=survey.id, row_id=row_id, content=content),
-    })
-    with transaction.atomic() if invite else contextlib.nullcontext():
-        if invite:
-            invite_redeem(survey=survey, code=draft.invite_code)
-        if not insert_rows([held], only_if=_still_as_read(survey, today)):
-            # In a transaction (invite), this rolls back the redeemed code too.
-            raise SurveyChanged
-        report_held.send(sender=HeldReport, survey_id=survey.id)
-    return receipt
 
 
 @transaction.atomic
@@ -616,8 +506,8 @@ def report_amend(*, survey: Survey, receipt: str, changes: dict) -> Report | Non
         # filed; holding the receipt is what admits this change instead.
         invite_code=receipt,
     )
-    unit = report_validate(survey=survey, draft=draft, today=timezone.localdate())
-    amended = Report(survey=survey, unit=unit,
+    unit_id = report_validate(survey=survey, draft=draft, today=timezone.localdate())
+    amended = Report(survey=survey, unit_id=unit_id,
                      period_start=period_start_for(period=survey.period, day=draft.period),
                      signals=catalog.signals_to_mask(draft.signals), outcome=draft.outcome,
                      comment=comment_scrub(draft.comment), receipt_hash=current["r"])
@@ -685,70 +575,6 @@ def held_reports_publish(*, survey: Survey, arrived_before: dt.datetime | None, 
     HeldReport.objects.filter(id__in=[row.id for row in rows if row.kind != HeldReport.Kind.NEW]
                               + [row.id for row in arrived]).delete()
     return sorted(changed)
-
-
-class AlreadyReceived(Exception):
-    """The submission token was used before: the report is already stored."""
-
-
-SUBMISSION_TOKEN_MAX_LENGTH = REPORT_CODE_MAX_LENGTH
-_SUBMISSION_PREFIX = "chorus:submission"
-
-
-def submission_token_new() -> str:
-    """A random token for one rendering of the report form. It is not stored
-    when issued, only its HMAC once a report is filed with it."""
-    return secrets.token_urlsafe(32)
-
-
-def _submission_key(token: str) -> str:
-    digest = salted_hmac(_SUBMISSION_PREFIX, token, algorithm="sha256").hexdigest()
-    return f"{_SUBMISSION_PREFIX}:{digest}"
-
-
-def _submission_ttl() -> int:
-    # Expire at a UTC midnight at least a day away: the key's TTL then tells
-    # the day a report was filed, as received_week does, never its time.
-    now = timezone.now().astimezone(dt.UTC)
-    expiry = dt.datetime.combine(now.date() + dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC)
-    return int((expiry - now).total_seconds())
-
-
-def submission_token_spent(*, token: str) -> bool:
-    if not token:
-        return False
-    try:
-        return cache.get(_submission_key(token)) is not None
-    except RedisError:
-        return False
-
-
-def report_create_once(*, survey: Survey, draft: ReportDraft, submission_token: str) -> str:
-    """report_create, at most once per submission token: a reloaded receipt
-    page re-posts the form, and must not file the report twice.
-
-    Raises AlreadyReceived for a token already used. Not atomic itself, on
-    purpose: the cache is not transactional, so report_create commits inside
-    the try below and any failure, including at commit, gives the token back
-    for the corrected form to use. An empty token (a page rendered before
-    tokens existed) files as before; with the cache down, reports are taken
-    rather than refused, as the rate limit does.
-    """
-    key = _submission_key(submission_token) if submission_token else None
-    if key is not None:
-        try:
-            claimed = cache.add(key, 1, timeout=_submission_ttl())
-        except RedisError:
-            key, claimed = None, True
-        if not claimed:
-            raise AlreadyReceived
-    try:
-        return report_create(survey=survey, draft=draft)
-    except BaseException:
-        if key is not None:
-            with contextlib.suppress(RedisError):
-                cache.delete(key)
-        raise
 
 
 @transaction.atomic

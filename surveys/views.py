@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from server import errors
 from server.http import no_referrer
-from surveys import catalog, periods, ratelimit, selectors, services
+from surveys import catalog, intake, periods, ratelimit, selectors, services
 from surveys.forms import (
     AmendForm,
     ReceiptForm,
@@ -69,31 +69,27 @@ def respondent_form(request, share_token):
         token = values["submission_token"]
         # Checked before the limit too, so that reloading the receipt page
         # after the day's last report does not answer "try tomorrow".
-        if services.submission_token_spent(token=token):
+        if intake.submission_token_spent(token=token):
             return _already_received(request, survey)
-        verdict = ratelimit.hit(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
-        if not verdict.allowed:
+        try:
+            receipt = intake.report_counted(
+                request=request, survey=survey,
+                file=lambda: intake.report_create_once(survey=survey, draft=draft,
+                                                       submission_token=token))
+        except intake.RateLimited as limited:
             # The answers stay on the page, to send from elsewhere or later.
             return _form_refused(request, survey, form, refusal="rate_limited",
-                                 status=429, retry_after=verdict.retry_after)
-        try:
-            receipt = services.report_create_once(survey=survey, draft=draft,
-                                                  submission_token=token)
+                                 status=429, retry_after=limited.retry_after)
         except OperationalError as error:
             if not errors.database_busy(error):
                 raise
-            ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
             return _form_refused(request, survey, form, refusal="busy", status=503,
                                  retry_after=errors.BUSY_RETRY_AFTER_SECONDS)
-        except services.AlreadyReceived:
-            ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
+        except intake.AlreadyReceived:
             return _already_received(request, survey)
         except services.SurveyClosed:
             return _closed(request, survey)
         except ValidationError as error:
-            # As in the API: only guessing invite codes keeps counting.
-            if "invite_code" not in error.message_dict:
-                ratelimit.refund(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
             _add_service_errors(form, error)
         else:
             # Rendered in the POST response, never redirected to: the receipt
@@ -113,7 +109,7 @@ def _form_context(survey, form) -> dict:
     return {
         **_answers_context(survey), "form": form,
         # A form sent back keeps its token: nothing was filed with it.
-        "submission_token": form["submission_token"].value() or services.submission_token_new(),
+        "submission_token": form["submission_token"].value() or intake.submission_token_new(),
     }
 
 

@@ -3,7 +3,7 @@ import datetime as dt
 import factory
 from django.contrib.auth import get_user_model
 
-from surveys import services
+from surveys import intake, services
 
 PASSWORD = "a-long-test-password"
 
@@ -39,7 +39,7 @@ def report_payload(**overrides) -> dict:
 
 def file_reports(survey, count: int, *, unit: str = "Acme/Retail/Marketing",
                  period: dt.date = dt.date(2026, 1, 14), signals=("abrupt_reversal",)) -> list:
-    return [services.report_create(survey=survey, draft=services.ReportDraft(
+    return [intake.report_create(survey=survey, draft=services.ReportDraft(
         unit=unit, period=period, signals=tuple(signals))) for _ in range(count)]
 
 

@@ -304,13 +304,13 @@ def file_reports_main(argv: list[str]) -> None:
     django.setup()
     import datetime as dt
 
-    from surveys import services
+    from surveys import intake, services
     from surveys.models import Survey
 
     survey_id, units, count, offset = argv[0], argv[1].split(","), int(argv[2]), int(argv[3])
     survey = Survey.objects.get(id=survey_id)
     for index in range(offset, offset + count):
-        services.report_create(survey=survey, draft=services.ReportDraft(
+        intake.report_create(survey=survey, draft=services.ReportDraft(
             unit=units[index % len(units)], period=dt.date(2026, 1 + index % 3, 10),
             signals=("abrupt_reversal",) if index % 2 else ()))
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from reports import services as report_services
 from reports.models import AggregationState, Cell, PendingChange
-from surveys import catalog, services, slots
+from surveys import catalog, intake, services, slots
 from surveys.models import OrgUnit, UnitAncestor
 from tests.factories import OrganizerFactory, file_reports, publish, survey_with_units
 
@@ -42,7 +42,7 @@ def file_random_reports(survey, rng: random.Random, count: int) -> list[str]:
             unit=rng.choice(units), period=rng.choice(PERIODS),
             signals=tuple(rng.sample(catalog.SIGNAL_CODES, rng.randint(0, 4))),
             outcome=rng.choice(("", *catalog.OUTCOME_CODES)))
-        receipts.append(services.report_create(survey=survey, draft=draft))
+        receipts.append(intake.report_create(survey=survey, draft=draft))
     return receipts
 
 

@@ -10,7 +10,7 @@ from rest_framework.authtoken.models import Token
 from reports import selectors
 from reports import services as report_services
 from reports.comments import _shuffled, comment_sets
-from surveys import services
+from surveys import intake, services
 from surveys.models import Report
 from tests.factories import OrganizerFactory, publish, survey_with_units
 
@@ -97,7 +97,7 @@ def test_the_order_of_a_set_does_not_follow_arrival_and_holds_between_reloads():
 def test_comments_of_held_reports_are_never_shown_until_published(client):
     survey = survey_with_units(owner=OrganizerFactory(), paths=TEAMS, min_group_size=3)
     for n in range(3):
-        services.report_create(survey=survey, draft=services.ReportDraft(
+        intake.report_create(survey=survey, draft=services.ReportDraft(
             unit="Co/D0/T0", period=dt.date(2026, 1, 14), signals=("abrupt_reversal",),
             comment=f"held remark {n}"))
     assert comment_sets(survey=survey) == []

@@ -13,7 +13,7 @@ from django.utils import timezone
 from reports import charts
 from reports import services as report_services
 from reports.models import DetectionCluster, DetectionRun, Job
-from surveys import services
+from surveys import intake, services
 from surveys.models import HeldReport, Report
 from tests.factories import PASSWORD, OrganizerFactory, file_reports, survey_with_units
 
@@ -350,7 +350,7 @@ def test_a_cached_release_is_replaced_at_the_next_publication(client, published,
 
 def test_a_survey_with_nothing_published_says_so(client, organizer):
     survey = survey_with_units(owner=organizer, paths=["Acme/Team"])
-    services.report_create(survey=survey, draft=services.ReportDraft(
+    intake.report_create(survey=survey, draft=services.ReportDraft(
         unit="Acme/Team", period=JAN, signals=()))
     html = page(client, survey).content.decode()
     assert "Nothing is published yet" in html

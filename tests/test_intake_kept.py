@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from surveys import selectors, services
+from surveys import intake, services
 from surveys.models import Report, Survey
 from tests.factories import publish, report_payload, stored_count
 
@@ -29,7 +29,7 @@ def stored(survey) -> int:
 def kept(api, survey):
     """The survey, with intake holding a copy of it (a filed report reads it)."""
     assert post(api, survey.share_token).status_code == 201
-    assert selectors.survey_by_share_token_kept(token=survey.share_token).id == survey.id
+    assert intake.survey_kept(token=survey.share_token).id == survey.id
     return survey
 
 
@@ -101,6 +101,6 @@ def test_the_report_service_refuses_a_stale_copy_of_a_closed_survey(survey):
     Survey.objects.filter(id=survey.id).update(status=Survey.Status.CLOSED)
     draft = services.ReportDraft(unit="Acme/Cloud", period=dt.date(2026, 1, 5),
                                  signals=("abrupt_reversal",))
-    with pytest.raises(services.SurveyChanged):
-        services.report_create(survey=stale, draft=draft)
+    with pytest.raises(intake.SurveyChanged):
+        intake.report_create(survey=stale, draft=draft)
     assert stored(survey) == 0

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from reports import detection
-from surveys import services
+from surveys import intake, services
 from surveys.models import Survey
 
 DEMO_USERNAME = "demo"
@@ -80,4 +80,4 @@ class Command(BaseCommand):
                          "recap_contradicts_meeting", "coaching_plan"),
                 outcome=rng.choice(["still_in_role", "on_plan", "resigned"])))
         for draft in drafts:
-            services.report_create(survey=survey, draft=draft)
+            intake.report_create(survey=survey, draft=draft)
