@@ -1,5 +1,6 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from reports import api as report_api
@@ -47,12 +48,18 @@ api_v1 = [
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
-    path("", auth.LoginView.as_view(), name="home"),
+    path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("accounts/login/", auth.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("organizer/", organizer_views.organizer_surveys, name="organizer-surveys"),
     path("organizer/surveys/<uuid:survey_id>/", organizer_views.organizer_survey,
          name="organizer-survey"),
+    path("organizer/surveys/<uuid:survey_id>/settings/",
+         organizer_views.organizer_survey_settings, name="organizer-survey-settings"),
+    path("organizer/surveys/<uuid:survey_id>/status/",
+         organizer_views.organizer_survey_status, name="organizer-survey-status"),
+    path("organizer/surveys/<uuid:survey_id>/share-link/",
+         organizer_views.organizer_share_link_rotate, name="organizer-share-rotate"),
     path("organizer/surveys/<uuid:survey_id>/min-group-size/",
          organizer_views.organizer_min_group_size, name="organizer-min-group-size"),
     path("organizer/surveys/<uuid:survey_id>/units.csv", organizer_views.organizer_units_csv,
