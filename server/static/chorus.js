@@ -212,7 +212,7 @@
 
   function copyButton(button) {
     var source = document.getElementById(button.getAttribute("data-copy"));
-    var status = document.getElementById("copy-status");
+    var status = document.getElementById(button.getAttribute("data-copy-status") || "copy-status");
     if (!source) { return; }
     button.hidden = false;
     function say(message) { if (status) { status.textContent = message; } }
@@ -253,4 +253,12 @@
   document.querySelectorAll("form[data-submit-once]").forEach(submitOnce);
   document.querySelectorAll("textarea[data-counter]").forEach(counter);
   document.querySelectorAll("button[data-copy]").forEach(copyButton);
+
+  // After a refused submit the page comes back from the top: bring the first error into
+  // view and give it focus, so a screen reader reads it and nobody has to look for it.
+  var refusal = document.querySelector(".errors.summary");
+  if (refusal) {
+    refusal.setAttribute("tabindex", "-1");
+    refusal.focus();
+  }
 }());
