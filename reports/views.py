@@ -5,6 +5,7 @@ import html
 import json
 
 from django import forms
+from django.contrib import messages as notices
 from django.contrib.auth.decorators import login_required
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
@@ -118,4 +119,6 @@ def organizer_export_json(request, survey_id):
 def organizer_dashboard_link_rotate(request, survey_id):
     survey = survey_selectors.survey_get(owner=request.user, survey_id=survey_id)
     survey_services.survey_dashboard_token_rotate(survey=survey)
+    notices.success(request, _("The dashboard link is new: the old one no longer opens the "
+                               "dashboard."))
     return redirect("organizer-survey", survey_id=survey.id)

@@ -137,13 +137,38 @@ class WithdrawForm(forms.Form):
         return self.cleaned_data["action"] or self.WITHDRAW
 
 
-class SurveyCreateForm(forms.Form):
-    title = forms.CharField(label=_("Title"), max_length=200)
-    period = forms.ChoiceField(label=_("Period"), choices=Survey.Period.choices,
-                               initial=Survey.Period.MONTH)
-    min_group_size = forms.IntegerField(label=_("Minimum group size"),
-                                        min_value=MIN_GROUP_SIZE_FLOOR,
-                                        max_value=MIN_GROUP_SIZE_MAX, initial=5)
+class SurveySettingsForm(forms.Form):
+    """What an organizer may change about a survey at any time."""
+
+    title = forms.CharField(
+        label=_("Title"), max_length=200,
+        help_text=_("Respondents see it at the top of the form; the shared dashboard shows "
+                    "it too."))
+    access = forms.ChoiceField(
+        label=_("Who may report"), choices=Survey.Access.choices, initial=Survey.Access.LINK,
+        widget=forms.RadioSelect,
+        help_text=_("With invite codes, someone who only has the link cannot report: you hand "
+                    "each coworker one code, used up when they send."))
+    closes_on = forms.DateField(
+        label=_("Last day for reports (optional)"), required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=_("After this day the form says the survey is closed. Leave it empty to "
+                    "close the survey yourself."))
+
+
+class SurveyCreateForm(SurveySettingsForm):
+    period = forms.ChoiceField(
+        label=_("Reports name a"), choices=Survey.Period.choices, initial=Survey.Period.MONTH,
+        help_text=_("Month or week of the change. Weeks show a drive sooner but need more "
+                    "reports before a figure can be shown. Fixed once reports are in."))
+    min_group_size = forms.IntegerField(
+        label=_("Minimum group size"), min_value=MIN_GROUP_SIZE_FLOOR,
+        max_value=MIN_GROUP_SIZE_MAX, initial=5,
+        help_text=_("Any figure smaller than this is hidden on every page and export, so no "
+                    "one can be singled out. 5 or more is safer; it can be raised later, "
+                    "never lowered once reports are in."))
+
+    field_order = ["title", "period", "min_group_size", "access", "closes_on"]
 
 
 class MinGroupSizeForm(forms.Form):

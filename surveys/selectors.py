@@ -1,5 +1,6 @@
 """Reads for surveys and org trees."""
 
+from dataclasses import dataclass
 
 from django.db.models import QuerySet
 from django.http import Http404
@@ -46,6 +47,47 @@ def survey_by_dashboard_token(*, token: str) -> Survey:
 
 def unit_list(*, survey: Survey) -> QuerySet[OrgUnit]:
     return OrgUnit.objects.filter(survey=survey).order_by("path")
+
+
+@dataclass(frozen=True)
+class TreeRow:
+    path: str
+    name: str
+    depth: int
+    headcount: int | None
+
+    @property
+    def indent(self) -> int:
+        # Deeper levels are drawn at the deepest indent the page styles.
+        return min(self.depth, 8)
+
+
+@dataclass(frozen=True)
+class TreeSummary:
+    """The org tree as its organizer loaded it: no report figures, which only the
+    released table shows."""
+
+    units: int
+    top_level: int
+    levels: int
+    with_headcount: int
+    headcount_total: int
+    rows: list[TreeRow]
+    not_shown: int
+
+
+def unit_tree_summary(*, survey: Survey, shown: int) -> TreeSummary:
+    """Counts of the tree, and its first `shown` units in path order."""
+    units = list(OrgUnit.objects.filter(survey=survey).order_by("path")
+                 .values_list("path", "headcount"))
+    depths = [path.count("/") for path, _headcount in units]
+    counted = [headcount for _path, headcount in units if headcount is not None]
+    return TreeSummary(
+        units=len(units), top_level=depths.count(0), levels=max(depths, default=-1) + 1,
+        with_headcount=len(counted), headcount_total=sum(counted),
+        rows=[TreeRow(path=path, name=path.rpartition("/")[2], depth=depth, headcount=count)
+              for (path, count), depth in zip(units[:shown], depths, strict=False)],
+        not_shown=max(len(units) - shown, 0))
 
 
 def unit_paths(*, survey: Survey) -> list[str]:

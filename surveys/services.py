@@ -163,6 +163,15 @@ def survey_update(*, survey: Survey, fields: dict) -> Survey:
 
 
 @transaction.atomic
+def survey_share_token_rotate(*, survey: Survey) -> Survey:
+    """A new share link; the old one stops taking reports at once (the filing statement
+    checks the token it was read with)."""
+    survey.share_token = _token()
+    survey.save(update_fields=["share_token"])
+    return survey
+
+
+@transaction.atomic
 def survey_dashboard_token_rotate(*, survey: Survey) -> Survey:
     survey.dashboard_token = _token()
     survey.save(update_fields=["dashboard_token"])

@@ -93,3 +93,91 @@ def test_a_refused_detection_says_why_on_the_page(browser, live_server, organize
     status.filter(has_text="could not start").wait_for()
     assert "Nothing is published yet" in status.inner_text()
     assert not Job.objects.filter(survey=survey, kind=Job.Kind.DETECTION).exists()
+
+
+def _logged_in(context, live_server, organizer):
+    page = context.new_page()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", organizer.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/organizer/")
+    return page
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_every_survey_setting_is_changed_through_the_pages_at_both_widths(
+        browser, live_server, organizer, width):
+    from tests.browser import axe_violations
+
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = _logged_in(context, live_server, organizer)
+    problems: list[str] = []
+    # The refused form below answers 400 on purpose; anything else (a blocked style or
+    # script, a failed request) is a problem.
+    page.on("console", lambda message: message.type == "error"
+            and "status of 400" not in message.text and problems.append(message.text))
+    screenshot(page, f"organizer-list-{width}")
+
+    page.fill("#id_title", "Spring changes")
+    page.check("#id_access_1")  # invite codes
+    page.click("main form:has(#id_title) button[type=submit]")
+    page.wait_for_url("**/organizer/surveys/*/")
+    survey = Survey.objects.get(owner=organizer)
+    assert survey.access == Survey.Access.INVITE
+    assert "Survey created." in page.inner_text("#messages")
+    page.fill("#id_units", "Acme/Retail/Marketing,40\nAcme/Cloud,12")
+    with page.expect_navigation():
+        page.click("form:has(#id_units) button[type=submit]")
+    assert "headcount given for 2 units, 52 people in all" in page.content()
+    screenshot(page, f"organizer-survey-{width}")
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= width
+
+    page.click("button[data-copy=share-url]")
+    page.locator("#share-copied").filter(has_text="Copied").wait_for()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.endswith(f"/s/{survey.share_token}/")
+    assert page.locator("svg.qr").count() == 2
+
+    page.fill("#id_title", "Spring changes, renamed")
+    page.check("#id_access_0")
+    with page.expect_navigation():
+        page.click("#settings-form button[type=submit]")
+    survey.refresh_from_db()
+    assert (survey.title, survey.access) == ("Spring changes, renamed", Survey.Access.LINK)
+
+    page.fill("#id_closes_on", "2001-01-01")
+    with page.expect_navigation():
+        page.click("#settings-form button[type=submit]")
+    # Refused under its field, and the error has focus.
+    assert page.evaluate("document.activeElement.className") == "errors summary"
+    assert page.locator("#id_closes_on_error").is_visible()
+
+    with page.expect_navigation():
+        page.get_by_role("button", name="Close the survey").click()
+    survey.refresh_from_db()
+    assert not survey.is_open
+    with page.expect_navigation():
+        page.get_by_role("button", name="Reopen the survey").click()
+    survey.refresh_from_db()
+    assert survey.is_open
+
+    old = survey.share_token
+    with page.expect_navigation():
+        page.get_by_role("button", name="Replace the share link").click()
+    survey.refresh_from_db()
+    assert survey.share_token != old
+    assert f"/s/{survey.share_token}/" in page.inner_text("#share-url")
+    assert problems == []
+    context.close()
+
+    checked = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
+    page = _logged_in(checked, live_server, organizer)
+    assert axe_violations(page) == []
+    page.goto(f"{live_server.url}/organizer/surveys/{survey.id}/")
+    assert axe_violations(page) == []
+    page.goto(f"{live_server.url}/")
+    assert axe_violations(page) == []
+    screenshot(page, f"home-{width}")
+    checked.close()
