@@ -123,6 +123,8 @@ class ClusterOutput(serializers.Serializer):
     signals = SignalOutput(many=True)
     attrition_signature = serializers.BooleanField()
     summary = serializers.CharField()
+    verdict = serializers.CharField(
+        help_text="How likely chance alone is to explain the cluster, in words, for its band.")
     sentence = serializers.CharField()
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from django.core.cache import cache
 from django.db.models.fields.json import KeyTextTransform
+from django.utils.translation import gettext_lazy
 
 from reports import comments, detection, disclosure, phrases
 from reports.models import AggregationState, DetectionRun, Job, PublishedCell, ReleasedTable
@@ -627,6 +628,16 @@ P_VALUE_BANDS = tuple((bound, f"at most {bound:g}")
                       for bound in (0.001, 0.01, detection.SIGNIFICANCE_LEVEL))
 
 
+# A plain verdict for each band, read before any number: only clusters at the significance
+# level or below are findings, so none of them "could easily be chance".
+P_VALUE_VERDICTS = {
+    P_VALUE_BANDS[0][1]: gettext_lazy("Very unlikely to be chance"),
+    P_VALUE_BANDS[1][1]: gettext_lazy("Unlikely to be chance"),
+    P_VALUE_BANDS[2][1]: gettext_lazy("Not likely to be chance, though chance alone would "
+                                      "do this in up to one survey in twenty"),
+}
+
+
 def p_value_band(p_value: float) -> str | None:
     """The band of a (Bonferroni-adjusted) p-value; None above the significance level."""
     for bound, text in P_VALUE_BANDS:
@@ -662,6 +673,10 @@ class ReleasedCluster:
     attrition_signature: bool
     summary: str
     sentence: str
+
+    @property
+    def verdict(self) -> str:
+        return str(P_VALUE_VERDICTS[self.p_value])
 
     @property
     def top_signal(self) -> ClusterShare | None:
@@ -867,7 +882,7 @@ def cluster_fields(cluster: ReleasedCluster) -> dict:
                          "baseline_percent": s.baseline_percent, "lift": s.lift}
                         for s in cluster.signals],
             "attrition_signature": cluster.attrition_signature, "summary": cluster.summary,
-            "sentence": cluster.sentence}
+            "verdict": cluster.verdict, "sentence": cluster.sentence}
 
 
 def dashboard(*, survey: Survey, unit: str | None = None, start: dt.date | None = None,

@@ -265,6 +265,21 @@ def test_a_cluster_ratio_is_worked_out_from_released_counts_only(
         body["clusters"][0]["sentence"])
 
 
+@pytest.mark.parametrize(("p_value", "verdict"), [
+    (0.0005, "Very unlikely to be chance"), (0.004, "Unlikely to be chance"),
+    (0.03, "Not likely to be chance, though chance alone would do this in up to one survey "
+           "in twenty")])
+def test_a_finding_says_in_words_how_likely_chance_is_before_any_number(
+        client, published, p_value, verdict):
+    finished_run_with_cluster(published, unit_path="Acme/Cloud", start=dt.date(2026, 2, 1),
+                              end=dt.date(2026, 2, 1), p_value=p_value)
+    assert shared(client, published, "clusters")["clusters"][0]["verdict"] == verdict
+    html = page(client, published).content.decode()
+    summary = re.search(r"<details class=\"cluster\"[^>]*>\s*<summary>(.*?)</summary>", html,
+                        re.S).group(1)
+    assert summary.index(verdict) < summary.index("Acme/Cloud")
+
+
 def test_the_clusters_endpoint_reads_a_fixed_number_of_queries(
         client, published, django_assert_num_queries):
     finished_run_with_cluster(published, unit_path="Acme/Retail", end=dt.date(2026, 2, 1))

@@ -472,7 +472,7 @@ def recomputed_clusters(client, survey) -> dict:
 
 
 CLUSTER_KEYS = {"model", "scope", "unit", "start", "end", "last_day", "reports", "ratio",
-                "p_value", "signals", "attrition_signature", "summary", "sentence"}
+                "p_value", "signals", "attrition_signature", "summary", "verdict", "sentence"}
 BANDS = {"at most 0.001": "0.001", "at most 0.01": "0.01", "at most 0.05": "0.05"}
 
 
@@ -500,6 +500,8 @@ def assert_every_cluster_figure_is_recomputable(client, organizer_api, survey):
             assert expected["floor"] >= survey.min_group_size
         assert cluster["ratio"] == expected["ratio"]
         assert cluster["p_value"] in BANDS
+        # Words for the band alone: no figure of its own.
+        assert not NUMBER.findall(cluster["verdict"]), cluster["verdict"]
         if "signals" in cluster:
             assert {s["code"]: s for s in cluster["signals"]} == expected["signals"]
         allowed = {BANDS[cluster["p_value"]]}
