@@ -10,6 +10,8 @@ from urllib.parse import urlencode
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from reports.selectors import Bar, HeatNode
 from surveys.periods import period_label
@@ -18,6 +20,11 @@ WIDTH = 720
 HEIGHT = 220
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 44, 12, 16, 40
 HEAT_STEPS = 5
+
+
+def _reports_title(name: str, count: int) -> str:
+    return ngettext("%(period)s: %(n)d report", "%(period)s: %(n)d reports", count) % {
+        "period": name, "n": count}
 
 
 def _label(period: str, granularity: str, *, short: bool = False) -> str:
@@ -67,17 +74,18 @@ def bar_chart(bars: list[Bar], *, granularity: str, k: int, chart_id: str,
         if bar.suppressed:
             stub = 18
             parts.append(format_html(
-                '<g class="bar hidden"><title>{}: hidden (fewer than {} reports, or withheld '
-                'so a small count cannot be worked out)</title>'
+                '<g class="bar hidden"><title>{}</title>'
                 '<rect x="{}" y="{}" width="{}" height="{}" fill="url(#{}-hatch)"/></g>',
-                name, k, f"{x:.1f}", f"{PAD_TOP + plot_h - stub:.1f}", f"{bar_w:.1f}", stub,
+                _("%(period)s: hidden (fewer than %(k)d reports, or withheld so a small count "
+                  "cannot be worked out)") % {"period": name, "k": k},
+                f"{x:.1f}", f"{PAD_TOP + plot_h - stub:.1f}", f"{bar_w:.1f}", stub,
                 chart_id))
         else:
             height = plot_h * bar.reports / top
             parts.append(format_html(
-                '<g class="bar"><title>{}: {} reports</title>'
+                '<g class="bar"><title>{}</title>'
                 '<rect x="{}" y="{}" width="{}" height="{}"/></g>',
-                name, bar.reports, f"{x:.1f}", f"{PAD_TOP + plot_h - height:.1f}",
+                _reports_title(name, bar.reports), f"{x:.1f}", f"{PAD_TOP + plot_h - height:.1f}",
                 f"{bar_w:.1f}", f"{height:.1f}"))
         if index % label_every == 0:
             parts.append(format_html(
@@ -96,14 +104,14 @@ def _heat_cell(bar: Bar, top: int, granularity: str, k: int) -> SafeString:
     name = _label(bar.period, granularity)
     if bar.suppressed:
         return format_html(
-            '<span class="hm-cell hidden" '
-            'title="{}: hidden, fewer than {} (0 included) or withheld">'
-            '<span class="sr">{}: </span>hidden</span>', name, k, name)
+            '<span class="hm-cell hidden" title="{}"><span class="sr">{}: </span>{}</span>',
+            _("%(period)s: hidden, fewer than %(k)d (0 included) or withheld")
+            % {"period": name, "k": k}, name, _("hidden"))
     # A released count is >= k, never 0, so every shown cell gets a shade.
     step = 1 + min(HEAT_STEPS - 1, (HEAT_STEPS * bar.reports - 1) // max(top, 1))
-    return format_html('<span class="hm-cell h{}" title="{}: {} reports">'
+    return format_html('<span class="hm-cell h{}" title="{}">'
                        '<span class="sr">{}: </span>{}</span>',
-                       step, name, bar.reports, name, bar.reports)
+                       step, _reports_title(name, bar.reports), name, bar.reports)
 
 
 def heatmap(nodes: list[HeatNode], *, periods: tuple[str, ...], granularity: str,
@@ -121,15 +129,15 @@ def heatmap(nodes: list[HeatNode], *, periods: tuple[str, ...], granularity: str
     def row(node: HeatNode, inner: SafeString) -> SafeString:
         cells = format_html_join("", "{}", ((_heat_cell(c, top[node.depth], granularity, k),)
                                             for c in node.cells))
-        total = ("hidden" if node.total is None else str(node.total))
+        total = (_("hidden") if node.total is None else str(node.total))
         head = format_html(
             '<span class="hm-name" title="{}">{}</span>{}<span class="hm-total">{}</span>',
             node.unit, node.name, cells, total)
         if node.more:
             return format_html(
                 '<div class="hm-row leaf" data-unit="{}">{}<a class="hm-more" href="?{}">'
-                'open<span class="sr"> {}</span></a></div>',
-                node.unit, head, urlencode({"unit": node.unit}), node.unit)
+                '{}<span class="sr"> {}</span></a></div>',
+                node.unit, head, urlencode({"unit": node.unit}), _("open"), node.unit)
         if not node.children:
             return format_html('<div class="hm-row leaf" data-unit="{}">{}</div>', node.unit,
                                head)
@@ -158,10 +166,10 @@ def heatmap(nodes: list[HeatNode], *, periods: tuple[str, ...], granularity: str
         for p in periods))
     body = format_html_join("", "{}", ((rendered[id(node)],) for node in nodes))
     legend = format_html_join("", '<span class="hm-cell h{}">{}</span>', (
-        (step, label) for step, label in ((1, "few"), (3, ""), (5, "many"))))
+        (step, label) for step, label in ((1, _("few")), (3, _("more")), (5, _("many")))))
     return format_html(
         '<div class="heatmap">'
-        '<div class="hm-row head"><span class="hm-name">Unit</span>{}'
-        '<span class="hm-total">All</span></div>{}</div>'
-        '<p class="hm-legend" aria-hidden="true">{}<span class="hm-cell hidden">hidden</span>'
-        '</p>', header, body, legend)
+        '<div class="hm-row head"><span class="hm-name">{}</span>{}'
+        '<span class="hm-total">{}</span></div>{}</div>'
+        '<p class="hm-legend" aria-hidden="true">{}<span class="hm-cell hidden">{}</span>'
+        '</p>', _("Unit"), header, _("All"), body, legend, _("hidden"))

@@ -145,3 +145,26 @@ def test_nothing_on_the_dashboard_scrolls_sideways_on_a_phone(browser, live_serv
     screenshot(page, "dashboard-shared-phone-open")
     context.close()
     assert width <= 390
+
+
+def test_weekly_column_heads_and_every_legend_swatch_read_on_one_line(browser, live_server):
+    survey = survey_with_units(owner=OrganizerFactory(), paths=["Acme/Ops"], min_group_size=3,
+                               period="week")
+    unit = survey.units.get(path="Acme/Ops")
+    Report.objects.bulk_create([
+        Report(survey=survey, unit_id=unit.id, period_start=dt.date(2025, 11, 3 + 7 * (n % 4)),
+               signals=1, received_week=dt.date(2025, 12, 1), receipt_hash=f"{survey.id}-{n}")
+        for n in range(16)])
+    report_services.cells_rebuild(survey_id=survey.id)
+    report_services.publication_maybe_publish(survey_id=survey.id, force=True)
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server.url}/d/{survey.dashboard_token}/")
+    lines = ("node => { const range = document.createRange(); range.selectNodeContents(node);"
+             " return range.getClientRects().length; }")
+    heads = page.locator(".hm-row.head .hm-cell.head").all()
+    assert len(heads) == 4
+    assert [head.evaluate(lines) for head in heads] == [1] * 4
+    swatches = page.locator(".hm-legend .hm-cell").all()
+    assert all(swatch.inner_text().strip() for swatch in swatches)
+    context.close()
