@@ -14,8 +14,9 @@ class ChorusAutoSchema(AutoSchema):
         return type(serializer).__qualname__.replace(".", "")
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
-        # The hook drf-spectacular's own documentation overrides for field schemas (it has
-        # no public one); tests/test_api_docs.py fails if it stops being called.
+        # The one private hook the project overrides: drf-spectacular has no public one for
+        # field schemas, and its own documentation overrides this. The schema tests in
+        # tests/test_schemathesis.py (minItems, text patterns) fail if it stops being called.
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         if (isinstance(field, serializers.ListField | serializers.ListSerializer)
                 and not field.allow_empty and schema.get("type") == "array"):
