@@ -471,3 +471,13 @@ def test_a_tree_of_twenty_thousand_units_keeps_the_page_bounded_and_queries_fixe
 ])
 def test_the_chart_axis_has_evenly_spaced_integer_ticks_above_the_tallest_bar(most, ticks):
     assert charts.axis_ticks(most) == ticks
+
+
+def test_the_next_update_is_never_named_by_the_published_time(client, published, settings):
+    # A slot shorter than the minute the page shows: both times would read the same.
+    settings.CHORUS_PUBLISH_INTERVAL_SECONDS = 1
+    html = page(client, published).content.decode()
+    shown = re.search(r'Figures published</span>\s*<span class="stat-value small">([^<]+)<',
+                      html).group(1)
+    assert f"no sooner than {shown}" not in html
+    assert "Next update" in html
