@@ -132,7 +132,8 @@ def test_the_organizer_page_shows_bad_lines_and_writes_nothing(organizer, survey
     before = OrgUnit.objects.count()
     upload = SimpleUploadedFile("units.csv", b"Beta/Ops,3\nBeta/Sales,many\n")
     response = client.post(reverse("organizer-units-csv", args=[survey.id]), {"file": upload})
-    assert response.status_code == 302
-    notices = [str(message) for message in get_messages(response.wsgi_request)]
-    assert any(notice.startswith("Line 2:") for notice in notices)
+    # Answered on the page, under the upload control.
+    assert response.status_code == 400
+    errors = response.content.decode().split('id="units-file-errors"', 1)[1].split("</div>")[0]
+    assert "<li>Line 2:" in errors
     assert OrgUnit.objects.count() == before
