@@ -25,7 +25,7 @@ from surveys.forms import (
     UnitsCsvForm,
     UnitsForm,
 )
-from surveys.models import Survey
+from surveys.models import OrgUnit, Survey
 
 # The tree shown on the survey page; a larger one is listed in its CSV download.
 TREE_SHOWN = 500
@@ -136,6 +136,29 @@ def organizer_survey_status(request, survey_id):
     notices.success(request, _("The survey takes reports again.") if wanted == Survey.Status.OPEN
                     else _("The survey is closed: the form no longer takes reports. The "
                            "dashboard stays as it is."))
+    return redirect("organizer-survey", survey_id=survey.id)
+
+
+@login_required
+@require_http_methods(["POST"])
+def organizer_unit_remove(request, survey_id):
+    """Removes a unit with everything below it, if nothing is reported there."""
+    survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
+    path = request.POST.get("path", "").strip()
+    try:
+        count = services.units_retire(survey=survey, path=path)
+    except OrgUnit.DoesNotExist:
+        notices.error(request, _("No unit %(path)s in this survey.") % {"path": path})
+    except services.UnitHasReports as refused:
+        notices.error(request, (
+            _("%(path)s has reports waiting for the next publication; a unit with reports "
+              "is never removed.") if refused.held else
+            _("%(path)s, or a unit below it, has reports; a unit with reports is never "
+              "removed, so every report keeps its unit.")) % {"path": path})
+    else:
+        notices.success(request, ngettext(
+            "Removed %(path)s.", "Removed %(path)s and the %(below)d units below it.", count)
+            % {"path": path, "below": count - 1})
     return redirect("organizer-survey", survey_id=survey.id)
 
 

@@ -58,6 +58,8 @@ urlpatterns = [
          organizer_views.organizer_survey_settings, name="organizer-survey-settings"),
     path("organizer/surveys/<uuid:survey_id>/status/",
          organizer_views.organizer_survey_status, name="organizer-survey-status"),
+    path("organizer/surveys/<uuid:survey_id>/units/remove/",
+         organizer_views.organizer_unit_remove, name="organizer-unit-remove"),
     path("organizer/surveys/<uuid:survey_id>/share-link/",
          organizer_views.organizer_share_link_rotate, name="organizer-share-rotate"),
     path("organizer/surveys/<uuid:survey_id>/min-group-size/",

@@ -199,28 +199,30 @@ def survey_kept_forget(*, token: str) -> None:
     _kept.pop(token, None)
 
 
-# Unit ids by (survey id, path), per process. A unit keeps its id for good
-# (units are never renamed or deleted), so an id once found stays right; a
-# path not found is looked up again, since it may have been added since.
+# Unit ids by (survey id, units version, path), per process. A unit keeps its id for
+# good (units are never renamed or deleted), and a removal moves the survey's units
+# version on, so an id found under one version stays right for it; a path not found is
+# looked up again, since it may have been added since.
 _UNIT_IDS_KEPT = 50_000
 _unit_ids: dict[tuple, int] = {}
 
 
 def _unit_id(*, survey: Survey, path: str) -> int | None:
-    unit_id = _unit_ids.get((survey.id, path))
+    key = (survey.id, survey.units_version, path)
+    unit_id = _unit_ids.get(key)
     if unit_id is None:
-        unit_id = value_where(OrgUnit, "id", survey=survey.id, path=path)
+        unit_id = value_where(OrgUnit, "id", survey=survey.id, path=path, retired=False)
         if unit_id is None:
             return None
         if len(_unit_ids) >= _UNIT_IDS_KEPT:
             _unit_ids.clear()
-        _unit_ids[(survey.id, path)] = unit_id
+        _unit_ids[key] = unit_id
     return unit_id
 
 
 class SurveyChanged(services.SurveyClosed):
     """The survey no longer takes reports as the copy the caller passed says
-    (closed, another share link, access or period): nothing was stored."""
+    (closed, another share link, access, period or units): nothing was stored."""
 
 
 # Guards by what they check, per process: the same few for every report.
@@ -234,13 +236,14 @@ def _still_as_read(survey: Survey, today: dt.date) -> tuple[str, list]:
     # INSERT itself, so a survey closed or re-linked a moment ago never
     # takes a report through an old copy.
     key = (survey.id, survey.share_token, survey.access, survey.period,
-           survey.study_starts_on, today)
+           survey.study_starts_on, survey.units_version, today)
     found = _guards.get(key)
     if found is None:
         open_equal, open_at_least = Survey.open_on(today)
         found = guard(Survey, equal={"id": survey.id, "share_token": survey.share_token,
                                      "access": survey.access, "period": survey.period,
-                                     "study_starts_on": survey.study_starts_on, **open_equal},
+                                     "study_starts_on": survey.study_starts_on,
+                                     "units_version": survey.units_version, **open_equal},
                       null_or_at_least=open_at_least)
         if len(_guards) >= _GUARDS_KEPT:
             _guards.clear()

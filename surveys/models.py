@@ -63,6 +63,9 @@ class Survey(models.Model):
     # The earliest day a report's period may name (see
     # services.report_period_range); the latest is the current period.
     study_starts_on = models.DateField(default=default_study_start)
+    # Moves on when units are removed: the filing statement checks it, so a process's
+    # kept copy of the survey (and its unit ids) cannot file a report to a removed unit.
+    units_version = models.PositiveIntegerField(default=0)
     share_token = models.CharField(max_length=64, unique=True)
     dashboard_token = models.CharField(max_length=64, unique=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -103,6 +106,10 @@ class OrgUnit(models.Model):
                                related_name="children")
     depth = models.PositiveSmallIntegerField()
     headcount = models.PositiveIntegerField(null=True, blank=True)
+    # Removed by the organizer (a mistyped unit, a name split at a "/"): left out of the
+    # form, the tree and the figures. The row stays, so a report filed in the moment of
+    # removal still has its unit; publishing one brings the unit back.
+    retired = models.BooleanField(default=False)
 
     class Meta:
         constraints = [

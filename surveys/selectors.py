@@ -46,7 +46,7 @@ def survey_by_dashboard_token(*, token: str) -> Survey:
 
 
 def unit_list(*, survey: Survey) -> QuerySet[OrgUnit]:
-    return OrgUnit.objects.filter(survey=survey).order_by("path")
+    return OrgUnit.objects.filter(survey=survey, retired=False).order_by("path")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class TreeSummary:
 
 def unit_tree_summary(*, survey: Survey, shown: int) -> TreeSummary:
     """Counts of the tree, and its first `shown` units in path order."""
-    units = list(OrgUnit.objects.filter(survey=survey).order_by("path")
+    units = list(OrgUnit.objects.filter(survey=survey, retired=False).order_by("path")
                  .values_list("path", "headcount"))
     depths = [path.count("/") for path, _headcount in units]
     counted = [headcount for _path, headcount in units if headcount is not None]
@@ -91,7 +91,7 @@ def unit_tree_summary(*, survey: Survey, shown: int) -> TreeSummary:
 
 
 def unit_paths(*, survey: Survey) -> list[str]:
-    return list(OrgUnit.objects.filter(survey=survey).order_by("path")
+    return list(OrgUnit.objects.filter(survey=survey, retired=False).order_by("path")
                 .values_list("path", flat=True))
 
 

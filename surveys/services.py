@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -34,6 +35,7 @@ from surveys.models import (
     OrgUnit,
     Report,
     Survey,
+    UnitAncestor,
     default_study_start,
     years_before,
 )
@@ -255,9 +257,15 @@ def units_upsert(*, survey: Survey, units: list[dict]) -> int:
         unit = existing.get(path)
         if unit is None:
             new_by_depth[path.count(UNIT_SEPARATOR)].append(path)
-        elif path in headcounts and unit.headcount != headcounts[path]:
-            unit.headcount = headcounts[path]
-            changed.append(unit)
+        else:
+            if unit.retired:
+                # Listed again: the organizer wants it back, with its ancestors.
+                unit.retired = False
+                changed.append(unit)
+            if path in headcounts and unit.headcount != headcounts[path]:
+                unit.headcount = headcounts[path]
+                if unit not in changed:
+                    changed.append(unit)
     created: list[OrgUnit] = []
     # One level at a time, so every parent has its id before its children are built.
     for depth in sorted(new_by_depth):
@@ -267,9 +275,42 @@ def units_upsert(*, survey: Survey, units: list[dict]) -> int:
         OrgUnit.objects.bulk_create(level, batch_size=2000)
         existing.update((unit.path, unit) for unit in level)
         created.extend(level)
-    OrgUnit.objects.bulk_update(changed, ["headcount"], batch_size=2000)
+    OrgUnit.objects.bulk_update(changed, ["headcount", "retired"], batch_size=2000)
     org_tree_index(survey=survey, units=created)
     return len(headcounts)
+
+
+class UnitHasReports(Exception):
+    """The unit, or one below it, holds reports (published, or held for publication)."""
+
+    def __init__(self, *, held: bool):
+        super().__init__(held)
+        self.held = held
+
+
+@transaction.atomic
+def units_retire(*, survey: Survey, path: str) -> int:
+    """Removes a unit and every unit below it, if none holds a report; returns how many.
+
+    Their rows stay (retired), so a report filed in the moment of removal, through a copy
+    of the survey read before it, still has its unit: publishing it brings the unit back.
+    The survey's units_version moves on, so no copy read before can file to them after.
+    Raises OrgUnit.DoesNotExist for an unknown or already removed unit, and UnitHasReports
+    when the subtree holds a published report or one held for the next publication."""
+    survey_changes_lock(survey=survey)
+    unit = OrgUnit.objects.get(survey=survey, path=path, retired=False)
+    subtree = list(UnitAncestor.objects.filter(ancestor=unit).values_list("unit_id", flat=True))
+    if Report.objects.filter(survey=survey, unit_id__in=subtree).exists():
+        raise UnitHasReports(held=False)
+    # Held reports are sealed: the server opens them here as a publication does.
+    wanted = set(subtree)
+    for row in HeldReport.objects.filter(survey=survey).only("id", "survey_id", "sealed"):
+        if held_content(row).get("u") in wanted:
+            raise UnitHasReports(held=True)
+    OrgUnit.objects.filter(id__in=subtree).update(retired=True)
+    Survey.objects.filter(pk=survey.pk).update(units_version=F("units_version") + 1)
+    survey.refresh_from_db(fields=["units_version"])
+    return len(subtree)
 
 
 def units_csv_parse(*, text: str) -> list[dict]:
@@ -401,7 +442,8 @@ def report_validate(*, survey: Survey, draft: ReportDraft, today: dt.date,
     with field errors. `unit_id(path)` finds a unit (default: a query)."""
     path = draft.unit.strip()
     found = (unit_id(path) if unit_id is not None else
-             OrgUnit.objects.filter(survey=survey, path=path).values_list("id", flat=True)
+             OrgUnit.objects.filter(survey=survey, path=path, retired=False)
+             .values_list("id", flat=True)
              .first())
     errors = report_errors(survey=survey, unit_known=found is not None, day=draft.period,
                            signals=draft.signals, outcome=draft.outcome, today=today)
@@ -561,6 +603,7 @@ def held_reports_publish(*, survey: Survey, arrived_before: dt.datetime | None, 
                 receipt_hash=content["r"])
          for content in new], batch_size=2000)
     changed = {(content["u"], content_period(content)) for content in new}
+    _units_unretire(survey=survey, unit_ids={unit for unit, _period in changed})
     held_changes = [held_content(row) for row in rows if row.kind == HeldReport.Kind.CHANGE]
     shuffle(held_changes)
     published = {report.receipt_hash: report for report in Report.objects.select_for_update()
@@ -578,12 +621,22 @@ def held_reports_publish(*, survey: Survey, arrived_before: dt.datetime | None, 
         report.signals, report.outcome, report.comment = content["s"], content["o"], content["c"]
         changed.add((report.unit_id, report.period_start))
         amended.append(report)
+    _units_unretire(survey=survey, unit_ids={report.unit_id for report in amended})
     Report.objects.filter(id__in=withdrawn).delete()
     Report.objects.bulk_update(amended, ["unit", "period_start", "signals", "outcome",
                                          "comment"], batch_size=2000)
     HeldReport.objects.filter(id__in=[row.id for row in rows if row.kind != HeldReport.Kind.NEW]
                               + [row.id for row in arrived]).delete()
     return sorted(changed)
+
+
+def _units_unretire(*, survey: Survey, unit_ids: set[int]) -> None:
+    """A unit removed in the moment a report to it was filed gets its report: it comes
+    back, with its ancestors, in the publication that counts the report."""
+    if unit_ids:
+        ancestors = UnitAncestor.objects.filter(unit_id__in=unit_ids).values("ancestor_id")
+        OrgUnit.objects.filter(survey=survey, retired=True, id__in=ancestors).update(
+            retired=False)
 
 
 @transaction.atomic
@@ -596,7 +649,8 @@ def reports_bulk_create(*, survey: Survey, rows: list[tuple[str, dt.date, tuple,
     if not survey.is_open:
         raise SurveyClosed
     today = timezone.localdate()
-    units = dict(OrgUnit.objects.filter(survey=survey).values_list("path", "id"))
+    units = dict(OrgUnit.objects.filter(survey=survey, retired=False)
+                 .values_list("path", "id"))
     errors: dict[str, list[str]] = {}
     reports = []
     week = period_start_for(period=Survey.Period.WEEK, day=today)

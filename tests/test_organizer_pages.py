@@ -5,11 +5,19 @@ import datetime as dt
 import re
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from surveys.models import Survey
-from tests.factories import OrganizerFactory, survey_with_units
+from surveys import intake, selectors, services
+from surveys.models import Report, Survey
+from tests.factories import (
+    OrganizerFactory,
+    file_reports,
+    publish,
+    report_payload,
+    survey_with_units,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -187,3 +195,71 @@ def test_the_site_root_introduces_chorus_instead_of_a_login_form(client, db):
     assert "Privacy, in three lines" in body
     assert "Start a survey" in body
     assert 'type="password"' not in body
+
+
+def remove(client, survey, path):
+    return client.post(reverse("organizer-unit-remove", args=[survey.id]), {"path": path},
+                       follow=True)
+
+
+def test_a_mistyped_unit_split_at_a_slash_is_removed_with_what_is_below_it(
+        organizer_client, client, organizer):
+    survey = survey_with_units(owner=organizer, paths=["Co/Sales", "Co/Sales East/North",
+                                                       "Co/Ops"])
+    body = remove(organizer_client, survey, "Co/Sales East").content.decode()
+    assert "Removed Co/Sales East and the 1 units below it." in body
+    assert selectors.unit_paths(survey=survey) == ["Co", "Co/Ops", "Co/Sales"]
+    form = client.get(reverse("respondent-form", args=[survey.share_token])).content.decode()
+    assert "Sales East" not in form
+    response = client.post(f"/api/v1/s/{survey.share_token}/reports/", report_payload(
+        unit="Co/Sales East/North"), content_type="application/json")
+    assert response.status_code == 400
+    assert "unit" in response.json()
+
+
+def test_a_unit_with_published_or_held_reports_is_never_removed(organizer_client, survey):
+    file_reports(survey, 1, unit="Acme/Cloud")  # held for the next publication
+    body = remove(organizer_client, survey, "Acme/Cloud").content.decode()
+    assert "has reports waiting for the next publication" in body
+    publish(survey)
+    body = remove(organizer_client, survey, "Acme").content.decode()
+    assert "or a unit below it, has reports" in body
+    assert "Acme/Cloud" in selectors.unit_paths(survey=survey)
+
+
+def test_a_copy_of_the_survey_read_before_a_removal_cannot_file_to_the_removed_unit(
+        organizer_client, survey):
+    stale = Survey.objects.get(id=survey.id)
+    refused = services.ReportDraft(unit="Acme/Retail/Sales", period=timezone.localdate(),
+                                   signals=(), outcome="no such outcome")
+    with pytest.raises(ValidationError):
+        intake.report_create(survey=stale, draft=refused)  # the unit's id is now kept
+    remove(organizer_client, survey, "Acme/Retail/Sales")
+    with pytest.raises(intake.SurveyChanged):
+        intake.report_create(survey=stale, draft=services.ReportDraft(
+            unit="Acme/Retail/Sales", period=timezone.localdate(), signals=()))
+    with pytest.raises(ValidationError):
+        intake.report_create(survey=Survey.objects.get(id=survey.id), draft=services.ReportDraft(
+            unit="Acme/Retail/Sales", period=timezone.localdate(), signals=()))
+
+
+def test_a_report_that_raced_a_removal_is_counted_and_brings_its_unit_back(survey):
+    file_reports(survey, 3, unit="Acme/Retail/Sales")
+    # As if the removal had read the held rows just before these were written.
+    survey.units.filter(path__startswith="Acme/Retail").update(retired=True)
+    publish(survey)
+    assert {"Acme/Retail", "Acme/Retail/Sales"} <= set(selectors.unit_paths(survey=survey))
+    assert Report.objects.filter(survey=survey, unit__path="Acme/Retail/Sales").count() == 3
+
+
+def test_loading_a_removed_unit_again_brings_it_back(organizer_client, survey):
+    remove(organizer_client, survey, "Acme/Cloud")
+    assert "Acme/Cloud" not in selectors.unit_paths(survey=survey)
+    organizer_client.post(reverse("organizer-survey", args=[survey.id]), {"units": "Acme/Cloud,9"})
+    assert "Acme/Cloud" in selectors.unit_paths(survey=survey)
+    assert survey.units.get(path="Acme/Cloud").headcount == 9
+
+
+def test_removing_an_unknown_unit_says_so(organizer_client, survey):
+    body = remove(organizer_client, survey, "Nowhere").content.decode()
+    assert "No unit Nowhere in this survey." in body
