@@ -315,14 +315,29 @@ def aggregates_json(*, survey: Survey, unit: str | None = None, start: dt.date |
     release a different (and differenceable) set of counts. Raises `UnknownUnit` when
     ``unit`` is not in the tree.
     """
+    if unit is not None:
+        # Only the subtree's rows, decoded from the stored release with the signal and
+        # outcome counts of its units alone: the read follows the answer, not the tree.
+        prefix = unit + "/"
+
+        def in_subtree(path: str) -> bool:
+            return path == unit or path.startswith(prefix)
+
+        rel = _release_of(survey, part_units=lambda units, roots: filter(in_subtree, units))
+        if unit not in rel.parents:
+            raise UnknownUnit(unit)
+        subtree = dataclasses.replace(
+            rel, parents={path: up for path, up in rel.parents.items() if in_subtree(path)})
+        return _compact(aggregates_filter(aggregates_document(subtree), unit=None,
+                                          start=start, end=end))
     row = _stored(survey, "aggregates")
     if row is not None and row["aggregates"]:
         text = row["aggregates"]
     else:
         text = _compact(aggregates_document(release(survey=survey)))
-    if unit is None and start is None and end is None:
+    if start is None and end is None:
         return text
-    return _compact(aggregates_filter(json.loads(text), unit=unit, start=start, end=end))
+    return _compact(aggregates_filter(json.loads(text), unit=None, start=start, end=end))
 
 
 class UnknownUnit(LookupError):

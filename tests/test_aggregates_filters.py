@@ -1,6 +1,8 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 pytestmark = pytest.mark.django_db
 
@@ -95,3 +97,12 @@ def test_the_filters_are_documented_in_the_schema(client):
         names = {p["name"] for p in schema["paths"][path]["get"].get("parameters", [])
                  if p["in"] == "query"}
         assert {"unit", "from", "to"} <= names, path
+
+
+def test_a_unit_filter_reads_the_signal_counts_of_its_subtree_alone(client, published):
+    # The cost of a filtered read follows the subtree: other units' breakdowns stay unread.
+    with CaptureQueriesContext(connection) as queries:
+        assert aggregates(client, published, "?unit=Acme/Retail").status_code == 200
+    sent = " ".join(query["sql"] for query in queries.captured_queries)
+    assert "Acme/Retail/Marketing" in sent
+    assert "Acme/Cloud" not in sent
