@@ -5,7 +5,7 @@ import uuid
 
 from django.db import models
 
-from surveys.models import OrgUnit, Survey
+from surveys.models import UNIT_PATH_MAX_LENGTH, OrgUnit, Survey
 
 
 class PendingChange(models.Model):
@@ -178,8 +178,8 @@ class ReleasedTable(models.Model):
 
     Computed once per publication, in the transaction that writes the published cells, so a
     read never runs disclosure control. ``release`` holds the tree and the released report
-    counts, ``parts`` the released signal and outcome counts as one JSON text per unit (a
-    page decodes only the units it shows), ``aggregates`` the aggregates API's body,
+    counts (the signal and outcome counts are in `ReleasedPart`, a row per unit),
+    ``aggregates`` the aggregates API's body,
     ``comments`` the released comment sets. Valid only for the ``min_group_size`` it was
     computed with.
     """
@@ -190,7 +190,21 @@ class ReleasedTable(models.Model):
     min_group_size = models.PositiveIntegerField()
     published_at = models.DateTimeField(null=True, blank=True)
     release = models.JSONField(default=dict)
-    parts = models.JSONField(default=dict)
     aggregates = models.TextField(blank=True)
     # The released comment sets (`reports.comments`), each already in its shown order.
     comments = models.JSONField(default=list)
+
+
+class ReleasedPart(models.Model):
+    """One unit's released signal and outcome counts at the last publication, as JSON text:
+    written with the survey's ReleasedTable, in the same transaction. A row per unit, so a
+    read that shows a few units fetches those rows alone, whatever the size of the rest."""
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+")
+    unit = models.CharField(max_length=UNIT_PATH_MAX_LENGTH)
+    parts = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["survey", "unit"], name="releasedpart_unique_unit"),
+        ]

@@ -22,7 +22,14 @@ from django.db.models.fields.json import KeyTextTransform
 from django.utils.translation import gettext_lazy
 
 from reports import comments, detection, disclosure, phrases
-from reports.models import AggregationState, DetectionRun, Job, PublishedCell, ReleasedTable
+from reports.models import (
+    AggregationState,
+    DetectionRun,
+    Job,
+    PublishedCell,
+    ReleasedPart,
+    ReleasedTable,
+)
 from surveys import catalog, slots
 from surveys.models import OrgUnit, Survey
 from surveys.periods import next_period_start
@@ -172,8 +179,9 @@ def release(*, survey: Survey) -> Release:
 # tree, not the number of reports; a hidden count is null), and the signal and outcome
 # counts as one JSON text per unit, of which a page decodes only the units it shows.
 
-# Stored releases of another format (released zeros, units with reports only) are not read.
-RELEASE_FORMAT = 2
+# Stored releases of another format (released zeros, units with reports only, signal counts
+# inside the table's row) are not read.
+RELEASE_FORMAT = 3
 
 
 def _compact(value) -> str:
@@ -288,19 +296,17 @@ def _release_of(survey: Survey, *,
     With ``part_units`` None every unit's signal and outcome counts are decoded; else only
     those of the units it picks given (units, roots), fetched by one more query.
     """
-    fields = ("release",) if part_units is not None else ("release", "parts")
-    row = _stored(survey, *fields)
+    row = _stored(survey, "release")
     if row is None:
         # Published before releases were stored, or k changed since the last publication.
         return release(survey=survey)
-    parts = row.get("parts", {})
+    rows = ReleasedPart.objects.filter(survey=survey)
     if part_units is not None:
         units = row["release"]["units"]
         roots = [u for u, p in zip(units, row["release"]["parents"], strict=True) if p < 0]
         wanted = sorted(set(part_units(units, roots)) & set(units))
-        texts = (ReleasedTable.objects.filter(survey=survey).values_list(
-            *[KeyTextTransform(unit, "parts") for unit in wanted]).first()) if wanted else ()
-        parts = dict(zip(wanted, texts or (), strict=False))
+        rows = rows.filter(unit__in=wanted) if wanted else rows.none()
+    parts = dict(rows.values_list("unit", "parts"))
     return _decode(k=survey.min_group_size, published_at=row["published_at"],
                    publications=row["publications"], release=row["release"], parts=parts)
 

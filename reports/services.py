@@ -20,6 +20,7 @@ from reports.models import (
     Cell,
     PendingChange,
     PublishedCell,
+    ReleasedPart,
     ReleasedTable,
 )
 from surveys import catalog, slots
@@ -350,9 +351,13 @@ def publication_maybe_publish(*, survey_id, force: bool = False,
         # the selectors reach surveys.services, which imports this module.
         from reports.selectors import released_table_fields
 
-        ReleasedTable.objects.update_or_create(
-            survey_id=survey_id,
-            defaults=released_table_fields(survey=survey, state=state))
+        fields = released_table_fields(survey=survey, state=state)
+        parts = fields.pop("parts")
+        ReleasedTable.objects.update_or_create(survey_id=survey_id, defaults=fields)
+        ReleasedPart.objects.filter(survey_id=survey_id).delete()
+        ReleasedPart.objects.bulk_create(
+            [ReleasedPart(survey_id=survey_id, unit=unit, parts=text)
+             for unit, text in parts.items()], batch_size=2000)
         return True
 
 
