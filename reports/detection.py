@@ -84,7 +84,7 @@ def detection_size_check(*, survey: Survey) -> None:
     """Refuses, with words for the organizer, a scan larger than
     MAX_DETECTION_CELLS units x periods or longer than the longest study
     window, from two counting queries and before any array is built."""
-    units = OrgUnit.objects.filter(survey=survey, retired=False).count()
+    units = OrgUnit.objects.filter(survey=survey).count()
     span = Report.objects.filter(survey=survey).aggregate(first=Min("period_start"),
                                                           last=Max("period_start"))
     if span["first"] is None:
@@ -113,7 +113,7 @@ def detection_inputs(*, survey: Survey) -> dict[str, np.ndarray]:
     (unit, period, signals, outcome): rows that sort equal are
     interchangeable, so the arrays depend only on what was reported.
     """
-    units = list(OrgUnit.objects.filter(survey=survey, retired=False).order_by("depth", "path")
+    units = list(OrgUnit.objects.filter(survey=survey).order_by("depth", "path")
                  .values_list("id", "path", "parent_id", "headcount"))
     index = {unit_id: i for i, (unit_id, _, _, _) in enumerate(units)}
     parents = np.array([index[parent] if parent is not None else -1

@@ -142,22 +142,17 @@ def organizer_survey_status(request, survey_id):
 @login_required
 @require_http_methods(["POST"])
 def organizer_unit_remove(request, survey_id):
-    """Removes a unit with everything below it, if nothing is reported there."""
+    """Takes a unit with everything below it off the form (services.units_retire)."""
     survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
     path = request.POST.get("path", "").strip()
     try:
         count = services.units_retire(survey=survey, path=path)
     except OrgUnit.DoesNotExist:
-        notices.error(request, _("No unit %(path)s in this survey.") % {"path": path})
-    except services.UnitHasReports as refused:
-        notices.error(request, (
-            _("%(path)s has reports waiting for the next publication; a unit with reports "
-              "is never removed.") if refused.held else
-            _("%(path)s, or a unit below it, has reports; a unit with reports is never "
-              "removed, so every report keeps its unit.")) % {"path": path})
+        notices.error(request, _("No unit %(path)s on this survey's form.") % {"path": path})
     else:
         notices.success(request, ngettext(
-            "Removed %(path)s.", "Removed %(path)s and the %(below)d units below it.", count)
+            "Removed %(path)s from the form.",
+            "Removed %(path)s and the %(below)d units below it from the form.", count)
             % {"path": path, "below": count - 1})
     return redirect("organizer-survey", survey_id=survey.id)
 

@@ -108,8 +108,7 @@ def _compute_release(*, survey: Survey, state: AggregationState | None) -> Relea
     k = survey.min_group_size
     parents: dict[str, str | None] = {
         path: _parent_path(path)
-        for path in OrgUnit.objects.filter(survey=survey, retired=False)
-        .values_list("path", flat=True)}
+        for path in OrgUnit.objects.filter(survey=survey).values_list("path", flat=True)}
     rows = list(PublishedCell.objects.filter(survey=survey)
                 .values_list("unit__path", "period_start", "reports", "signals", "outcomes")
                 .order_by())
@@ -129,8 +128,8 @@ def _compute_release(*, survey: Survey, state: AggregationState | None) -> Relea
         for code, value in (outcomes or {}).items():
             if code in outcome_cells:
                 outcome_cells[code][(path, period)] = value
-        # A unit with reports is never removed, so every cell's unit and its ancestors are
-        # in the tree; walking up anyway keeps the tree whole if one were missing.
+        # Units are never deleted (a removed unit only leaves the form), so every cell's unit
+        # and its ancestors are in the tree; walking up keeps it whole if one were missing.
         while path is not None and path not in parents:
             parents[path] = _parent_path(path)
             path = parents[path]

@@ -270,9 +270,9 @@ class UnitsApi(APIView):
 
     @extend_schema(
         summary=_("Replace a survey's units"),
-        description=_("Adds the given units (bringing back any that were removed) and "
-                      "sets their headcounts; no unit is renamed, and a unit with reports "
-                      "is never removed, so reports keep their unit."),
+        description=_("Adds the given units (putting back on the form any that were "
+                      "removed) and sets their headcounts; no unit is renamed or deleted, so "
+                      "reports keep their unit."),
         request=ReplaceInput, responses={200: ReplaceOutput})
     def put(self, request, survey_id):
         survey = selectors.survey_get(owner=request.user, survey_id=survey_id)

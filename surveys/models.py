@@ -106,9 +106,9 @@ class OrgUnit(models.Model):
                                related_name="children")
     depth = models.PositiveSmallIntegerField()
     headcount = models.PositiveIntegerField(null=True, blank=True)
-    # Removed by the organizer (a mistyped unit, a name split at a "/"): left out of the
-    # form, the tree and the figures. The row stays, so a report filed in the moment of
-    # removal still has its unit; publishing one brings the unit back.
+    # Taken off the form by the organizer (a mistyped unit, a name split at a "/"): no new
+    # report names it. It stays in the figures with whatever was filed under it, so its
+    # removal depends on, and says, nothing about its reports.
     retired = models.BooleanField(default=False)
 
     class Meta:

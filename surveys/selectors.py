@@ -74,12 +74,16 @@ class TreeSummary:
     headcount_total: int
     rows: list[TreeRow]
     not_shown: int
+    removed: int = 0
 
 
 def unit_tree_summary(*, survey: Survey, shown: int) -> TreeSummary:
     """Counts of the tree, and its first `shown` units in path order."""
-    units = list(OrgUnit.objects.filter(survey=survey, retired=False).order_by("path")
-                 .values_list("path", "headcount"))
+    rows = list(OrgUnit.objects.filter(survey=survey).order_by("path")
+                .values_list("path", "headcount", "retired"))
+    units = [(path, headcount) for path, headcount, retired in rows if not retired]
+    # Removed units stay in the figures but not on the form: counted apart.
+    removed = len(rows) - len(units)
     depths = [path.count("/") for path, _headcount in units]
     counted = [headcount for _path, headcount in units if headcount is not None]
     return TreeSummary(
@@ -87,7 +91,7 @@ def unit_tree_summary(*, survey: Survey, shown: int) -> TreeSummary:
         with_headcount=len(counted), headcount_total=sum(counted),
         rows=[TreeRow(path=path, name=path.rpartition("/")[2], depth=depth, headcount=count)
               for (path, count), depth in zip(units[:shown], depths, strict=False)],
-        not_shown=max(len(units) - shown, 0))
+        not_shown=max(len(units) - shown, 0), removed=removed)
 
 
 def unit_paths(*, survey: Survey) -> list[str]:

@@ -280,33 +280,19 @@ def units_upsert(*, survey: Survey, units: list[dict]) -> int:
     return len(headcounts)
 
 
-class UnitHasReports(Exception):
-    """The unit, or one below it, holds reports (published, or held for publication)."""
-
-    def __init__(self, *, held: bool):
-        super().__init__(held)
-        self.held = held
-
-
 @transaction.atomic
 def units_retire(*, survey: Survey, path: str) -> int:
-    """Removes a unit and every unit below it, if none holds a report; returns how many.
+    """Takes a unit and every unit below it off the form (a mistyped unit, a name split at
+    a "/"); returns how many. Raises OrgUnit.DoesNotExist for an unknown or already removed
+    unit.
 
-    Their rows stay (retired), so a report filed in the moment of removal, through a copy
-    of the survey read before it, still has its unit: publishing it brings the unit back.
-    The survey's units_version moves on, so no copy read before can file to them after.
-    Raises OrgUnit.DoesNotExist for an unknown or already removed unit, and UnitHasReports
-    when the subtree holds a published report or one held for the next publication."""
-    survey_changes_lock(survey=survey)
+    What was reported decides nothing here, so removing a unit tells the organizer nothing
+    about its reports: whatever was filed under it stays counted under it, and the unit
+    stays in the figures (a row that drops out of the table, or a refusal, would say
+    whether a hidden count is 0). The survey's units_version moves on, so no copy of the
+    survey or of a unit id kept before can file to the removed units."""
     unit = OrgUnit.objects.get(survey=survey, path=path, retired=False)
     subtree = list(UnitAncestor.objects.filter(ancestor=unit).values_list("unit_id", flat=True))
-    if Report.objects.filter(survey=survey, unit_id__in=subtree).exists():
-        raise UnitHasReports(held=False)
-    # Held reports are sealed: the server opens them here as a publication does.
-    wanted = set(subtree)
-    for row in HeldReport.objects.filter(survey=survey).only("id", "survey_id", "sealed"):
-        if held_content(row).get("u") in wanted:
-            raise UnitHasReports(held=True)
     OrgUnit.objects.filter(id__in=subtree).update(retired=True)
     Survey.objects.filter(pk=survey.pk).update(units_version=F("units_version") + 1)
     survey.refresh_from_db(fields=["units_version"])
@@ -603,7 +589,6 @@ def held_reports_publish(*, survey: Survey, arrived_before: dt.datetime | None, 
                 receipt_hash=content["r"])
          for content in new], batch_size=2000)
     changed = {(content["u"], content_period(content)) for content in new}
-    _units_unretire(survey=survey, unit_ids={unit for unit, _period in changed})
     held_changes = [held_content(row) for row in rows if row.kind == HeldReport.Kind.CHANGE]
     shuffle(held_changes)
     published = {report.receipt_hash: report for report in Report.objects.select_for_update()
@@ -621,22 +606,12 @@ def held_reports_publish(*, survey: Survey, arrived_before: dt.datetime | None, 
         report.signals, report.outcome, report.comment = content["s"], content["o"], content["c"]
         changed.add((report.unit_id, report.period_start))
         amended.append(report)
-    _units_unretire(survey=survey, unit_ids={report.unit_id for report in amended})
     Report.objects.filter(id__in=withdrawn).delete()
     Report.objects.bulk_update(amended, ["unit", "period_start", "signals", "outcome",
                                          "comment"], batch_size=2000)
     HeldReport.objects.filter(id__in=[row.id for row in rows if row.kind != HeldReport.Kind.NEW]
                               + [row.id for row in arrived]).delete()
     return sorted(changed)
-
-
-def _units_unretire(*, survey: Survey, unit_ids: set[int]) -> None:
-    """A unit removed in the moment a report to it was filed gets its report: it comes
-    back, with its ancestors, in the publication that counts the report."""
-    if unit_ids:
-        ancestors = UnitAncestor.objects.filter(unit_id__in=unit_ids).values("ancestor_id")
-        OrgUnit.objects.filter(survey=survey, retired=True, id__in=ancestors).update(
-            retired=False)
 
 
 @transaction.atomic
