@@ -83,40 +83,36 @@ def organizer_survey(request, survey_id):
     return _organizer_survey_page(request, survey, form=form, status=status)
 
 
+def _survey_change(request, survey_id, *, form_class, saved: str, form_name: str):
+    """A POST of one of the survey page's forms through survey_update: saved, a message and
+    back to the page; refused, the page again with the errors under their fields."""
+    survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
+    form = form_class(request.POST)
+    if form.is_valid():
+        try:
+            services.survey_update(survey=survey, fields=form.cleaned_data)
+        except ValidationError as error:
+            _add_service_errors(form, error)
+        else:
+            notices.success(request, saved)
+            return redirect("organizer-survey", survey_id=survey.id)
+    survey.refresh_from_db()
+    return _organizer_survey_page(request, survey, form=UnitsForm(), status=400,
+                                  **{form_name: form})
+
+
 @login_required
 @require_http_methods(["POST"])
 def organizer_min_group_size(request, survey_id):
-    survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
-    k_form = MinGroupSizeForm(request.POST)
-    if k_form.is_valid():
-        try:
-            services.survey_update(survey=survey, fields=k_form.cleaned_data)
-        except ValidationError as error:
-            for field, messages in error.message_dict.items():
-                k_form.add_error(field if field in k_form.fields else None, messages)
-        else:
-            notices.success(request, _("Minimum group size saved."))
-            return redirect("organizer-survey", survey_id=survey.id)
-    survey.refresh_from_db()
-    return _organizer_survey_page(request, survey, form=UnitsForm(), k_form=k_form, status=400)
+    return _survey_change(request, survey_id, form_class=MinGroupSizeForm,
+                          saved=_("Minimum group size saved."), form_name="k_form")
 
 
 @login_required
 @require_http_methods(["POST"])
 def organizer_survey_settings(request, survey_id):
-    survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
-    settings_form = SurveySettingsForm(request.POST)
-    if settings_form.is_valid():
-        try:
-            services.survey_update(survey=survey, fields=settings_form.cleaned_data)
-        except ValidationError as error:
-            _add_service_errors(settings_form, error)
-        else:
-            notices.success(request, _("Settings saved."))
-            return redirect("organizer-survey", survey_id=survey.id)
-    survey.refresh_from_db()
-    return _organizer_survey_page(request, survey, form=UnitsForm(),
-                                  settings_form=settings_form, status=400)
+    return _survey_change(request, survey_id, form_class=SurveySettingsForm,
+                          saved=_("Settings saved."), form_name="settings_form")
 
 
 @login_required
