@@ -532,9 +532,9 @@ def report_amend(*, survey: Survey, receipt: str, changes: dict) -> Report | Non
     if state.content is None:
         return None
     current = state.content
+    current_path = OrgUnit.objects.values_list("path", flat=True).get(id=current["u"])
     draft = ReportDraft(
-        unit=changes.get("unit", OrgUnit.objects.values_list("path", flat=True)
-                         .get(id=current["u"])),
+        unit=changes.get("unit", current_path),
         period=changes.get("period", content_period(current)),
         signals=tuple(changes.get("signals", catalog.mask_to_signals(current["s"]))),
         outcome=changes.get("outcome", current["o"]) or "",
@@ -543,7 +543,15 @@ def report_amend(*, survey: Survey, receipt: str, changes: dict) -> Report | Non
         # filed; holding the receipt is what admits this change instead.
         invite_code=receipt,
     )
-    unit_id = report_validate(survey=survey, draft=draft, today=timezone.localdate())
+    def unit_id_of(path: str) -> int | None:
+        # The report's own unit stays valid after the organizer took it off the form.
+        if path == current_path:
+            return current["u"]
+        return (OrgUnit.objects.filter(survey=survey, path=path, retired=False)
+                .values_list("id", flat=True).first())
+
+    unit_id = report_validate(survey=survey, draft=draft, today=timezone.localdate(),
+                              unit_id=unit_id_of)
     amended = Report(survey=survey, unit_id=unit_id,
                      period_start=period_start_for(period=survey.period, day=draft.period),
                      signals=catalog.signals_to_mask(draft.signals), outcome=draft.outcome,

@@ -264,3 +264,20 @@ def test_loading_a_removed_unit_again_brings_it_back(organizer_client, survey):
 def test_removing_an_unknown_unit_says_so(organizer_client, survey):
     body = remove(organizer_client, survey, "Nowhere").content.decode()
     assert "No unit Nowhere on this survey" in body
+
+
+def test_a_report_under_a_removed_unit_can_still_be_changed_by_its_holder(
+        organizer_client, api, survey):
+    receipt = api.post(f"/api/v1/s/{survey.share_token}/reports/",
+                       report_payload(unit="Acme/Cloud"), format="json").json()["receipt"]
+    remove(organizer_client, survey, "Acme/Cloud")
+    response = api.patch(f"/api/v1/s/{survey.share_token}/reports/{receipt}/",
+                         {"signals": ["abrupt_reversal"]}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["unit"] == "Acme/Cloud"
+    # Moving it to another removed unit is refused like any unknown unit.
+    remove(organizer_client, survey, "Acme/Retail/Sales")
+    response = api.patch(f"/api/v1/s/{survey.share_token}/reports/{receipt}/",
+                         {"unit": "Acme/Retail/Sales"}, format="json")
+    assert response.status_code == 400
+    assert "unit" in response.json()
