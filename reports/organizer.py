@@ -27,7 +27,7 @@ from surveys.forms import (
 )
 from surveys.models import OrgUnit, Survey
 
-# The tree shown on the survey page; a larger one is listed in its CSV download.
+# Units listed on the survey page; a larger tree is counted in full, listed in part.
 TREE_SHOWN = 500
 
 
@@ -177,7 +177,6 @@ def _organizer_survey_page(request, survey, *, form, k_form=None, settings_form=
         "share_qr": qr_svg(share_url, label=_("QR code of the share link")),
         "dashboard_qr": qr_svg(dashboard_url, label=_("QR code of the dashboard link")),
         "tree": tree, "csv_errors": csv_errors,
-        "unit_count": tree.units,
         "batch_ready": selectors.report_batch_ready(survey=survey),
         "next_publication": slots.next_publication(),
         **dashboard_context(request, survey)[0],

@@ -310,7 +310,6 @@ class AlreadyReceived(Exception):
     """The submission token was used before: the report is already stored."""
 
 
-SUBMISSION_TOKEN_MAX_LENGTH = REPORT_CODE_MAX_LENGTH
 _SUBMISSION_PREFIX = "chorus:submission"
 
 

@@ -258,14 +258,14 @@ def units_upsert(*, survey: Survey, units: list[dict]) -> int:
         if unit is None:
             new_by_depth[path.count(UNIT_SEPARATOR)].append(path)
         else:
-            if unit.retired:
-                # Listed again: the organizer wants it back, with its ancestors.
-                unit.retired = False
-                changed.append(unit)
-            if path in headcounts and unit.headcount != headcounts[path]:
+            # Listed again, a unit taken off the form (and its ancestors) goes back on it.
+            restored = unit.retired
+            unit.retired = False
+            recounted = path in headcounts and unit.headcount != headcounts[path]
+            if recounted:
                 unit.headcount = headcounts[path]
-                if unit not in changed:
-                    changed.append(unit)
+            if restored or recounted:
+                changed.append(unit)
     created: list[OrgUnit] = []
     # One level at a time, so every parent has its id before its children are built.
     for depth in sorted(new_by_depth):
