@@ -160,13 +160,13 @@ class SurveyCreateForm(SurveySettingsForm):
     period = forms.ChoiceField(
         label=_("Reports name a"), choices=Survey.Period.choices, initial=Survey.Period.MONTH,
         help_text=_("Month or week of the change. Weeks show a drive sooner but need more "
-                    "reports before a figure can be shown. Fixed once reports are in."))
+                    "reports before a figure can be shown. Fixed once units are loaded."))
     min_group_size = forms.IntegerField(
         label=_("Minimum group size"), min_value=MIN_GROUP_SIZE_FLOOR,
         max_value=MIN_GROUP_SIZE_MAX, initial=5,
         help_text=_("Any figure smaller than this is hidden on every page and export, so no "
                     "one can be singled out. 5 or more is safer; it can be raised later, "
-                    "never lowered once reports are in."))
+                    "never lowered once units are loaded."))
 
     field_order = ["title", "period", "min_group_size", "access", "closes_on"]
 
@@ -175,8 +175,8 @@ class MinGroupSizeForm(forms.Form):
     min_group_size = forms.IntegerField(
         label=_("Minimum group size"), min_value=MIN_GROUP_SIZE_FLOOR,
         max_value=MIN_GROUP_SIZE_MAX,
-        help_text=_("Any total smaller than this is hidden. Once reports are in it can be "
-                    "raised but not lowered."))
+        help_text=_("Any total smaller than this is hidden. Once units are loaded it can "
+                    "be raised but not lowered."))
 
 
 class UnitsForm(forms.Form):

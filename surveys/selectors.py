@@ -23,11 +23,15 @@ def survey_get(*, owner, survey_id) -> Survey:
     return survey
 
 
-def survey_has_reports(*, survey: Survey) -> bool:
-    """Whether anyone has filed a report, published or still held: from then
-    on, what respondents were promised when they filed (k, the period, the
-    study window) may only get stricter."""
-    return survey.reports.exists() or survey.held_reports.exists()
+def survey_takes_reports(*, survey: Survey) -> bool:
+    """Whether respondents can have reported: from the first unit loaded (a report names
+    one), what they were promised when they filed (k, the period, the study window) may
+    only get stricter.
+
+    Decided from the units, which only the organizer changes, and never from the reports:
+    a refusal that came only once someone had reported would tell the organizer that a
+    report exists while every figure is still hidden."""
+    return survey.units.exists()
 
 
 def survey_by_share_token(*, token: str) -> Survey:

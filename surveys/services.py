@@ -105,12 +105,12 @@ def _validate_study_starts_on(value: dt.date, *, survey: Survey | None = None) -
         raise ValidationError({"study_starts_on": [
             _("The study can start at most %(years)d years back, on %(day)s at the earliest.")
             % {"years": STUDY_WINDOW_MAX_YEARS, "day": earliest.isoformat()}]})
-    # Once reports exist the window only widens, so every stored report stays
+    # Once respondents can report the window only widens, so every stored report stays
     # inside it (and no answer tells how early the earliest report is).
     if (survey is not None and value > survey.study_starts_on
-            and selectors.survey_has_reports(survey=survey)):
+            and selectors.survey_takes_reports(survey=survey)):
         raise ValidationError({"study_starts_on": [
-            _("Once reports exist the study start can only move earlier than %(day)s.")
+            _("Once units are loaded the study start can only move earlier than %(day)s.")
             % {"day": survey.study_starts_on.isoformat()}]})
 
 
@@ -135,29 +135,31 @@ def survey_create(
 @transaction.atomic
 def survey_update(*, survey: Survey, fields: dict) -> Survey:
     """Changes title, status, access, closes_on, study_starts_on or
-    min_group_size. The period granularity is fixed once reports exist, since
-    stored periods depend on it.
+    min_group_size. The period granularity is fixed once respondents can report (the
+    first unit is loaded: `selectors.survey_takes_reports`), since stored periods depend
+    on it.
 
-    Once reports exist the minimum group size may rise but never fall: each respondent
-    filed under the promise that any total smaller than the k shown then stays hidden, and
-    a release at a lower k next to the earlier ones would narrow what they hid."""
+    From then on the minimum group size may rise but never fall: each respondent filed
+    under the promise that any total smaller than the k shown then stays hidden, and a
+    release at a lower k next to the earlier ones would narrow what they hid."""
     if "min_group_size" in fields:
         _validate_min_group_size(fields["min_group_size"])
         # The stored k, locked: two organizer tabs must not step it down between them.
         current = (Survey.objects.select_for_update().filter(pk=survey.pk)
                    .values_list("min_group_size", flat=True).get())
-        if fields["min_group_size"] < current and selectors.survey_has_reports(survey=survey):
+        if fields["min_group_size"] < current and selectors.survey_takes_reports(survey=survey):
             raise ValidationError({"min_group_size": [
-                _("Reports were filed under the promise that any total smaller than "
-                  "%(k)d is hidden, so the minimum group size can be raised but not "
-                  "lowered.") % {"k": current}]})
+                _("Respondents can report once units are loaded, under the promise that any "
+                  "total smaller than %(k)d is hidden, so the minimum group size can be "
+                  "raised but not lowered.") % {"k": current}]})
     if "closes_on" in fields:
         _validate_closes_on(fields["closes_on"])
     if "study_starts_on" in fields:
         _validate_study_starts_on(fields["study_starts_on"], survey=survey)
     if "period" in fields and fields["period"] != survey.period and (
-            selectors.survey_has_reports(survey=survey)):
-        raise ValidationError({"period": _("Cannot change the period once reports exist.")})
+            selectors.survey_takes_reports(survey=survey)):
+        raise ValidationError({"period": _("The period is fixed once units are loaded, since "
+                                           "reports are stored by it.")})
     for name, value in fields.items():
         setattr(survey, name, value)
     survey.save(update_fields=list(fields))

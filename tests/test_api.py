@@ -347,7 +347,8 @@ def test_openapi_schema_is_served(api):
     assert b"/api/v1/s/{share_token}/reports/" in response.content
 
 
-def test_min_group_size_can_be_lowered_while_no_report_exists(organizer_api, survey):
+def test_min_group_size_can_be_lowered_while_no_unit_is_loaded(organizer_api, organizer):
+    survey = services.survey_create(owner=organizer, title="Draft", min_group_size=5)
     response = organizer_api.patch(f"/api/v1/surveys/{survey.id}/", {"min_group_size": 7},
                                    format="json")
     assert response.status_code == 200
@@ -421,3 +422,39 @@ def test_the_organizer_page_refuses_to_lower_k_with_the_reason(organizer, survey
     assert response.status_code == 302
     survey.refresh_from_db()
     assert survey.min_group_size == 8
+
+
+SETTINGS_THAT_ONLY_TIGHTEN = [
+    {"period": "week"},
+    {"min_group_size": 3},
+    {"study_starts_on": "2025-06-01"},
+]
+
+
+@pytest.mark.parametrize("change", SETTINGS_THAT_ONLY_TIGHTEN, ids=lambda c: next(iter(c)))
+def test_whether_a_setting_may_loosen_never_tells_the_organizer_that_someone_reported(
+        organizer_api, organizer, change):
+    # A survey with nothing reported, one with a report waiting for publication and one
+    # with published reports get the same answer: the organizer learns nothing hidden.
+    answers = []
+    for reported in ("nothing", "held", "published"):
+        survey = services.survey_create(owner=organizer, title="Open", min_group_size=5,
+                                        study_starts_on=dt.date(2025, 1, 1))
+        services.units_upsert(survey=survey, units=[{"path": "Acme/Retail/Marketing"}])
+        if reported != "nothing":
+            file_reports(survey, 1)
+        if reported == "published":
+            publish(survey)
+        response = organizer_api.patch(f"/api/v1/surveys/{survey.id}/", change, format="json")
+        answers.append((response.status_code, response.json()))
+    assert answers[0][0] == 400
+    assert set(answers[0][1]) == set(change)
+    assert answers[1:] == [answers[0], answers[0]]
+
+
+@pytest.mark.parametrize("change", SETTINGS_THAT_ONLY_TIGHTEN, ids=lambda c: next(iter(c)))
+def test_a_survey_without_units_may_still_change_any_setting(organizer_api, organizer, change):
+    survey = services.survey_create(owner=organizer, title="Draft", min_group_size=5,
+                                    study_starts_on=dt.date(2025, 1, 1))
+    response = organizer_api.patch(f"/api/v1/surveys/{survey.id}/", change, format="json")
+    assert response.status_code == 200, response.json()
