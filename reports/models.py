@@ -177,8 +177,9 @@ class ReleasedTable(models.Model):
     """What a survey's dashboards may show, as of its last publication point.
 
     Computed once per publication, in the transaction that writes the published cells, so a
-    read never runs disclosure control. ``release`` holds the tree and the released report
-    counts (the signal and outcome counts are in `ReleasedPart`, a row per unit),
+    read never runs disclosure control. ``tree`` holds the units, their parents and the
+    periods; ``release`` the released report counts as a units x periods matrix (each
+    unit's row, and its signal and outcome counts, are in `ReleasedPart` too),
     ``aggregates`` the aggregates API's body,
     ``comments`` the released comment sets. Valid only for the ``min_group_size`` it was
     computed with.
@@ -189,6 +190,8 @@ class ReleasedTable(models.Model):
     publications = models.PositiveIntegerField()
     min_group_size = models.PositiveIntegerField()
     published_at = models.DateTimeField(null=True, blank=True)
+    # Apart from the counts, so that a read of a few units never fetches the whole matrix.
+    tree = models.JSONField(default=dict)
     release = models.JSONField(default=dict)
     aggregates = models.TextField(blank=True)
     # The released comment sets (`reports.comments`), each already in its shown order.
@@ -196,7 +199,8 @@ class ReleasedTable(models.Model):
 
 
 class ReleasedPart(models.Model):
-    """One unit's released signal and outcome counts at the last publication, as JSON text:
+    """One unit's released report, signal and outcome counts at the last publication, as
+    JSON text:
     written with the survey's ReleasedTable, in the same transaction. A row per unit, so a
     read that shows a few units fetches those rows alone, whatever the size of the rest."""
 

@@ -174,13 +174,15 @@ def release(*, survey: Survey) -> Release:
 # -- the stored release -----------------------------------------------------------------------
 #
 # Disclosure control runs in the publication task (`released_table_fields`), and reads decode
-# what it stored: the report counts as a units x periods matrix (its size follows the org
-# tree, not the number of reports; a hidden count is null), and the signal and outcome
-# counts as one JSON text per unit, of which a page decodes only the units it shows.
+# what it stored: the tree; the report counts as a units x periods matrix (its size follows
+# the org tree, not the number of reports; a hidden count is null), read by pages that show
+# every unit; and each unit's report, signal and outcome counts as one JSON text per unit,
+# of which a read decodes only the units it shows. A read of one subtree (the filtered
+# aggregates) takes its report counts from those texts too, and never fetches the matrix.
 
 # Stored releases of another format (released zeros, units with reports only, signal counts
-# inside the table's row) are not read.
-RELEASE_FORMAT = 3
+# inside the table's row, the tree inside the matrix's column) are not read.
+RELEASE_FORMAT = 4
 
 
 def _compact(value) -> str:
@@ -188,9 +190,14 @@ def _compact(value) -> str:
 
 
 def _parts_payloads(rel: Release) -> dict[str, str]:
-    """Each unit's released signal and outcome counts, as the JSON text stored for it."""
+    """Each unit's released report ("c", "t"), signal and outcome counts, as the JSON text
+    stored for it; periods by their index in the tree's list."""
     index = {period: str(j) for j, period in enumerate(rel.periods)}
-    out = {unit: {"s": {}, "o": {}, "st": {}, "ot": {}} for unit in rel.units}
+    out = {unit: {"c": {}, "t": rel.cell(unit, None), "s": {}, "o": {}, "st": {}, "ot": {}}
+           for unit in rel.units}
+    for (unit, period), value in rel.reports.counts.items():
+        if period is not None:
+            out[unit]["c"][index[period]] = value
     for parts, cells_key, total_key in ((rel.signals, "s", "st"), (rel.outcomes, "o", "ot")):
         for code, part in parts.items():
             for (unit, period), value in part.counts.items():
@@ -225,12 +232,12 @@ def released_table_fields(*, survey: Survey, state: AggregationState) -> dict:
         "publications": state.publications,
         "min_group_size": rel.k,
         "published_at": state.published_at,
-        "release": {
+        "tree": {
             "format": RELEASE_FORMAT, "periods": list(rel.periods), "units": units,
             "parents": [-1 if rel.parents[unit] is None else position[rel.parents[unit]]
                         for unit in units],
-            "cells": cells, "totals": [rel.cell(unit, None) for unit in units],
         },
+        "release": {"cells": cells, "totals": [rel.cell(unit, None) for unit in units]},
         "parts": _parts_payloads(rel),
         "aggregates": _compact(aggregates_document(rel)),
         "comments": comments.comments_document(comments.comment_sets_compute(
@@ -238,25 +245,32 @@ def released_table_fields(*, survey: Survey, state: AggregationState) -> dict:
     }
 
 
-def _decode(*, k: int, published_at, publications: int, release: dict,
+def _decode(*, k: int, published_at, publications: int, tree: dict, release: dict | None,
             parts: dict[str, str]) -> Release:
-    periods = tuple(release["periods"])
-    units = release["units"]
+    """The Release stored as `tree`, `release` (the count matrix) and `parts` (per unit).
+    Without `release`, report counts come from `parts`, for the units it holds."""
+    periods = tuple(tree["periods"])
+    units = tree["units"]
     parents = {unit: (None if p < 0 else units[p])
-               for unit, p in zip(units, release["parents"], strict=True)}
+               for unit, p in zip(units, tree["parents"], strict=True)}
     counts: dict[disclosure.Key, int] = {}
-    for unit, row, total in zip(units, release["cells"], release["totals"], strict=True):
-        for period, value in zip(periods, row, strict=True):
-            if value is not None:
-                counts[(unit, period)] = value
-        if total is not None:
-            counts[(unit, None)] = total
+    if release is not None:
+        for unit, row, total in zip(units, release["cells"], release["totals"], strict=True):
+            for period, value in zip(periods, row, strict=True):
+                if value is not None:
+                    counts[(unit, period)] = value
+            if total is not None:
+                counts[(unit, None)] = total
     signals: dict[str, dict] = {code: {} for code in catalog.SIGNAL_CODES}
     outcomes: dict[str, dict] = {code: {} for code in catalog.OUTCOME_CODES}
     for unit, text in parts.items():
         if text is None:
             continue
         payload = json.loads(text)
+        if release is None:
+            counts.update({(unit, periods[int(j)]): value for j, value in payload["c"].items()})
+            if payload["t"] is not None:
+                counts[(unit, None)] = payload["t"]
         for target, cells_key, total_key in ((signals, "s", "st"), (outcomes, "o", "ot")):
             for code, values in payload[cells_key].items():
                 target.setdefault(code, {}).update(
@@ -282,32 +296,36 @@ def _stored(survey: Survey, *fields: str) -> dict | None:
     this format."""
     row = (ReleasedTable.objects.filter(survey=survey, min_group_size=survey.min_group_size)
            .values("publications", "published_at", *fields,
-                   release_format=KeyTextTransform("format", "release")).first())
+                   release_format=KeyTextTransform("format", "tree")).first())
     if row is None or str(row["release_format"]) != str(RELEASE_FORMAT):
         return None
     return row
 
 
 def _release_of(survey: Survey, *,
-                part_units: Callable[[list[str], list[str]], Iterable[str]] | None) -> Release:
+                part_units: Callable[[list[str], list[str]], Iterable[str]] | None,
+                only_part_units: bool = False) -> Release:
     """The released table from the stored row.
 
     With ``part_units`` None every unit's signal and outcome counts are decoded; else only
-    those of the units it picks given (units, roots), fetched by one more query.
+    those of the units it picks given (units, roots), fetched by one more query. With
+    ``only_part_units`` the report counts too are those units' alone, and the count matrix
+    is not fetched.
     """
-    row = _stored(survey, "release")
+    row = _stored(survey, "tree", *(() if only_part_units else ("release",)))
     if row is None:
         # Published before releases were stored, or k changed since the last publication.
         return release(survey=survey)
     rows = ReleasedPart.objects.filter(survey=survey)
     if part_units is not None:
-        units = row["release"]["units"]
-        roots = [u for u, p in zip(units, row["release"]["parents"], strict=True) if p < 0]
+        units = row["tree"]["units"]
+        roots = [u for u, p in zip(units, row["tree"]["parents"], strict=True) if p < 0]
         wanted = sorted(set(part_units(units, roots)) & set(units))
         rows = rows.filter(unit__in=wanted) if wanted else rows.none()
     parts = dict(rows.values_list("unit", "parts"))
     return _decode(k=survey.min_group_size, published_at=row["published_at"],
-                   publications=row["publications"], release=row["release"], parts=parts)
+                   publications=row["publications"], tree=row["tree"],
+                   release=None if only_part_units else row["release"], parts=parts)
 
 
 def aggregates_json(*, survey: Survey, unit: str | None = None, start: dt.date | None = None,
@@ -321,14 +339,15 @@ def aggregates_json(*, survey: Survey, unit: str | None = None, start: dt.date |
     ``unit`` is not in the tree.
     """
     if unit is not None:
-        # Only the subtree's rows, decoded from the stored release with the signal and
-        # outcome counts of its units alone: the read follows the answer, not the tree.
+        # Only the subtree's rows, decoded from its units' stored counts alone: the read
+        # follows the answer, not the tree.
         prefix = unit + "/"
 
         def in_subtree(path: str) -> bool:
             return path == unit or path.startswith(prefix)
 
-        rel = _release_of(survey, part_units=lambda units, roots: filter(in_subtree, units))
+        rel = _release_of(survey, part_units=lambda units, roots: filter(in_subtree, units),
+                          only_part_units=True)
         if unit not in rel.parents:
             raise UnknownUnit(unit)
         subtree = dataclasses.replace(

@@ -106,3 +106,15 @@ def test_a_unit_filter_reads_the_signal_counts_of_its_subtree_alone(client, publ
     sent = " ".join(query["sql"] for query in queries.captured_queries)
     assert "Acme/Retail/Marketing" in sent
     assert "Acme/Cloud" not in sent
+
+
+def test_a_unit_filter_never_fetches_the_whole_count_matrix(client, published):
+    # The units x periods matrix grows with the tree and the reports; a subtree's counts
+    # come from its units' rows.
+    with CaptureQueriesContext(connection) as queries:
+        assert aggregates(client, published, "?unit=Acme/Retail").status_code == 200
+    fetched = [query["sql"] for query in queries.captured_queries
+               if '"reports_releasedtable"' in query["sql"]]
+    assert fetched
+    assert not any('"reports_releasedtable"."release"' in sql for sql in fetched)
+    assert any('"reports_releasedtable"."tree"' in sql for sql in fetched)
