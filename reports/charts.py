@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import ngettext, pgettext
 
 from reports.selectors import Bar, HeatNode
 from surveys.periods import period_label
@@ -137,7 +137,8 @@ def heatmap(nodes: list[HeatNode], *, periods: tuple[str, ...], granularity: str
             return format_html(
                 '<div class="hm-row leaf" data-unit="{}">{}<a class="hm-more" href="?{}">'
                 '{}<span class="sr"> {}</span></a></div>',
-                node.unit, head, urlencode({"unit": node.unit}), _("open"), node.unit)
+                node.unit, head, urlencode({"unit": node.unit}),
+                pgettext("a link that shows a unit's sub-units", "open"), node.unit)
         if not node.children:
             return format_html('<div class="hm-row leaf" data-unit="{}">{}</div>', node.unit,
                                head)

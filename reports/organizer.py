@@ -146,10 +146,11 @@ def organizer_unit_remove(request, survey_id):
     except OrgUnit.DoesNotExist:
         notices.error(request, _("No unit %(path)s on this survey's form.") % {"path": path})
     else:
-        notices.success(request, ngettext(
-            "Removed %(path)s from the form.",
-            "Removed %(path)s and the %(below)d units below it from the form.", count)
-            % {"path": path, "below": count - 1})
+        below = count - 1
+        notices.success(request, (ngettext(
+            "Removed %(path)s and the unit below it from the form.",
+            "Removed %(path)s and the %(below)d units below it from the form.", below)
+            if below else _("Removed %(path)s from the form.")) % {"path": path, "below": below})
     return redirect("organizer-survey", survey_id=survey.id)
 
 

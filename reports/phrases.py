@@ -9,24 +9,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from surveys import catalog
 
-SIGNAL_PHRASES = {
-    "prior_positive_standing": "they were in good standing before",
-    "abrupt_reversal": "the feedback turned suddenly",
-    "recap_contradicts_meeting": "a written recap contradicted the meeting",
-    "completed_work_disputed": "finished work was called incomplete",
-    "shifting_goalposts": "the goalposts kept moving",
-    "transfer_blocked": "an internal move was blocked",
-    "coaching_plan": "a coaching or improvement plan was mentioned",
-    "peers_same_treatment": "coworkers got the same treatment",
-    "exit_pressure": "they were nudged towards leaving",
-    "still_in_role": "they are still in the same role",
-    "transferred": "they moved to another team",
-    "resigned": "they resigned",
-    "let_go": "they were let go",
-    "on_plan": "they are on an improvement plan",
-    "prefer_not_to_say": "they prefer not to say what happened",
+# What a share of a cluster's reports say, as a whole clause per signal so that each
+# language can word it ("40% say ..."); %(share)s is a percentage from `percent_text`.
+SIGNAL_CLAIMS = {
+    "prior_positive_standing": gettext_lazy("%(share)s say they were in good standing before"),
+    "abrupt_reversal": gettext_lazy("%(share)s say the feedback turned suddenly"),
+    "recap_contradicts_meeting": gettext_lazy(
+        "%(share)s say a written recap contradicted the meeting"),
+    "completed_work_disputed": gettext_lazy("%(share)s say finished work was called incomplete"),
+    "shifting_goalposts": gettext_lazy("%(share)s say the goalposts kept moving"),
+    "transfer_blocked": gettext_lazy("%(share)s say an internal move was blocked"),
+    "coaching_plan": gettext_lazy("%(share)s say a coaching or improvement plan was mentioned"),
+    "peers_same_treatment": gettext_lazy("%(share)s say coworkers got the same treatment"),
+    "exit_pressure": gettext_lazy("%(share)s say they were nudged towards leaving"),
+    "still_in_role": gettext_lazy("%(share)s say they are still in the same role"),
+    "transferred": gettext_lazy("%(share)s say they moved to another team"),
+    "resigned": gettext_lazy("%(share)s say they resigned"),
+    "let_go": gettext_lazy("%(share)s say they were let go"),
+    "on_plan": gettext_lazy("%(share)s say they are on an improvement plan"),
+    "prefer_not_to_say": gettext_lazy("%(share)s say they prefer not to say what happened"),
 }
 # A signal "stands out" when this many times as common as elsewhere.
 SUMMARY_MIN_LIFT = 1.5
@@ -43,8 +50,17 @@ class SignalShare:
     lift: float | None
 
 
-def _percent(share: float) -> str:
-    return f"{round(share * 100)}%"
+def percent_text(percent: int) -> str:
+    return _("%(percent)s%%") % {"percent": percent}
+
+
+def signal_claim(code: str, percent: int) -> str:
+    """"40% say the feedback turned suddenly", in the active language."""
+    return SIGNAL_CLAIMS[code] % {"share": percent_text(percent)}
+
+
+def ratio_text(ratio: float) -> str:
+    return number_format(ratio, decimal_pos=1)
 
 
 def signature_marked(shares: dict[str, float]) -> bool:
@@ -68,13 +84,15 @@ def cluster_summary(*, shares: list[SignalShare], signature_dominant: bool) -> s
         standing_out = sorted(signals, key=lambda s: (-s.share, s.code))
     parts = []
     for s in standing_out[:SUMMARY_MAX_SIGNALS]:
-        line = f"{_percent(s.share)} say {SIGNAL_PHRASES[s.code]}"
+        line = signal_claim(s.code, round(s.share * 100))
         if s.baseline_share is not None:
-            line += f", vs {_percent(s.baseline_share)} elsewhere"
+            line = _("%(claim)s, vs %(baseline)s elsewhere") % {
+                "claim": line, "baseline": percent_text(round(s.baseline_share * 100))}
         parts.append(line)
-    text = "; ".join(parts) + "." if parts else "No signal stands out against the other reports."
+    text = (_("%(claims)s.") % {"claims": "; ".join(parts)} if parts
+            else _("No signal stands out against the other reports."))
     if signature_dominant:
-        text += (" Most reports here carry each mark of the attrition-drive pattern: good "
-                 "standing, an abrupt reversal, and a recap or coaching plan building a paper "
-                 "trail.")
+        text += " " + _("Most reports here carry each mark of the attrition-drive pattern: good "
+                        "standing, an abrupt reversal, and a recap or coaching plan building a "
+                        "paper trail.")
     return text[0].upper() + text[1:]

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 from django.core.cache import cache
 from django.db.models.fields.json import KeyTextTransform
-from django.utils.translation import gettext_lazy
+from django.utils.formats import date_format, number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from reports import comments, detection, disclosure, phrases
 from reports.models import (
@@ -868,30 +870,40 @@ def _period_end(start: dt.date, period: str) -> dt.date:
 
 
 def _day_span(first: dt.date, last: dt.date) -> str:
+    """"3–16 Mar 2026", month names in the active language."""
+    if first == last:
+        return date_format(first, "j M Y")
     if first.year == last.year and first.month == last.month:
-        return f"{first.day}–{last.day} {first:%b %Y}" if first != last else f"{first:%-d %b %Y}"
-    if first.year == last.year:
-        return f"{first:%-d %b}–{last:%-d %b %Y}"
-    return f"{first:%-d %b %Y}–{last:%-d %b %Y}"
+        return _("%(first)s–%(last)s") % {"first": date_format(first, "j"),
+                                           "last": date_format(last, "j M Y")}
+    first_format = "j M" if first.year == last.year else "j M Y"
+    return _("%(first)s–%(last)s") % {"first": date_format(first, first_format),
+                                       "last": date_format(last, "j M Y")}
 
 
 def _p_text(band: str) -> str:
-    return "p ≤ " + band.removeprefix("at most ")
+    bound = float(band.removeprefix("at most "))
+    return _("p ≤ %(bound)s") % {"bound": number_format(bound)}
 
 
 def cluster_sentence(cluster: ReleasedCluster) -> str:
     """The card's sentence: every number in it is a figure of the released cluster."""
-    sentence = f"{cluster.unit}, {_day_span(cluster.start, cluster.last_day)}: "
-    sentence += (f"{cluster.reports} reports" if cluster.reports is not None
-                 else "a count that stays hidden to protect small groups")
+    count = (ngettext("%(n)d report", "%(n)d reports", cluster.reports) % {"n": cluster.reports}
+             if cluster.reports is not None
+             else _("a count that stays hidden to protect small groups"))
+    sentence = _("%(unit)s, %(when)s: %(count)s") % {
+        "unit": cluster.unit, "when": _day_span(cluster.start, cluster.last_day), "count": count}
     if cluster.ratio is not None:
-        sentence += f", {cluster.ratio:.1f}× what the rest of the organisation would predict"
-    sentence += f" ({_p_text(cluster.p_value)})"
+        sentence = _("%(sentence)s, %(ratio)s× what the rest of the organisation would "
+                     "predict") % {"sentence": sentence,
+                                   "ratio": phrases.ratio_text(cluster.ratio)}
+    sentence = _("%(sentence)s (%(p)s)") % {"sentence": sentence,
+                                            "p": _p_text(cluster.p_value)}
     top = cluster.top_signal
     if top is not None:
-        phrase = phrases.SIGNAL_PHRASES.get(top.code, top.label.lower())
-        sentence += f"; {top.percent}% say {phrase}"
-    return sentence + "."
+        sentence = _("%(sentence)s; %(claim)s") % {
+            "sentence": sentence, "claim": phrases.signal_claim(top.code, top.percent)}
+    return _("%(sentence)s.") % {"sentence": sentence}
 
 
 def clusters_document(*, survey: Survey) -> dict:

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import OperationalError
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -22,8 +23,8 @@ log = logging.getLogger(__name__)
 # its write: about what one queued write waits on an embedded default that
 # runs its tasks in-process.
 BUSY_RETRY_AFTER_SECONDS = 5
-BUSY_DETAIL = ("The server is too busy to store this right now, and stored nothing. "
-               "Please send it again after Retry-After seconds.")
+BUSY_DETAIL = _("The server is too busy to store this right now, and stored nothing. "
+                "Please send it again after Retry-After seconds.")
 _SQLITE_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
@@ -87,7 +88,7 @@ def api_exception_handler(exc, context):
         return Response(detail, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, RequestDataTooBig):
         # Django would answer its own HTML 400; the client needs to know why.
-        return Response({"detail": "The request body is too large."},
+        return Response({"detail": _("The request body is too large.")},
                         status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         exc.status_code = status.HTTP_401_UNAUTHORIZED
@@ -99,7 +100,7 @@ def page_not_found(request, exception=None):
     """Django's 404 page (or a JSON 404 for API clients), sending no
     referrer: a mistyped link still carries something close to a token."""
     if wants_json(request):
-        return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+        return JsonResponse({"detail": _("Not found.")}, status=status.HTTP_404_NOT_FOUND)
     return defaults.page_not_found(request, exception)
 
 
@@ -108,7 +109,7 @@ def server_error(request):
     """The 500 page, or a JSON 500 for API clients. The exception itself is
     logged by the django.request logger, without the request (server.logs)."""
     if wants_json(request):
-        return JsonResponse({"detail": "Something went wrong."},
+        return JsonResponse({"detail": _("Something went wrong.")},
                             status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     return defaults.server_error(request)
 
@@ -116,7 +117,7 @@ def server_error(request):
 @no_referrer
 def bad_request(request, exception=None):
     if wants_json(request):
-        return JsonResponse({"detail": "Bad request."}, status=status.HTTP_400_BAD_REQUEST)
+        return JsonResponse({"detail": _("Bad request.")}, status=status.HTTP_400_BAD_REQUEST)
     return defaults.bad_request(request, exception)
 
 

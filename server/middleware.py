@@ -76,3 +76,4 @@ class Authentication(NotForIntake):
 
 class Messages(NotForIntake):
     wrapped = "django.contrib.messages.middleware.MessageMiddleware"
+

@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "server.middleware.StaticFiles",  # whitenoise
     "server.middleware.Sessions",
+    # Listed as itself: intake's field messages speak the respondent's language too.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     # Listed as itself, as the deploy check wants; it costs little for an exempt view.
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -125,6 +127,14 @@ LOGIN_REDIRECT_URL = "organizer-surveys"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"
+# Chosen per request from the language cookie (the switcher at the foot of every
+# page) or Accept-Language; the catalogs are in locale/.
+# The switcher shows each by its own name (Django's language info), whatever the page's.
+LANGUAGES = [("en", "English"), ("es", "Spanish"), ("de", "German")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_SECURE = PRODUCTION
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -41,13 +41,13 @@ MAX_CSV_BYTES = 4 * 1024 * 1024
 
 class Gone(APIException):
     status_code = status.HTTP_410_GONE
-    default_detail = "This survey is closed and no longer takes reports."
+    default_detail = _("This survey is closed and no longer takes reports.")
     default_code = "gone"
 
 
 class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
+    default_detail = _("The request body is too large.")
     default_code = "too_large"
 
 
@@ -59,18 +59,18 @@ WRONG_CREDENTIALS = OpenApiResponse(description="Unknown username or wrong passw
 
 
 class LoginThrottled(Throttled):
-    default_detail = "Too many failed logins. Please try again later."
+    default_detail = _("Too many failed logins. Please try again later.")
 
 
 class SubmissionsThrottled(Throttled):
-    default_detail = ("Too many reports for this survey from your network today. "
-                      "Please try again tomorrow.")
+    default_detail = _("Too many reports for this survey from your network today. "
+                       "Please try again tomorrow.")
     extra_detail_singular = extra_detail_plural = ""
 
 
 class LookupsThrottled(Throttled):
-    default_detail = ("Too many receipt look-ups for this survey from your network today. "
-                      "Please try again tomorrow.")
+    default_detail = _("Too many receipt look-ups for this survey from your network today. "
+                       "Please try again tomorrow.")
     extra_detail_singular = extra_detail_plural = ""
 
 
@@ -210,7 +210,7 @@ class SurveyDetailApi(APIView):
         closes_on = serializers.DateField(required=False, allow_null=True)
         study_starts_on = serializers.DateField(
             required=False, help_text=f"At most {STUDY_WINDOW_MAX_YEARS} years back, not after "
-                                      "today; once reports exist, only earlier.")
+                                      "today; once units are loaded, only earlier.")
 
     @extend_schema(
         summary=_("Read a survey"),
@@ -304,7 +304,7 @@ class UnitsCsvApi(APIView):
         survey = selectors.survey_get(owner=request.user, survey_id=survey_id)
         upload = request.data.get("file")
         if upload is None:
-            raise serializers.ValidationError({"file": ["Send a CSV file."]})
+            raise serializers.ValidationError({"file": [_("Send a CSV file.")]})
         if not isinstance(upload, bytes):
             if upload.size > MAX_CSV_BYTES:
                 raise PayloadTooLarge

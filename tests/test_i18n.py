@@ -24,25 +24,31 @@ SURVEY_TEMPLATES = ROOT / "surveys" / "templates" / "surveys"
 RESPONDENT_TEMPLATES = sorted(
     [path for path in SURVEY_TEMPLATES.glob("*.html") if not path.name.startswith("organizer_")]
     + [ROOT / "server" / "templates" / name for name in ("base.html", "404.html", "500.html")])
+# Every template people read: respondent, organizer, dashboard, site and error pages (the API
+# docs page is drf-spectacular's, in English like its Swagger UI).
+SHOWN_TEMPLATES = sorted(
+    path for app in ("server", "surveys", "reports")
+    for path in (ROOT / app / "templates").rglob("*.html") if "drf_spectacular" not in path.parts)
 # Python modules whose strings respondents read: field labels and help,
 # the signal catalog, and the services' validation messages.
 RESPONDENT_MODULES = [ROOT / "surveys" / name for name in ("forms.py", "catalog.py",
                                                             "services.py")]
 # Words that stay as they are in every language.
-ALLOWED_BARE_WORDS = {"Chorus"}
+ALLOWED_BARE_WORDS = {"Chorus", "CSV", "JSON"}
 # Attributes whose values people read or hear.
 SHOWN_ATTRIBUTES = {"title", "alt", "placeholder", "aria-label", "aria-description",
                     "aria-roledescription", "aria-valuetext"}
 # data-* attributes that carry element ids or flags for chorus.js, not text.
 DATA_IDENTIFIERS = {"data-copy", "data-counter", "data-unit-picker", "data-submit-once",
-                    "data-path", "data-sending"}
+                    "data-path", "data-sending", "data-stat", "data-copy-status",
+                    "data-jobs-url"}
 
 _TRANSLATED_BLOCK = re.compile(
     r"{%\s*blocktrans(?:late)?\b.*?%}.*?{%\s*endblocktrans(?:late)?\s*%}", re.S)
 _COMMENT_BLOCK = re.compile(r"{%\s*comment\s*%}.*?{%\s*endcomment\s*%}", re.S)
 # Blocks of base.html that fill an attribute (a link target, a class name).
-_ATTRIBUTE_BLOCK = re.compile(r"{%\s*block\s+(?:brand_href|main_class)\s*%}.*?{%\s*endblock\s*%}",
-                              re.S)
+_ATTRIBUTE_BLOCK = re.compile(
+    r"{%\s*block\s+(?:brand_href|main_class|language_next)\s*%}.*?{%\s*endblock\s*%}", re.S)
 _TEMPLATE_SYNTAX = re.compile(r"{%.*?%}|{{.*?}}|{#.*?#}", re.S)
 
 
@@ -160,7 +166,7 @@ RECEIPT_STRINGS = [
 PRIVACY_STRINGS = [
     "What happens to your answer",
     "What is stored",
-    "Only the answers on this page, and the week your report arrived.",
+    "Only the answers on this page, and the week in which it is published.",
     "What is not stored",
     "No account, name, email, IP address, browser details or exact time. This page loads "
     "nothing from other sites and has no analytics.",
@@ -191,8 +197,8 @@ def test_makemessages_collects_every_signal_and_outcome_label(german_catalogue):
     assert texts - german_catalogue == set()
 
 
-@pytest.mark.parametrize("template", RESPONDENT_TEMPLATES, ids=lambda path: path.name)
-def test_respondent_templates_show_no_untranslated_text(template):
+@pytest.mark.parametrize("template", SHOWN_TEMPLATES, ids=lambda path: path.name)
+def test_templates_show_no_untranslated_text(template):
     assert bare_text(template.read_text(encoding="utf-8")) == []
 
 
@@ -248,8 +254,9 @@ def pseudo_translated(po_text: str) -> str:
 
 
 @pytest.fixture
-def pseudo_german(german_po, settings):
-    """The respondent pages in "de", every string replaced by «itself»."""
+def pseudo_german(german_po, settings, client, api):
+    """The respondent pages in "de", every string replaced by «itself», asked for as a
+    browser asks (Accept-Language)."""
     require(shutil.which("msgfmt") is not None,
             "needs GNU gettext (msgfmt): apt-get install gettext")
     locale = german_po.parent.parent.parent.with_name("pseudo") / "locale"
@@ -261,6 +268,8 @@ def pseudo_german(german_po, settings):
                     str(messages / "django.po")], check=True)
     settings.LOCALE_PATHS = [str(locale)]
     settings.LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "de"
+    api.defaults["HTTP_ACCEPT_LANGUAGE"] = "de"
     with translation.override("de"):
         yield
 

@@ -73,10 +73,13 @@ def test_a_survey_made_invite_only_after_intake_kept_it_asks_for_a_code(api, kep
     assert post(api, kept.share_token, invite_code=code).status_code == 201
 
 
-def test_a_changed_period_is_used_for_the_next_report(api, survey):
+def test_a_changed_period_is_used_for_the_next_report(api, organizer):
+    # The period may change until the first unit is loaded.
+    survey = services.survey_create(owner=organizer, title="Draft", min_group_size=3)
     # A rejected body still reads the survey, so intake keeps it with no report stored.
-    assert post(api, survey.share_token, unit="Nowhere").status_code == 400
+    assert post(api, survey.share_token).status_code == 400
     services.survey_update(survey=survey, fields={"period": Survey.Period.WEEK})
+    services.units_upsert(survey=survey, units=[{"path": "Acme/Retail/Marketing"}])
     assert post(api, survey.share_token, period="2026-01-14").status_code == 201
     # 2026-01-14 is a Wednesday: a weekly survey files it under Monday the 12th.
     publish(survey)

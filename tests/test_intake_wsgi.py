@@ -174,9 +174,10 @@ def test_only_middleware_that_does_nothing_for_intake_stands_aside(settings):
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
     }
-    # Security, common, framing, content policy and busy answers run for intake too.
+    # Security, language, common, framing, content policy and busy answers run for intake too.
     assert [path for path in settings.MIDDLEWARE if path not in wrapped] == [
         "django.middleware.security.SecurityMiddleware",
+        "django.middleware.locale.LocaleMiddleware",
         "django.middleware.common.CommonMiddleware",
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.middleware.clickjacking.XFrameOptionsMiddleware",

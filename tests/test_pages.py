@@ -119,12 +119,27 @@ def test_every_form_control_has_a_label(client, survey):
         assert attrs.get("id") in label_targets, attrs
 
 
+def fields_by_form(response) -> dict[str, set[str]]:
+    """The names each form of a page sends, by the form's action."""
+    forms: dict[str, set[str]] = {}
+    action = None
+    for tag, attrs in tags(response):
+        if tag == "form":
+            action = attrs.get("action", "")
+            forms.setdefault(action, set())
+        elif tag in {"input", "select", "textarea", "button"} and "name" in attrs:
+            forms[action].add(attrs["name"])
+    return forms
+
+
 def test_form_collects_nothing_beyond_its_fields(client, survey):
-    response = client.get(form_path(survey))
-    names = {attrs["name"] for tag, attrs in tags(response)
-             if tag in {"input", "select", "textarea"} and "name" in attrs}
-    # submission_token is random per rendering and kept only as an HMAC once used.
-    assert names == {"unit", "period", "signals", "outcome", "comment", "submission_token"}
+    forms = fields_by_form(client.get(form_path(survey)))
+    # The report form posts to the page itself. submission_token is random per rendering
+    # and kept only as an HMAC once used.
+    assert forms.pop("") == {"unit", "period", "signals", "outcome", "comment",
+                                            "submission_token"}
+    # The language switcher at the foot of the page: the language and where to come back.
+    assert forms == {"/i18n/setlang/": {"language", "next"}}
 
 
 def test_form_post_is_accepted_with_the_null_origin_no_referrer_causes(survey):
@@ -244,7 +259,7 @@ def test_closed_survey_answers_410_with_a_friendly_page(client, survey):
     assert response.status_code == 410
     body = response.content.decode()
     assert "This survey is closed" in body
-    assert "<form" not in body
+    assert set(fields_by_form(response)) == {"/i18n/setlang/"}
 
 
 def test_closed_survey_refuses_a_posted_report_with_410(client, survey):

@@ -12,7 +12,7 @@ from surveys import services
 from surveys import services as survey_services
 from surveys.forms import ReportForm
 from surveys.models import STUDY_WINDOW_MAX_YEARS, Report, Survey, years_before
-from tests.factories import publish, report_payload, stored_count, survey_with_units
+from tests.factories import publish, report_payload, stored_count
 
 pytestmark = pytest.mark.django_db
 
@@ -25,9 +25,10 @@ def no_daily_limit(settings):
 
 
 def window_survey(owner, *, period="week", study_starts_on=None) -> Survey:
-    survey = survey_with_units(owner=owner, paths=[UNIT], period=period)
-    if study_starts_on is not None:
-        services.survey_update(survey=survey, fields={"study_starts_on": study_starts_on})
+    # The study start is set before the units are loaded: from then on it only moves earlier.
+    survey = services.survey_create(owner=owner, title="Window", period=period,
+                                    min_group_size=3, study_starts_on=study_starts_on)
+    services.units_upsert(survey=survey, units=[{"path": UNIT}])
     return survey
 
 
@@ -145,7 +146,7 @@ def test_a_study_start_in_the_future_or_too_far_back_is_refused(organizer_api, d
     assert not Survey.objects.exists()
 
 
-def test_once_reports_exist_the_study_start_only_moves_earlier(api, organizer, organizer_api):
+def test_once_units_are_loaded_the_study_start_only_moves_earlier(api, organizer, organizer_api):
     today = timezone.localdate()
     survey = window_survey(organizer, study_starts_on=today - dt.timedelta(days=200))
     assert post_report(api, survey, today).status_code == 201

@@ -10,6 +10,14 @@
   var placeholder = "00000000-0000-0000-0000-000000000000";
   var busy = false;
 
+  // The page's language: every text comes from a data- attribute of #jobs, with
+  // "{job}", "{percent}" and "{reason}" filled in here.
+  function say(name, values) {
+    var text = box.dataset[name] || "";
+    Object.keys(values).forEach(function (key) { text = text.split("{" + key + "}").join(values[key]); });
+    return text.trim();
+  }
+
   function show(text, state) {
     panel.hidden = false;
     status.textContent = text;
@@ -30,19 +38,19 @@
         var percent = Math.round((job.progress || 0) * 100);
         bar.value = percent;
         if (job.status === "succeeded") {
-          show(label + ": done. Reload the page to see the result.", "succeeded");
+          show(say("done", { job: label }), "succeeded");
           busy = false; setButtons(false);
         } else if (job.status === "failed") {
-          show(label + ": failed. " + (job.error || "Try again, or contact the administrator."),
-               "failed");
+          show(say("failed", { job: label, reason: job.error || say("tryAgain", {}) }), "failed");
           busy = false; setButtons(false);
         } else {
-          show(label + ": " + (job.status === "queued" ? "waiting to start" : percent + "%"));
+          show(job.status === "queued" ? say("queued", { job: label })
+                                       : say("running", { job: label, percent: percent }));
           window.setTimeout(function () { poll(url, label); }, 1000);
         }
       })
       .catch(function () {
-        show(label + ": lost contact with the server. Reload to check.", "failed");
+        show(say("lost", { job: label }), "failed");
         busy = false; setButtons(false);
       });
   }
@@ -55,7 +63,7 @@
       var label = form.dataset.label;
       var token = form.querySelector("input[name=csrfmiddlewaretoken]").value;
       bar.value = 0;
-      show(label + ": starting");
+      show(say("starting", { job: label }));
       fetch(form.action, {
         method: "POST", credentials: "same-origin",
         headers: { "X-CSRFToken": token, "Content-Type": "application/json", Accept: "application/json" },
@@ -72,7 +80,7 @@
         .then(function (job) { poll(box.dataset.jobsUrl.replace(placeholder, job.id), label); })
         .catch(function (error) {
           var reason = error && error.message;
-          show(label + ": could not start." + (reason ? " " + reason : ""), "failed");
+          show(say("refused", { job: label, reason: reason || "" }), "failed");
           busy = false; setButtons(false);
         });
     });
