@@ -306,6 +306,9 @@ class TokenChallenge:
     token_type: int = TOKEN_TYPE
 
     def __post_init__(self):
+        for field in ("issuer_name", "redemption_context", "origin_info"):
+            if not isinstance(getattr(self, field), bytes):
+                raise TypeError(f"{field} is bytes")
         if not 1 <= len(self.issuer_name) <= 0xFFFF:
             raise ValueError("issuer_name is 1 to 65535 bytes")
         if len(self.redemption_context) not in REDEMPTION_CONTEXT_LENGTHS:

@@ -263,6 +263,11 @@ def test_a_challenge_with_a_field_out_of_bounds_is_not_built(arguments, message)
         tokens.token_challenge(*arguments)
 
 
+def test_a_challenge_takes_its_fields_as_bytes():
+    with pytest.raises(TypeError, match="issuer_name"):
+        tokens.TokenChallenge(issuer_name="issuer.example")
+
+
 @pytest.mark.parametrize(
     "data",
     [
