@@ -12,6 +12,7 @@ from django.db import DatabaseError
 
 from reports import detection, jobs, services
 from server.celery import ChorusTask, OutboxBackedTask
+from surveys import membership
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ def sweep() -> None:
     # Detection follows publication, at most one run per survey at a time.
     for survey_id in detection.surveys_due_for_detection():
         detection_start_for_survey.delay(str(survey_id))
+    # A verified survey past its last day forgets which addresses took part, as closing
+    # it does.
+    membership.membership_forget_closed()
 
 
 class JobTask(ChorusTask):

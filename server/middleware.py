@@ -76,4 +76,3 @@ class Authentication(NotForIntake):
 
 class Messages(NotForIntake):
     wrapped = "django.contrib.messages.middleware.MessageMiddleware"
-

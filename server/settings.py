@@ -214,6 +214,30 @@ SPECTACULAR_SETTINGS = {
                              "server.errors.document_error_responses"],
 }
 
+# Verified surveys: the secret their token signing keys are sealed under (default: SECRET_KEY),
+# and the mail that carries verification codes. Without EMAIL_HOST mail is printed to the
+# console (the embedded default).
+CHORUS_TOKEN_KEY_SECRET = env.str("CHORUS_TOKEN_KEY_SECRET", "")
+# Codes mailed per client address (a whole office behind one NAT) per survey per day; each
+# work address gets at most 3 a day whatever this says. 0 turns the network limit off.
+CHORUS_VERIFICATION_CODES_PER_DAY = env.int("CHORUS_VERIFICATION_CODES_PER_DAY", 50)
+# Django's own variable names, read into MAILERS (Django 6.1's mail configuration).
+email_host = env.str("EMAIL_HOST", "")
+MAILERS = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": email_host or "localhost", "port": env.int("EMAIL_PORT", 25),
+            "username": env.str("EMAIL_HOST_USER", ""),
+            "password": env.str("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env.bool("EMAIL_USE_TLS", False), "timeout": env.int("EMAIL_TIMEOUT", 10),
+        },
+    # In production mail is always sent, by default through a relay on this host.
+    } if email_host or PRODUCTION
+    else {"BACKEND": "django.core.mail.backends.console.EmailBackend"},
+}
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "Chorus <chorus@localhost>")
+
 # Celery. No REDIS_URL: tasks run in-process on commit (the embedded default).
 REDIS_URL = env.str("REDIS_URL", "")
 # The cache holds only rate-limit counters and their daily salt (surveys.ratelimit),

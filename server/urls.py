@@ -17,6 +17,11 @@ from surveys import views as survey_views
 api_v1 = [
     path("s/<str:share_token>/reports/", survey_api.ReportCreateApi.as_view(),
          name="api-report-create"),
+    path("s/<str:share_token>/token-key/", survey_api.TokenKeyApi.as_view(),
+         name="api-token-key"),
+    path("s/<str:share_token>/verification/", survey_api.VerificationApi.as_view(),
+         name="api-verification"),
+    path("s/<str:share_token>/tokens/", survey_api.TokenIssueApi.as_view(), name="api-tokens"),
     path("auth/token/", survey_api.AuthTokenApi.as_view(), name="api-auth-token"),
     path("signals/", survey_api.SignalsApi.as_view(), name="api-signals"),
     path("surveys/", survey_api.SurveyCollectionApi.as_view(), name="api-surveys"),

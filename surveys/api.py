@@ -10,6 +10,7 @@ import json
 import sys
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -23,17 +24,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from server import auth
-from surveys import catalog, intake, ratelimit, selectors, services
+from surveys import catalog, intake, membership, ratelimit, selectors, services, tokens
 from surveys.models import (
     MIN_GROUP_SIZE_FLOOR,
     MIN_GROUP_SIZE_MAX,
     REPORT_CODE_MAX_LENGTH,
     REPORT_COMMENT_MAX_LENGTH,
+    REPORT_TOKEN_MAX_LENGTH,
     STUDY_WINDOW_DEFAULT_YEARS,
     STUDY_WINDOW_MAX_YEARS,
     UNIT_PATH_MAX_LENGTH,
     Survey,
 )
+from surveys.tasks import verification_code_mail
 
 # 20,000 units at a generous 200 bytes a line.
 MAX_CSV_BYTES = 4 * 1024 * 1024
@@ -121,6 +124,8 @@ class SurveyOutput(serializers.Serializer):
     min_group_size = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Survey.Status.choices)
     access = serializers.ChoiceField(choices=Survey.Access.choices)
+    email_domains = serializers.ListField(child=serializers.CharField(), help_text=(
+        "For access \"verified\": the domains whose addresses may buy a token."))
     closes_on = serializers.DateField(allow_null=True)
     study_starts_on = serializers.DateField(
         help_text="Reports may name periods from the one holding this day to the current one.")
@@ -172,6 +177,10 @@ class SurveyCollectionApi(APIView):
         min_group_size = serializers.IntegerField(default=5, min_value=MIN_GROUP_SIZE_FLOOR,
                                                   max_value=MIN_GROUP_SIZE_MAX)
         access = serializers.ChoiceField(choices=Survey.Access.choices, default="link")
+        email_domains = serializers.ListField(
+            child=serializers.CharField(max_length=253), max_length=membership.EMAIL_DOMAINS_MAX,
+            required=False, help_text="For access \"verified\" (required then): the domains "
+                                      "whose addresses may buy a membership token.")
         closes_on = serializers.DateField(required=False, allow_null=True, default=None)
         study_starts_on = serializers.DateField(
             required=False, default=None,
@@ -204,6 +213,10 @@ class SurveyDetailApi(APIView):
         title = serializers.CharField(max_length=200, required=False)
         status = serializers.ChoiceField(choices=Survey.Status.choices, required=False)
         access = serializers.ChoiceField(choices=Survey.Access.choices, required=False)
+        email_domains = serializers.ListField(
+            child=serializers.CharField(max_length=253), max_length=membership.EMAIL_DOMAINS_MAX,
+            required=False, help_text="For access \"verified\" (required then): the domains "
+                                      "whose addresses may buy a membership token.")
         min_group_size = serializers.IntegerField(min_value=MIN_GROUP_SIZE_FLOOR,
                                                   max_value=MIN_GROUP_SIZE_MAX, required=False)
         period = serializers.ChoiceField(choices=Survey.Period.choices, required=False)
@@ -380,6 +393,11 @@ class ReportCreateApi(APIView):
                                         allow_blank=True, allow_null=True, default="")
         invite_code = serializers.CharField(max_length=REPORT_CODE_MAX_LENGTH, required=False,
                                             allow_blank=True, allow_null=True, default="")
+        token = serializers.CharField(
+            max_length=REPORT_TOKEN_MAX_LENGTH, required=False, allow_blank=True,
+            allow_null=True, default="",
+            help_text="A verified survey's Privacy Pass token (RFC 9578 type 0x0002), "
+                      "base64url: see token-key/ and tokens/.")
 
     class Output(serializers.Serializer):
         receipt = serializers.CharField()
@@ -546,3 +564,124 @@ class ReportAmendApi(ReportWithdrawApi):
         if report is None:
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
         return Response(self.AnswersOutput(selectors.answers_of(report)).data)
+
+
+class CodesThrottled(Throttled):
+    default_detail = _("Too many codes asked for today. Please try again tomorrow.")
+    extra_detail_singular = extra_detail_plural = ""
+
+
+def _membership_refusal(refused: membership.MembershipRefused) -> Response:
+    body = ({"detail": refused.message} if refused.field == "detail"
+            else {refused.field: [refused.message]})
+    return Response(body, status=refused.status)
+
+
+class TokenKeyApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    class Output(serializers.Serializer):
+        token_type = serializers.IntegerField(help_text="2: Privacy Pass blind RSA (2048-bit).")
+        token_key = serializers.CharField(
+            help_text="base64url of the issuer's public key, as RFC 9578 encodes it.")
+        challenge = serializers.CharField(
+            help_text="base64url of the TokenChallenge (RFC 9577) a token must answer.")
+
+    @extend_schema(
+        summary=_("Read a verified survey's token key"),
+        description=_("The public key that signs this survey's membership tokens and the "
+                      "challenge a token answers. 404 unless the survey verifies membership."),
+        responses={200: Output, 410: CLOSED}, auth=[])
+    def get(self, request, share_token):
+        survey = selectors.survey_by_share_token(token=share_token)
+        if not survey.is_open:
+            raise Gone
+        try:
+            issuer = membership.issuer_of(survey)
+        except membership.MembershipRefused as refused:
+            return _membership_refusal(refused)
+        return Response({"token_type": tokens.TOKEN_TYPE,
+                         "token_key": tokens.b64url_encode(bytes(issuer.token_key)),
+                         "challenge": tokens.b64url_encode(membership.challenge_of(survey))})
+
+
+class VerificationApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    class Input(serializers.Serializer):
+        email = serializers.EmailField(max_length=membership.ADDRESS_MAX_LENGTH)
+
+    @extend_schema(
+        summary=_("Mail a one-time code to a work address"),
+        description=_("Sends a code, valid for 30 minutes, to an address at one of the "
+                      "survey's domains: 202 for any such address (whether or not it already "
+                      "has its token), 400 for any other. The employer's mail system sees "
+                      "that a message from this service arrived. Limited per address and per "
+                      "network and day (429 with Retry-After)."),
+        request=Input, responses={202: None, 410: CLOSED, 429: THROTTLED}, auth=[])
+    def post(self, request, share_token):
+        survey = selectors.survey_by_share_token(token=share_token)
+        if not survey.is_open:
+            raise Gone
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            code = membership.verification_code_send(request=request, survey=survey,
+                                                     email=data.validated_data["email"])
+        except membership.MembershipRefused as refused:
+            return _membership_refusal(refused)
+        except membership.CodesThrottled as limited:
+            raise CodesThrottled(wait=limited.retry_after) from limited
+        if code is not None:
+            address = data.validated_data["email"].strip().lower()
+            transaction.on_commit(lambda: verification_code_mail.delay(
+                address=address, code=code, title=survey.title))
+        return Response(status=status.HTTP_202_ACCEPTED)
+
+
+# A TokenRequest (259 bytes) in base64url, padded or not.
+TOKEN_REQUEST_PATTERN = (rf"^[A-Za-z0-9_-]{{{-(-tokens.TOKEN_REQUEST_LENGTH * 4 // 3)}}}"
+                         r"(==)?$")
+
+
+class TokenIssueApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    class Input(serializers.Serializer):
+        email = serializers.EmailField(max_length=membership.ADDRESS_MAX_LENGTH)
+        code = serializers.RegexField(rf"^\s*\d{{{membership.CODE_DIGITS}}}\s*$")
+        token_request = serializers.RegexField(
+            TOKEN_REQUEST_PATTERN,
+            help_text="base64url of a TokenRequest (RFC 9578, token type 2).")
+
+    class Output(serializers.Serializer):
+        token_response = serializers.CharField(
+            help_text="base64url of the blind signature: the client finalizes it into a Token.")
+
+    @extend_schema(
+        summary=_("Buy the survey's one membership token"),
+        description=_("Blind-signs the token request of an address with a valid code: the "
+                      "server never sees the token it signs. One token per address and "
+                      "survey (a second request: 409). A wrong code counts against it."),
+        request=Input, responses={200: Output, 409: None, 410: CLOSED}, auth=[])
+    def post(self, request, share_token):
+        survey = selectors.survey_by_share_token(token=share_token)
+        if not survey.is_open:
+            raise Gone
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            token_request = tokens.b64url_decode(data.validated_data["token_request"])
+        except tokens.Base64Invalid:
+            return Response({"token_request": [_("This is not base64url.")]},
+                            status=status.HTTP_400_BAD_REQUEST)
+        try:
+            response = membership.token_issue(
+                survey=survey, email=data.validated_data["email"],
+                code=data.validated_data["code"], token_request=token_request)
+        except membership.MembershipRefused as refused:
+            return _membership_refusal(refused)
+        return Response({"token_response": tokens.b64url_encode(response)})

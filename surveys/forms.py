@@ -145,7 +145,10 @@ class SurveySettingsForm(forms.Form):
         help_text=_("Respondents see it at the top of the form; the shared dashboard shows "
                     "it too."))
     access = forms.ChoiceField(
-        label=_("Who may report"), choices=Survey.Access.choices, initial=Survey.Access.LINK,
+        # Verified surveys are made through the API for now: the web form has no token step.
+        label=_("Who may report"),
+        choices=[(value, label) for value, label in Survey.Access.choices
+                 if value != Survey.Access.VERIFIED], initial=Survey.Access.LINK,
         widget=forms.RadioSelect,
         help_text=_("With invite codes, someone who only has the link cannot report: you hand "
                     "each coworker one code, used up when they send."))

@@ -27,12 +27,13 @@ from redis.exceptions import RedisError
 
 from server import errors
 from server.db import guard, insert_rows, value_where
-from surveys import catalog, ratelimit, selectors, services, slots
+from surveys import catalog, membership, ratelimit, selectors, services, slots
 from surveys.holding import content_of, receipt_hash
 from surveys.models import (
     REPORT_BODY_MAX_BYTES,
     REPORT_CODE_MAX_LENGTH,
     REPORT_COMMENT_MAX_LENGTH,
+    REPORT_TOKEN_MAX_LENGTH,
     UNIT_PATH_MAX_LENGTH,
     HeldReport,
     OrgUnit,
@@ -47,7 +48,7 @@ from surveys.signals import report_held
 # At most every signal twice: a list that long is refused before it is looked at.
 SIGNALS_MAX = len(catalog.SIGNAL_CODES) * 2
 OPTIONAL_TEXT = (("outcome", REPORT_CODE_MAX_LENGTH), ("comment", REPORT_COMMENT_MAX_LENGTH),
-                 ("invite_code", REPORT_CODE_MAX_LENGTH))
+                 ("invite_code", REPORT_CODE_MAX_LENGTH), ("token", REPORT_TOKEN_MAX_LENGTH))
 
 
 class BodyTooLarge(Exception):
@@ -130,7 +131,7 @@ def report_file(*, request, share_token: str, values: Callable[[], dict],
     draft = services.ReportDraft(
         unit=answers["unit"], period=answers["period"], signals=tuple(answers["signals"]),
         outcome=answers["outcome"] or "", comment=answers["comment"] or "",
-        invite_code=answers["invite_code"] or "")
+        invite_code=answers["invite_code"] or "", token=answers.get("token") or "")
     try:
         return report_counted(request=request, survey=survey,
                               file=lambda: report_create(survey=survey, draft=draft))
@@ -260,6 +261,9 @@ def report_create(*, survey: Survey, draft: services.ReportDraft) -> str:
     (HeldReport): it reaches Report, and the counted figures, only at a
     publication, shuffled among at least k others (held_reports_publish).
 
+    A verified survey spends `draft.token` (surveys.membership.token_spend) the same way,
+    raising ValidationError on "token".
+
     An invite-only survey uses up `draft.invite_code` in the same transaction,
     so a rejected report leaves its code usable. A missing, wrong or used code
     raises ValidationError on "invite_code" (answered as 400, like any other
@@ -284,6 +288,7 @@ def report_create(*, survey: Survey, draft: services.ReportDraft) -> str:
     period_start = period_start_for(period=survey.period, day=draft.period)
     receipt = secrets.token_urlsafe(16)
     invite = survey.access == Survey.Access.INVITE
+    verified = survey.access == Survey.Access.VERIFIED
     row_id = uuid.uuid4()
     content = content_of(Report(
         unit_id=unit_id, period_start=period_start,
@@ -296,11 +301,13 @@ def report_create(*, survey: Survey, draft: services.ReportDraft) -> str:
         "used_code": invite,
         "sealed": seal(survey_id=survey.id, row_id=row_id, content=content),
     })
-    with transaction.atomic() if invite else contextlib.nullcontext():
+    with transaction.atomic() if invite or verified else contextlib.nullcontext():
         if invite:
             services.invite_redeem(survey=survey, code=draft.invite_code)
+        if verified:
+            membership.token_spend(survey=survey, token=draft.token)
         if not insert_rows([held], only_if=_still_as_read(survey, today)):
-            # In a transaction (invite), this rolls back the redeemed code too.
+            # In a transaction, this rolls back the redeemed code or spent token too.
             raise SurveyChanged
         report_held.send(sender=HeldReport, survey_id=survey.id)
     return receipt

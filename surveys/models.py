@@ -23,6 +23,9 @@ REPORT_BODY_MAX_BYTES = 16 * 1024
 UNIT_PATH_MAX_LENGTH = 1000
 REPORT_COMMENT_MAX_LENGTH = 2000
 REPORT_CODE_MAX_LENGTH = 64  # receipts and submission tokens too
+# A Privacy Pass token (surveys.tokens.TOKEN_LENGTH, 354 bytes) in base64url, with room
+# for padding.
+REPORT_TOKEN_MAX_LENGTH = 480
 
 
 def years_before(day, years: int):
@@ -49,6 +52,8 @@ class Survey(models.Model):
     class Access(models.TextChoices):
         LINK = "link", _("Anyone with the link")
         INVITE = "invite", _("Invite code required")
+        # A Privacy Pass token bought with a work address at one of `email_domains`.
+        VERIFIED = "verified", _("Verified work address required")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
@@ -57,7 +62,9 @@ class Survey(models.Model):
     period = models.CharField(max_length=5, choices=Period.choices, default=Period.MONTH)
     min_group_size = models.PositiveSmallIntegerField(default=5)
     status = models.CharField(max_length=6, choices=Status.choices, default=Status.OPEN)
-    access = models.CharField(max_length=6, choices=Access.choices, default=Access.LINK)
+    access = models.CharField(max_length=8, choices=Access.choices, default=Access.LINK)
+    # For access "verified": the domains whose addresses may buy a token, lower case.
+    email_domains = models.JSONField(default=list, blank=True)
     # The last day reports are taken; the survey closes itself after it.
     closes_on = models.DateField(null=True, blank=True)
     # The earliest day a report's period may name (see
@@ -217,3 +224,64 @@ class HeldReport(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["survey", "kind"], name="heldreport_survey_kind_idx")]
+
+
+class TokenIssuer(models.Model):
+    """A verified survey's Privacy Pass issuer (surveys.membership).
+
+    `token_key` is the public key as RFC 9578 encodes it, published to every browser; the
+    private key is sealed (AES-GCM under a key derived from CHORUS_TOKEN_KEY_SECRET, else
+    SECRET_KEY). `address_salt` keys the HMAC of each address that bought a token; it is
+    destroyed with those rows when the survey closes, after which nothing tells which
+    addresses took part.
+    """
+
+    survey = models.OneToOneField(Survey, on_delete=models.CASCADE, primary_key=True,
+                                  related_name="token_issuer")
+    token_key = models.BinaryField()
+    sealed_private_key = models.BinaryField()
+    address_salt = models.BinaryField(null=True)
+
+
+class TokenIssuance(models.Model):
+    """An address that bought its survey's one token, as an HMAC under the issuer's
+    `address_salt`: no time, no token, nothing of the blinded message. Random ids, so
+    row order says nothing."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+")
+    address_digest = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["survey", "address_digest"],
+                                               name="tokenissuance_one_per_address")]
+
+
+class VerificationCode(models.Model):
+    """The one-time code last mailed to an address, as HMACs: valid until `expires`
+    (to the minute), refused after `VERIFICATION_ATTEMPTS` wrong tries. Deleted once it
+    buys a token."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+")
+    address_digest = models.CharField(max_length=64)
+    code_digest = models.CharField(max_length=64)
+    expires = models.DateTimeField()
+    wrong_attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["survey", "address_digest"],
+                                               name="verificationcode_one_per_address")]
+
+
+class SpentToken(models.Model):
+    """A token spent on a report: surveys.tokens.token_spent_id, hex. Written in the
+    report's own transaction; blinding leaves nothing in it that matches an issuance."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+")
+    spent_id = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["survey", "spent_id"],
+                                               name="spenttoken_once")]

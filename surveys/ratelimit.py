@@ -120,6 +120,11 @@ def bucket_key(*, address: str, survey_id, scope: str, day: dt.date | None = Non
     return f"{_PREFIX}:{scope}:{day.isoformat()}:{digest}"
 
 
+def seconds_left() -> int:
+    """Seconds until today's (UTC) buckets and their salt are gone."""
+    return _seconds_left(_today())
+
+
 def limit_per_day() -> int:
     return settings.CHORUS_SUBMISSIONS_PER_DAY
 

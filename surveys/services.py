@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from surveys import catalog, selectors, slots
+from surveys import catalog, membership, selectors, slots
 from surveys.holding import (
     content_of,
     content_period,
@@ -118,18 +118,31 @@ def _validate_study_starts_on(value: dt.date, *, survey: Survey | None = None) -
 def survey_create(
     *, owner, title: str, period: str = Survey.Period.MONTH, min_group_size: int = 5,
     access: str = Survey.Access.LINK, closes_on: dt.date | None = None,
-    study_starts_on: dt.date | None = None,
+    study_starts_on: dt.date | None = None, email_domains: Iterable[str] = (),
 ) -> Survey:
-    """`study_starts_on` defaults to STUDY_WINDOW_DEFAULT_YEARS before today."""
+    """`study_starts_on` defaults to STUDY_WINDOW_DEFAULT_YEARS before today. A verified
+    survey (access "verified") needs `email_domains` and gets its token issuer here."""
     _validate_min_group_size(min_group_size)
     _validate_closes_on(closes_on)
     study_starts_on = study_starts_on or default_study_start()
     _validate_study_starts_on(study_starts_on)
-    return Survey.objects.create(
+    domains = _validate_access(access, list(email_domains))
+    survey = Survey.objects.create(
         owner=owner, title=title, period=period, min_group_size=min_group_size, access=access,
         closes_on=closes_on, study_starts_on=study_starts_on, share_token=_token(),
-        dashboard_token=_token(),
+        dashboard_token=_token(), email_domains=domains,
     )
+    if access == Survey.Access.VERIFIED:
+        membership.issuer_create(survey=survey)
+    return survey
+
+
+def _validate_access(access: str, email_domains: list) -> list[str]:
+    domains = membership.email_domains_clean(email_domains)
+    if access == Survey.Access.VERIFIED and not domains:
+        raise ValidationError({"email_domains": [
+            _("A verified survey needs at least one email domain.")]})
+    return domains
 
 
 @transaction.atomic
@@ -160,9 +173,18 @@ def survey_update(*, survey: Survey, fields: dict) -> Survey:
             selectors.survey_takes_reports(survey=survey)):
         raise ValidationError({"period": _("The period is fixed once units are loaded, since "
                                            "reports are stored by it.")})
+    if "access" in fields or "email_domains" in fields:
+        fields = {**fields, "email_domains": _validate_access(
+            fields.get("access", survey.access), fields.get("email_domains",
+                                                            survey.email_domains))}
     for name, value in fields.items():
         setattr(survey, name, value)
     survey.save(update_fields=list(fields))
+    if survey.access == Survey.Access.VERIFIED and survey.status == Survey.Status.OPEN:
+        membership.issuer_create(survey=survey)
+    if fields.get("status") == Survey.Status.CLOSED:
+        # Which addresses took part is forgotten for good; reopened, it starts afresh.
+        membership.membership_forget(survey=survey)
     return survey
 
 
@@ -422,6 +444,7 @@ class ReportDraft:
     outcome: str = ""
     comment: str = ""
     invite_code: str = ""
+    token: str = ""  # a verified survey's Privacy Pass token, base64url
 
 
 def report_validate(*, survey: Survey, draft: ReportDraft, today: dt.date,
@@ -437,6 +460,8 @@ def report_validate(*, survey: Survey, draft: ReportDraft, today: dt.date,
                            signals=draft.signals, outcome=draft.outcome, today=today)
     if survey.access == Survey.Access.INVITE and not draft.invite_code.strip():
         errors["invite_code"] = [_("This survey needs the invite code you were given.")]
+    if survey.access == Survey.Access.VERIFIED and not draft.token.strip():
+        errors["token"] = [_("This survey needs a membership token.")]
     if errors:
         raise ValidationError(errors)
     return found

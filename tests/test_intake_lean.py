@@ -44,4 +44,4 @@ def test_the_usual_body_takes_the_lean_parse():
             "comment": " thanks "}
     assert intake.lean_values(body) == {
         "unit": "Acme/Retail", "period": dt.date(2026, 1, 14), "signals": ["abrupt_reversal"],
-        "outcome": "", "comment": "thanks", "invite_code": ""}
+        "outcome": "", "comment": "thanks", "invite_code": "", "token": ""}

@@ -19,7 +19,8 @@ from tests.factories import OrganizerFactory, file_reports, survey_with_units
 # refuse with 400 by the stored data or the date it meets, which a schema cannot
 # express: a unit missing from the org tree or a future period (reports), a
 # closing date already past (surveys), a malformed unit path (units), reports
-# not yet published (detections).
+# not yet published (detections), an address at another domain (verification), a code
+# that is not the one mailed (tokens).
 CONFIG = """
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428",
@@ -44,6 +45,14 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404"]
 [[operations]]
 include-name = "POST /api/v1/surveys/{survey_id}/units/csv/"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404"]
+
+[[operations]]
+include-name = "POST /api/v1/s/{share_token}/verification/"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "410", "429"]
+
+[[operations]]
+include-name = "POST /api/v1/s/{share_token}/tokens/"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "409", "410"]
 
 [[operations]]
 include-name = "POST /api/v1/surveys/{survey_id}/detections/"

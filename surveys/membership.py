@@ -1,0 +1,294 @@
+"""Verified membership: only coworkers can report, and nobody can tell which coworker
+filed which report.
+
+A survey with access "verified" has a Privacy Pass issuer (RFC 9578 token type 0x0002,
+surveys.tokens). A respondent proves they hold an address at one of the survey's
+`email_domains` with a one-time code mailed to it, and buys the survey's one token for that
+address with a blinded TokenRequest: the issuer signs without seeing the token. The report
+then carries the finalized token, which is checked against the survey's key and challenge
+and spent in the report's own transaction.
+
+What is kept: an HMAC of each address that bought a token (to refuse a second), keyed by
+a per-survey salt that is destroyed with those rows when the survey closes; the last code
+mailed to an address, as an HMAC, until it buys a token or expires; the spent tokens'
+replay ids. Never the address, the code in clear, the token request or anything of the
+issuance on a report: blinding leaves the spent token and its issuance no shared value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import os
+import secrets
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
+
+from surveys import ratelimit, tokens
+from surveys.models import SpentToken, Survey, TokenIssuance, TokenIssuer, VerificationCode
+
+VERIFY = "verify"  # the rate-limit scope of code requests, per client and per address
+CODE_DIGITS = 8
+CODE_VALID_MINUTES = 30
+CODE_WRONG_ATTEMPTS = 5
+CODES_PER_ADDRESS_PER_DAY = 3
+EMAIL_DOMAINS_MAX = 20
+ADDRESS_MAX_LENGTH = 254  # RFC 5321's path limit
+# Every survey's challenge names this issuer and the survey: a token answers one survey.
+ISSUER_NAME = "chorus"
+
+_KEY_INFO = b"chorus.token-issuer.private-key:"
+_ADDRESS_INFO = b"chorus.token-issuer.address:"
+_NONCE_BYTES = 12
+
+
+class MembershipRefused(Exception):
+    """Verification or issuance refused; `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, field: str, message: str):
+        super().__init__(message)
+        self.status, self.field, self.message = status, field, message
+
+
+class CodesThrottled(Exception):
+    def __init__(self, retry_after: int):
+        super().__init__(f"retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+def _secret() -> bytes:
+    return (settings.CHORUS_TOKEN_KEY_SECRET or settings.SECRET_KEY).encode()
+
+
+def _sealing(survey_id) -> AESGCM:
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=_KEY_INFO + str(survey_id).encode()).derive(_secret())
+    return AESGCM(key)
+
+
+def email_domains_clean(domains) -> list[str]:
+    """Lower-case domain names, each checked as the domain of an address; ValidationError
+    on "email_domains"."""
+    if not isinstance(domains, list | tuple) or len(domains) > EMAIL_DOMAINS_MAX:
+        raise ValidationError({"email_domains": [
+            _("Give a list of at most %(n)d domains.") % {"n": EMAIL_DOMAINS_MAX}]})
+    cleaned = []
+    for domain in domains:
+        name = str(domain).strip().lower().removeprefix("@")
+        try:
+            validate_email(f"someone@{name}")
+        except ValidationError:
+            raise ValidationError({"email_domains": [
+                _("“%(domain)s” is not a domain name.") % {"domain": str(domain)[:100]}]}) from None
+        if name not in cleaned:
+            cleaned.append(name)
+    return cleaned
+
+
+@transaction.atomic
+def issuer_create(*, survey: Survey) -> TokenIssuer:
+    """The survey's issuer with a fresh 2048-bit key, made once (when the survey becomes
+    verified); the private key sealed, bound to the survey."""
+    found = TokenIssuer.objects.select_for_update().filter(survey=survey).first()
+    if found is not None:
+        if found.address_salt is None:
+            found.address_salt = os.urandom(32)
+            found.save(update_fields=["address_salt"])
+        return found
+    private_key = tokens.generate_issuer_key()
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = nonce + _sealing(survey.id).encrypt(nonce, tokens.private_key_pem(private_key),
+                                                 str(survey.id).encode())
+    return TokenIssuer.objects.create(
+        survey=survey, token_key=tokens.token_key_bytes(private_key.public_key()),
+        sealed_private_key=sealed, address_salt=os.urandom(32))
+
+
+def _private_key(issuer: TokenIssuer):
+    sealed = bytes(issuer.sealed_private_key)
+    pem = _sealing(issuer.survey_id).decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:],
+                                             str(issuer.survey_id).encode())
+    return tokens.load_private_key_pem(pem)
+
+
+def membership_forget(*, survey: Survey) -> None:
+    """Destroys the address salt and every row keyed by it (a survey that closes): nothing
+    is left that tells which addresses bought a token, even with every secret."""
+    TokenIssuer.objects.filter(survey=survey).update(address_salt=None)
+    TokenIssuance.objects.filter(survey=survey).delete()
+    VerificationCode.objects.filter(survey=survey).delete()
+
+
+def membership_forget_closed() -> int:
+    """membership_forget for every verified survey closed by its last day or its status
+    that still holds an address salt; returns how many."""
+    today = timezone.localdate()
+    held = TokenIssuer.objects.filter(address_salt__isnull=False)
+    closed = Survey.objects.filter(
+        Q(status=Survey.Status.CLOSED) | Q(closes_on__lt=today),
+        pk__in=held.values("survey_id"))
+    surveys = list(closed)
+    for survey in surveys:
+        membership_forget(survey=survey)
+    return len(surveys)
+
+
+def challenge_of(survey: Survey) -> bytes:
+    """The TokenChallenge a token for this survey answers (RFC 9577): no redemption
+    context, which would let issuance and redemption be matched."""
+    return tokens.token_challenge(ISSUER_NAME, b"", str(survey.id))
+
+
+def issuer_of(survey: Survey) -> TokenIssuer:
+    issuer = TokenIssuer.objects.filter(survey=survey).first()
+    if issuer is None or survey.access != Survey.Access.VERIFIED:
+        raise MembershipRefused(404, "detail", _("This survey does not verify membership."))
+    return issuer
+
+
+def address_normalize(*, survey: Survey, email) -> str:
+    """The address, lower case; MembershipRefused (400 on "email") if it is not an address
+    at one of the survey's domains."""
+    if not isinstance(email, str) or len(email) > ADDRESS_MAX_LENGTH:
+        raise MembershipRefused(400, "email", _("Enter your work email address."))
+    address = email.strip().lower()
+    try:
+        validate_email(address)
+    except ValidationError:
+        raise MembershipRefused(400, "email", _("Enter your work email address.")) from None
+    if address.rsplit("@", 1)[1] not in survey.email_domains:
+        raise MembershipRefused(400, "email", _(
+            "This survey takes addresses at %(domains)s only.")
+            % {"domains": ", ".join(survey.email_domains)})
+    return address
+
+
+def _address_key(issuer: TokenIssuer) -> bytes:
+    if issuer.address_salt is None:
+        raise MembershipRefused(410, "detail", _("This survey is closed."))
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes(issuer.address_salt),
+                info=_ADDRESS_INFO + str(issuer.survey_id).encode()).derive(_secret())
+
+
+def _digest(key: bytes, text: str) -> str:
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def verification_code_send(*, request, survey: Survey, email) -> str | None:
+    """Makes a one-time code for the address and returns it, to be mailed (and forgotten)
+    by the caller; None when the address already bought its token (the answer is the same,
+    so a code request tells nobody whether an address took part). Raises MembershipRefused
+    or CodesThrottled."""
+    issuer = issuer_of(survey)
+    address = address_normalize(survey=survey, email=email)
+    per_network = settings.CHORUS_VERIFICATION_CODES_PER_DAY
+    for name, limit in ((address, CODES_PER_ADDRESS_PER_DAY),
+                        (ratelimit.client_address(request), per_network)):
+        if limit <= 0:
+            continue
+        key = ratelimit.bucket_key(address=name, survey_id=survey.id, scope=VERIFY)
+        try:
+            count = ratelimit.count_up(key, timeout=ratelimit.seconds_left())
+        except RedisError:
+            # Unlike a report, a code can wait: with the counters gone, none is sent.
+            raise CodesThrottled(60) from None
+        if count > limit:
+            raise CodesThrottled(ratelimit.seconds_left())
+    key = _address_key(issuer)
+    address_digest = _digest(key, address)
+    if TokenIssuance.objects.filter(survey=survey, address_digest=address_digest).exists():
+        return None
+    code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+    expires = (timezone.now() + dt.timedelta(minutes=CODE_VALID_MINUTES)).replace(
+        second=0, microsecond=0)
+    VerificationCode.objects.update_or_create(
+        survey=survey, address_digest=address_digest,
+        defaults={"code_digest": _digest(key, f"{address_digest}:{code}"), "expires": expires,
+                  "wrong_attempts": 0})
+    return code
+
+
+def token_issue(*, survey: Survey, email, code, token_request: bytes) -> bytes:
+    """The blind signature (TokenResponse) for a TokenRequest from an address with a valid
+    code; the address is recorded as served, and its code used up, in one transaction.
+    MembershipRefused: 400 (bad address, code or request), 409 (token already issued)."""
+    issuer = issuer_of(survey)
+    address = address_normalize(survey=survey, email=email)
+    key = _address_key(issuer)
+    address_digest = _digest(key, address)
+    if not isinstance(code, str) or not code.strip().isdigit():
+        raise MembershipRefused(400, "code", _("Enter the code from the email."))
+    with transaction.atomic():
+        if TokenIssuance.objects.filter(survey=survey, address_digest=address_digest).exists():
+            raise MembershipRefused(409, "email", _(
+                "This address already has its token for this survey."))
+        pending = (VerificationCode.objects.select_for_update()
+                   .filter(survey=survey, address_digest=address_digest).first())
+        if pending is None or pending.expires < timezone.now():
+            raise MembershipRefused(400, "code", _(
+                "This code has expired or was never sent. Ask for a new one."))
+        right = hmac.compare_digest(pending.code_digest,
+                                    _digest(key, f"{address_digest}:{code.strip()}"))
+        if not right:
+            # Counted in this transaction, which commits: the refusal is raised after it.
+            pending.wrong_attempts += 1
+            if pending.wrong_attempts >= CODE_WRONG_ATTEMPTS:
+                pending.delete()
+            else:
+                pending.save(update_fields=["wrong_attempts"])
+    if not right:
+        raise MembershipRefused(400, "code", _("This code is not the one we sent."))
+    with transaction.atomic():
+        pending = (VerificationCode.objects.select_for_update()
+                   .filter(pk=pending.pk, wrong_attempts=pending.wrong_attempts).first())
+        if pending is None:
+            raise MembershipRefused(400, "code", _(
+                "This code has expired or was never sent. Ask for a new one."))
+        try:
+            response = tokens.token_response(_private_key(issuer), token_request)
+        except tokens.TokenError:
+            raise MembershipRefused(400, "token_request", _(
+                "This token request is not one this survey can sign.")) from None
+        pending.delete()
+        try:
+            with transaction.atomic():
+                TokenIssuance.objects.create(survey=survey, address_digest=address_digest)
+        except IntegrityError:
+            raise MembershipRefused(409, "email", _(
+                "This address already has its token for this survey.")) from None
+    return response
+
+
+def token_spend(*, survey: Survey, token) -> None:
+    """Checks a report's token and spends it, in the caller's (the report's) transaction.
+    ValidationError on "token": missing, malformed, for another survey or key, forged or
+    already used."""
+    if not token:
+        raise ValidationError({"token": [_("This survey needs a membership token.")]})
+    issuer = TokenIssuer.objects.filter(survey=survey).first()
+    if issuer is None:
+        raise ValidationError({"token": [_("This survey needs a membership token.")]})
+    try:
+        raw = tokens.b64url_decode(token)
+        tokens.token_verify(tokens.load_token_key(bytes(issuer.token_key)), challenge_of(survey),
+                            raw)
+    except (tokens.TokenError, tokens.Base64Invalid):
+        raise ValidationError({"token": [_(
+            "This membership token is not valid for this survey.")]}) from None
+    spent_id = tokens.token_spent_id(raw).hex()
+    try:
+        with transaction.atomic():
+            SpentToken.objects.create(survey=survey, spent_id=spent_id)
+    except IntegrityError:
+        raise ValidationError({"token": [_("This membership token was already used.")]}) from None
