@@ -577,6 +577,16 @@ def _membership_refusal(refused: membership.MembershipRefused) -> Response:
     return Response(body, status=refused.status)
 
 
+def _open_survey_input(share_token: str, data: serializers.Serializer):
+    """The open survey the share token names (404, or 410 when closed) and the validated
+    input (400), for the membership endpoints."""
+    survey = selectors.survey_by_share_token(token=share_token)
+    if not survey.is_open:
+        raise Gone
+    data.is_valid(raise_exception=True)
+    return survey, data
+
+
 class TokenKeyApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
@@ -622,11 +632,7 @@ class VerificationApi(APIView):
                       "network and day (429 with Retry-After)."),
         request=Input, responses={202: None, 410: CLOSED, 429: THROTTLED}, auth=[])
     def post(self, request, share_token):
-        survey = selectors.survey_by_share_token(token=share_token)
-        if not survey.is_open:
-            raise Gone
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        survey, data = _open_survey_input(share_token, self.Input(data=request.data))
         try:
             code = membership.verification_code_send(request=request, survey=survey,
                                                      email=data.validated_data["email"])
@@ -668,11 +674,7 @@ class TokenIssueApi(APIView):
                       "survey (a second request: 409). A wrong code counts against it."),
         request=Input, responses={200: Output, 409: None, 410: CLOSED}, auth=[])
     def post(self, request, share_token):
-        survey = selectors.survey_by_share_token(token=share_token)
-        if not survey.is_open:
-            raise Gone
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        survey, data = _open_survey_input(share_token, self.Input(data=request.data))
         try:
             token_request = tokens.b64url_decode(data.validated_data["token_request"])
         except tokens.Base64Invalid:
