@@ -168,7 +168,8 @@ def _organizer_survey_page(request, survey, *, form, k_form=None, settings_form=
                            csv_errors=(), status=200):
     k_form = k_form or MinGroupSizeForm(initial={"min_group_size": survey.min_group_size})
     settings_form = settings_form or SurveySettingsForm(initial={
-        "title": survey.title, "access": survey.access, "closes_on": survey.closes_on})
+        "title": survey.title, "access": survey.access, "closes_on": survey.closes_on,
+        "email_domains": ", ".join(survey.email_domains)})
     share_url = request.build_absolute_uri(f"/s/{survey.share_token}/")
     dashboard_url = request.build_absolute_uri(f"/d/{survey.dashboard_token}/")
     tree = selectors.unit_tree_summary(survey=survey, shown=TREE_SHOWN)

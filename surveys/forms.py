@@ -1,6 +1,7 @@
 """HTML forms: parsing and display only; the services decide what is valid."""
 
 import datetime as dt
+import re
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
@@ -11,6 +12,7 @@ from surveys.models import (
     MIN_GROUP_SIZE_MAX,
     REPORT_CODE_MAX_LENGTH,
     REPORT_COMMENT_MAX_LENGTH,
+    REPORT_TOKEN_MAX_LENGTH,
     UNIT_PATH_MAX_LENGTH,
     Survey,
 )
@@ -74,6 +76,10 @@ class ReportForm(forms.Form):
                     "It is used up when you send, and is not kept with your report."),
     )
 
+    # A verified survey's membership token, filled in by verify.js once the browser holds one.
+    token = forms.CharField(required=False, max_length=REPORT_TOKEN_MAX_LENGTH,
+                            widget=forms.HiddenInput)
+
     # One per rendering of the form, so that a reload of the receipt page,
     # which posts the same form again, files nothing (see report_create_once).
     submission_token = forms.CharField(required=False, max_length=REPORT_CODE_MAX_LENGTH,
@@ -84,6 +90,8 @@ class ReportForm(forms.Form):
         self.fields["period"].choices = period_choices(survey=survey, today=today)
         if survey.access != Survey.Access.INVITE:
             del self.fields["invite_code"]
+        if survey.access != Survey.Access.VERIFIED:
+            del self.fields["token"]
 
 
 class ReceiptForm(forms.Form):
@@ -104,6 +112,7 @@ class AmendForm(ReportForm):
     def __init__(self, *args, survey: Survey, today: dt.date, **kwargs):
         super().__init__(*args, survey=survey, today=today, **kwargs)
         self.fields.pop("invite_code", None)
+        self.fields.pop("token", None)
         del self.fields["submission_token"]
         # A report older than the periods offered keeps its own period on offer.
         chosen = str(self["period"].value() or "")
@@ -145,18 +154,27 @@ class SurveySettingsForm(forms.Form):
         help_text=_("Respondents see it at the top of the form; the shared dashboard shows "
                     "it too."))
     access = forms.ChoiceField(
-        # Verified surveys are made through the API for now: the web form has no token step.
-        label=_("Who may report"),
-        choices=[(value, label) for value, label in Survey.Access.choices
-                 if value != Survey.Access.VERIFIED], initial=Survey.Access.LINK,
+        label=_("Who may report"), choices=Survey.Access.choices, initial=Survey.Access.LINK,
         widget=forms.RadioSelect,
         help_text=_("With invite codes, someone who only has the link cannot report: you hand "
-                    "each coworker one code, used up when they send."))
+                    "each coworker one code, used up when they send. With a verified work "
+                    "address, each coworker proves by a mailed code that they hold an address "
+                    "at one of the domains below, and gets one token nobody can tie to their "
+                    "report."))
+    email_domains = forms.CharField(
+        label=_("Work email domains (verified access only)"), required=False, max_length=2000,
+        help_text=_("For example acme.example, acme.co.uk: separated by commas or spaces."))
     closes_on = forms.DateField(
         label=_("Last day for reports (optional)"), required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
         help_text=_("After this day the form says the survey is closed. Leave it empty to "
                     "close the survey yourself."))
+
+
+    def clean_email_domains(self) -> list[str]:
+        # Checked as domains by the service (surveys.membership.email_domains_clean).
+        return [name for name in re.split(r"[\s,;]+", self.cleaned_data["email_domains"])
+                if name]
 
 
 class SurveyCreateForm(SurveySettingsForm):
@@ -171,7 +189,7 @@ class SurveyCreateForm(SurveySettingsForm):
                     "one can be singled out. 5 or more is safer; it can be raised later, "
                     "never lowered once units are loaded."))
 
-    field_order = ["title", "period", "min_group_size", "access", "closes_on"]
+    field_order = ["title", "period", "min_group_size", "access", "email_domains", "closes_on"]
 
 
 class MinGroupSizeForm(forms.Form):

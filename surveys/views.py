@@ -65,7 +65,8 @@ def respondent_form(request, share_token):
         draft = services.ReportDraft(
             unit=values["unit"], period=timezone.datetime.fromisoformat(values["period"]).date(),
             signals=tuple(values["signals"]), outcome=values["outcome"],
-            comment=values["comment"], invite_code=values.get("invite_code", ""))
+            comment=values["comment"], invite_code=values.get("invite_code", ""),
+            token=values.get("token", ""))
         token = values["submission_token"]
         # Checked before the limit too, so that reloading the receipt page
         # after the day's last report does not answer "try tomorrow".

@@ -41,7 +41,8 @@ SHOWN_ATTRIBUTES = {"title", "alt", "placeholder", "aria-label", "aria-descripti
 # data-* attributes that carry element ids or flags for chorus.js, not text.
 DATA_IDENTIFIERS = {"data-copy", "data-counter", "data-unit-picker", "data-submit-once",
                     "data-path", "data-sending", "data-stat", "data-copy-status",
-                    "data-jobs-url"}
+                    "data-jobs-url", "data-survey", "data-verification-url",
+                    "data-token-key-url", "data-tokens-url", "data-token-spent", "data-verify-step"}
 
 _TRANSLATED_BLOCK = re.compile(
     r"{%\s*blocktrans(?:late)?\b.*?%}.*?{%\s*endblocktrans(?:late)?\s*%}", re.S)

@@ -23,7 +23,8 @@ from surveys.models import (
     VerificationCode,
 )
 from tests import privacypass_client as client
-from tests.factories import report_payload
+from tests.factories import PASSWORD, report_payload
+from tests.test_pages import answers
 
 pytestmark = pytest.mark.django_db
 
@@ -347,3 +348,46 @@ def test_a_verified_survey_past_its_last_day_forgets_its_addresses_at_the_sweep(
     sweep()
     assert not TokenIssuance.objects.filter(survey=verified).exists()
     assert TokenIssuer.objects.get(survey=verified).address_salt is None
+
+
+def test_the_form_of_a_verified_survey_offers_the_token_step(client, verified):
+    body = client.get(f"/s/{verified.share_token}/").content.decode()
+    assert 'id="verify"' in body
+    assert f"Only coworkers with an address at {DOMAIN} can report here." in body
+    assert "mail system will see that an email from this service arrived" in body
+    assert 'name="token"' in body
+    assert "/static/surveys/vendor/tokens.js" in body
+
+
+def test_the_form_of_an_open_survey_has_no_token_step(client, survey):
+    body = client.get(f"/s/{survey.share_token}/").content.decode()
+    assert 'id="verify"' not in body
+    assert "tokens.js" not in body
+
+
+def test_a_form_report_with_a_token_is_received_and_one_without_is_refused(
+        client, api, verified, django_capture_on_commit_callbacks):
+    refused = client.post(f"/s/{verified.share_token}/", answers())
+    assert refused.status_code == 400
+    assert "This survey needs a membership token." in refused.content.decode()
+    token = buy_token(api, verified, f"dana@{DOMAIN}", django_capture_on_commit_callbacks)
+    filed = client.post(f"/s/{verified.share_token}/",
+                        {**answers(), "token": tokens.b64url_encode(token)})
+    assert filed.status_code == 201
+    assert f'data-token-spent="{verified.id}"' in filed.content.decode()
+
+
+def test_the_organizer_creates_a_verified_survey_in_the_pages(organizer, client):
+    assert client.login(username=organizer.username, password=PASSWORD)
+    response = client.post("/organizer/", {
+        "title": "Verified", "period": "month", "min_group_size": 5, "access": "verified",
+        "email_domains": "acme.example, Acme.co.uk"})
+    assert response.status_code == 302
+    created = Survey.objects.get(title="Verified")
+    assert created.email_domains == ["acme.example", "acme.co.uk"]
+    assert TokenIssuer.objects.filter(survey=created).exists()
+    refused = client.post("/organizer/", {
+        "title": "No domain", "period": "month", "min_group_size": 5, "access": "verified",
+        "email_domains": ""})
+    assert refused.status_code == 400
+    assert "A verified survey needs at least one email domain." in refused.content.decode()

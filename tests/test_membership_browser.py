@@ -13,6 +13,7 @@ from django.core import mail
 
 from surveys import services
 from surveys.models import HeldReport, Survey
+from tests.browser import axe_violations, screenshot
 from tests.conftest import require
 from tests.factories import OrganizerFactory, report_payload
 
@@ -71,5 +72,41 @@ def test_the_bundled_client_buys_a_token_the_server_accepts_once(browser, live_s
     again = page.evaluate(FILE, [base, body])
     assert again["status"] == 400
     assert json.loads(again["body"])["token"] == ["This membership token was already used."]
+    assert HeldReport.objects.filter(survey=survey).count() == 1
+    context.close()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_a_coworker_verifies_and_reports_through_the_form_alone(browser, live_server, width):
+    require(BUNDLE.is_file(), "needs the token bundle: run scripts/build-js")
+    survey = services.survey_create(owner=OrganizerFactory(), title="Verified", min_group_size=3,
+                                    access=Survey.Access.VERIFIED, email_domains=["acme.example"])
+    services.units_upsert(survey=survey, units=[{"path": "Acme/Retail/Marketing"}])
+    context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/s/{survey.share_token}/")
+    assert axe_violations(page) == []
+
+    page.get_by_label("Your work email address").fill("dana@acme.example")
+    page.get_by_role("button", name="Email me a code").click()
+    page.locator(".verify-status").filter(has_text="a code is on its way").wait_for()
+    code = re.search(r"\b(\d{8})\b", mail.outbox[-1].body)[1]
+    page.get_by_label("The code from the email").fill(code)
+    page.get_by_role("button", name="Get my token").click()
+    page.locator(".verify-status").filter(has_text="token is ready").wait_for()
+    key = f"chorus-token:{survey.id}"
+    assert page.evaluate(f"localStorage.getItem('{key}')")
+    screenshot(page, f"form-verified-{width}")
+    # Nothing scrolls sideways on a phone.
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+    unit = page.get_by_role("combobox", name="Your unit")
+    unit.fill("Acme/Retail/Marketing")
+    page.get_by_label("When did the feedback change?").select_option(index=1)
+    page.get_by_label("The feedback turned suddenly").check()
+    page.get_by_role("button", name="Send my report").click()
+    page.get_by_role("heading", name="Your report was received").wait_for()
+    # The spent token is forgotten by the browser too.
+    assert page.evaluate(f"localStorage.getItem('{key}')") is None
     assert HeldReport.objects.filter(survey=survey).count() == 1
     context.close()

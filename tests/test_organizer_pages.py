@@ -46,10 +46,10 @@ def test_a_survey_is_created_with_its_access_and_closing_day_through_the_page(
 
 def test_the_create_form_explains_every_field(organizer_client):
     body = organizer_client.get(reverse("organizer-surveys")).content.decode()
-    for field in ("title", "period", "min_group_size", "access", "closes_on"):
+    for field in ("title", "period", "min_group_size", "access", "email_domains", "closes_on"):
         assert f'id="id_{field}_helptext"' in body, field
-    # Radio buttons for access, each with its own label.
-    assert body.count('name="access"') == 2
+    # Radio buttons for access (link, invite, verified), each with its own label.
+    assert body.count('name="access"') == 3
 
 
 def test_a_closing_day_in_the_past_is_refused_under_its_field(organizer_client, organizer):

@@ -261,4 +261,11 @@
     refusal.setAttribute("tabindex", "-1");
     refusal.focus();
   }
+
+  // A verified survey's receipt: the membership token this browser kept is spent.
+  var spent = document.querySelector("[data-token-spent]");
+  if (spent) {
+    try { window.localStorage.removeItem("chorus-token:" + spent.getAttribute("data-token-spent")); }
+    catch (ignored) { /* storage refused: nothing was kept */ }
+  }
 }());
