@@ -221,6 +221,9 @@ CHORUS_TOKEN_KEY_SECRET = env.str("CHORUS_TOKEN_KEY_SECRET", "")
 # Codes mailed per client address (a whole office behind one NAT) per survey per day; each
 # work address gets at most 3 a day whatever this says. 0 turns the network limit off.
 CHORUS_VERIFICATION_CODES_PER_DAY = env.int("CHORUS_VERIFICATION_CODES_PER_DAY", 50)
+# The DNS TXT lookup that DKIM proofs are checked with, as a dotted path to a function of
+# (name, timeout=...) -> bytes; empty: dkimpy's own (dnspython).
+CHORUS_DKIM_TXT_LOOKUP = env.str("CHORUS_DKIM_TXT_LOOKUP", "")
 # Django's own variable names, read into MAILERS (Django 6.1's mail configuration).
 email_host = env.str("EMAIL_HOST", "")
 MAILERS = {

@@ -657,8 +657,15 @@ class TokenIssueApi(APIView):
     authentication_classes = []
 
     class Input(serializers.Serializer):
-        email = serializers.EmailField(max_length=membership.ADDRESS_MAX_LENGTH)
-        code = serializers.RegexField(rf"^\s*\d{{{membership.CODE_DIGITS}}}\s*$")
+        email = serializers.EmailField(max_length=membership.ADDRESS_MAX_LENGTH, required=False)
+        code = serializers.RegexField(rf"^\s*\d{{{membership.CODE_DIGITS}}}\s*$",
+                                      required=False)
+        proof = serializers.RegexField(
+            r"^[A-Za-z0-9_-]+={0,2}$", required=False,
+            max_length=-(-membership.PROOF_MAX_BYTES * 4 // 3) + 2,
+            help_text="Instead of email and code: base64url of a message (.eml) delivered "
+                      "to your work address alone, DKIM-signed by one of the survey's "
+                      "domains over its To header. Read in memory and dropped.")
         token_request = serializers.RegexField(
             TOKEN_REQUEST_PATTERN,
             help_text="base64url of a TokenRequest (RFC 9578, token type 2).")
@@ -675,15 +682,25 @@ class TokenIssueApi(APIView):
         request=Input, responses={200: Output, 409: None, 410: CLOSED}, auth=[])
     def post(self, request, share_token):
         survey, data = _open_survey_input(share_token, self.Input(data=request.data))
-        try:
-            token_request = tokens.b64url_decode(data.validated_data["token_request"])
-        except tokens.Base64Invalid:
-            return Response({"token_request": [_("This is not base64url.")]},
+        values = data.validated_data
+        if "proof" not in values and not {"email", "code"} <= set(values):
+            return Response({name: [_("Give your email and code, or a signed message.")]
+                             for name in ("email", "code") if name not in values},
                             status=status.HTTP_400_BAD_REQUEST)
         try:
+            token_request = tokens.b64url_decode(values["token_request"])
+            proof = tokens.b64url_decode(values["proof"]) if "proof" in values else None
+        except tokens.Base64Invalid:
+            return Response({"token_request" if proof is None else "proof": [
+                _("This is not base64url.")]}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            proven = (None if proof is None else
+                      membership.proof_address(request=request, survey=survey, proof=proof))
             response = membership.token_issue(
-                survey=survey, email=data.validated_data["email"],
-                code=data.validated_data["code"], token_request=token_request)
+                survey=survey, email=values.get("email"), code=values.get("code"),
+                token_request=token_request, proven_address=proven)
         except membership.MembershipRefused as refused:
             return _membership_refusal(refused)
+        except membership.CodesThrottled as limited:
+            raise CodesThrottled(wait=limited.retry_after) from limited
         return Response({"token_response": tokens.b64url_encode(response)})

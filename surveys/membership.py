@@ -18,11 +18,15 @@ issuance on a report: blinding leaves the spent token and its issuance no shared
 from __future__ import annotations
 
 import datetime as dt
+import email.parser as email_parser
+import email.policy as email_policy
 import hashlib
 import hmac
 import os
 import secrets
+from email.utils import getaddresses
 
+import dkim
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -32,6 +36,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
@@ -45,6 +50,7 @@ CODE_WRONG_ATTEMPTS = 5
 CODES_PER_ADDRESS_PER_DAY = 3
 EMAIL_DOMAINS_MAX = 20
 ADDRESS_MAX_LENGTH = 254  # RFC 5321's path limit
+PROOF_MAX_BYTES = 256 * 1024  # a message kept as proof: headers and a modest body
 # Every survey's challenge names this issuer and the survey: a token answers one survey.
 ISSUER_NAME = "chorus"
 
@@ -185,6 +191,24 @@ def _digest(key: bytes, text: str) -> str:
     return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
+def _count(*, name: str, survey: Survey, limit: int) -> None:
+    if limit <= 0:
+        return
+    key = ratelimit.bucket_key(address=name, survey_id=survey.id, scope=VERIFY)
+    try:
+        count = ratelimit.count_up(key, timeout=ratelimit.seconds_left())
+    except RedisError:
+        # Unlike a report, a code can wait: with the counters gone, none is sent.
+        raise CodesThrottled(60) from None
+    if count > limit:
+        raise CodesThrottled(ratelimit.seconds_left())
+
+
+def _count_network(*, request, survey: Survey) -> None:
+    _count(name=ratelimit.client_address(request), survey=survey,
+           limit=settings.CHORUS_VERIFICATION_CODES_PER_DAY)
+
+
 def verification_code_send(*, request, survey: Survey, email) -> str | None:
     """Makes a one-time code for the address and returns it, to be mailed (and forgotten)
     by the caller; None when the address already bought its token (the answer is the same,
@@ -192,19 +216,8 @@ def verification_code_send(*, request, survey: Survey, email) -> str | None:
     or CodesThrottled."""
     issuer = issuer_of(survey)
     address = address_normalize(survey=survey, email=email)
-    per_network = settings.CHORUS_VERIFICATION_CODES_PER_DAY
-    for name, limit in ((address, CODES_PER_ADDRESS_PER_DAY),
-                        (ratelimit.client_address(request), per_network)):
-        if limit <= 0:
-            continue
-        key = ratelimit.bucket_key(address=name, survey_id=survey.id, scope=VERIFY)
-        try:
-            count = ratelimit.count_up(key, timeout=ratelimit.seconds_left())
-        except RedisError:
-            # Unlike a report, a code can wait: with the counters gone, none is sent.
-            raise CodesThrottled(60) from None
-        if count > limit:
-            raise CodesThrottled(ratelimit.seconds_left())
+    _count(name=address, survey=survey, limit=CODES_PER_ADDRESS_PER_DAY)
+    _count_network(request=request, survey=survey)
     key = _address_key(issuer)
     address_digest = _digest(key, address)
     if TokenIssuance.objects.filter(survey=survey, address_digest=address_digest).exists():
@@ -219,14 +232,54 @@ def verification_code_send(*, request, survey: Survey, email) -> str | None:
     return code
 
 
-def token_issue(*, survey: Survey, email, code, token_request: bytes) -> bytes:
+def proof_address(*, request, survey: Survey, proof: bytes) -> str:
+    """The one recipient at the survey's domains of a message DKIM-signed by one of them,
+    the To header included in the signature; the message is read in memory only and
+    dropped. MembershipRefused (400 on "proof") otherwise; CodesThrottled over the
+    network's daily limit (each proof costs a DNS lookup)."""
+    _count_network(request=request, survey=survey)
+    if len(proof) > PROOF_MAX_BYTES:
+        raise MembershipRefused(400, "proof", _("The message is larger than an email can be "
+                                                "for this check."))
+    lookup = settings.CHORUS_DKIM_TXT_LOOKUP
+    try:
+        signed = dkim.DKIM(proof, minkey=1024)
+        verified = (signed.verify(dnsfunc=import_string(lookup)) if lookup
+                    else signed.verify())
+    except dkim.DKIMException:
+        signed, verified = None, False
+    domain = (signed.domain or b"").decode("ascii", "replace").lower() if verified else ""
+    # Only a verified signature's fields are read: verify() has set them.
+    if (not verified or domain not in survey.email_domains
+            or b"to" not in signed.include_headers):
+        raise MembershipRefused(400, "proof", _(
+            "This message carries no valid signature of %(domains)s over its recipient.")
+            % {"domains": ", ".join(survey.email_domains)})
+    message = email_parser.BytesParser(policy=email_policy.default).parsebytes(proof)
+    recipients = {address.lower() for _name, address in
+                  getaddresses(message.get_all("to", []) + message.get_all("cc", []))}
+    allowed = [address for address in recipients
+               if address.rpartition("@")[2] in survey.email_domains]
+    if len(allowed) != 1:
+        # A message to a whole team would otherwise buy a token for every recipient.
+        raise MembershipRefused(400, "proof", _(
+            "Use a message sent to you alone at your work address."))
+    return address_normalize(survey=survey, email=allowed[0])
+
+
+def token_issue(*, survey: Survey, email, code, token_request: bytes,
+                proven_address: str | None = None) -> bytes:
     """The blind signature (TokenResponse) for a TokenRequest from an address with a valid
-    code; the address is recorded as served, and its code used up, in one transaction.
+    code, or `proven_address` from `proof_address`; the address is recorded as served, and
+    its code used up, in one transaction.
     MembershipRefused: 400 (bad address, code or request), 409 (token already issued)."""
     issuer = issuer_of(survey)
-    address = address_normalize(survey=survey, email=email)
+    address = proven_address or address_normalize(survey=survey, email=email)
     key = _address_key(issuer)
     address_digest = _digest(key, address)
+    if proven_address is not None:
+        return _issue(survey=survey, issuer=issuer, address_digest=address_digest,
+                      token_request=token_request, pending=None)
     if not isinstance(code, str) or not code.strip().isdigit():
         raise MembershipRefused(400, "code", _("Enter the code from the email."))
     with transaction.atomic():
@@ -249,18 +302,30 @@ def token_issue(*, survey: Survey, email, code, token_request: bytes) -> bytes:
                 pending.save(update_fields=["wrong_attempts"])
     if not right:
         raise MembershipRefused(400, "code", _("This code is not the one we sent."))
+    return _issue(survey=survey, issuer=issuer, address_digest=address_digest,
+                  token_request=token_request, pending=pending)
+
+
+def _issue(*, survey, issuer, address_digest: str, token_request: bytes,
+           pending: VerificationCode | None) -> bytes:
+    """Signs, records the address as served and uses up its code, in one transaction."""
     with transaction.atomic():
-        pending = (VerificationCode.objects.select_for_update()
-                   .filter(pk=pending.pk, wrong_attempts=pending.wrong_attempts).first())
-        if pending is None:
-            raise MembershipRefused(400, "code", _(
-                "This code has expired or was never sent. Ask for a new one."))
+        if pending is not None:
+            pending = (VerificationCode.objects.select_for_update()
+                       .filter(pk=pending.pk, wrong_attempts=pending.wrong_attempts).first())
+            if pending is None:
+                raise MembershipRefused(400, "code", _(
+                    "This code has expired or was never sent. Ask for a new one."))
+        elif TokenIssuance.objects.filter(survey=survey, address_digest=address_digest).exists():
+            raise MembershipRefused(409, "email", _(
+                "This address already has its token for this survey."))
         try:
             response = tokens.token_response(_private_key(issuer), token_request)
         except tokens.TokenError:
             raise MembershipRefused(400, "token_request", _(
                 "This token request is not one this survey can sign.")) from None
-        pending.delete()
+        if pending is not None:
+            pending.delete()
         try:
             with transaction.atomic():
                 TokenIssuance.objects.create(survey=survey, address_digest=address_digest)
