@@ -577,12 +577,18 @@ def _membership_refusal(refused: membership.MembershipRefused) -> Response:
     return Response(body, status=refused.status)
 
 
-def _open_survey_input(share_token: str, data: serializers.Serializer):
-    """The open survey the share token names (404, or 410 when closed) and the validated
-    input (400), for the membership endpoints."""
+def _open_survey(share_token: str) -> Survey:
+    """The open survey the share token names, for the membership endpoints: 404, or 410
+    when closed."""
     survey = selectors.survey_by_share_token(token=share_token)
     if not survey.is_open:
         raise Gone
+    return survey
+
+
+def _open_survey_input(share_token: str, data: serializers.Serializer):
+    """`_open_survey` and the validated input (400)."""
+    survey = _open_survey(share_token)
     data.is_valid(raise_exception=True)
     return survey, data
 
@@ -604,9 +610,7 @@ class TokenKeyApi(APIView):
                       "challenge a token answers. 404 unless the survey verifies membership."),
         responses={200: Output, 410: CLOSED}, auth=[])
     def get(self, request, share_token):
-        survey = selectors.survey_by_share_token(token=share_token)
-        if not survey.is_open:
-            raise Gone
+        survey = _open_survey(share_token)
         try:
             issuer = membership.issuer_of(survey)
         except membership.MembershipRefused as refused:
@@ -634,16 +638,18 @@ class VerificationApi(APIView):
     def post(self, request, share_token):
         survey, data = _open_survey_input(share_token, self.Input(data=request.data))
         try:
-            code = membership.verification_code_send(request=request, survey=survey,
-                                                     email=data.validated_data["email"])
+            mailed = membership.verification_code_send(request=request, survey=survey,
+                                                       email=data.validated_data["email"])
         except membership.MembershipRefused as refused:
             return _membership_refusal(refused)
         except membership.CodesThrottled as limited:
             raise CodesThrottled(wait=limited.retry_after) from limited
-        if code is not None:
-            address = data.validated_data["email"].strip().lower()
+        if mailed is not None:
+            address, code = mailed
+            # Robust: a mail server that fails (in-process, on the embedded default) costs
+            # the respondent a new request for a code, never a 500.
             transaction.on_commit(lambda: verification_code_mail.delay(
-                address=address, code=code, title=survey.title))
+                address=address, code=code, title=survey.title), robust=True)
         return Response(status=status.HTTP_202_ACCEPTED)
 
 

@@ -209,11 +209,11 @@ def _count_network(*, request, survey: Survey) -> None:
            limit=settings.CHORUS_VERIFICATION_CODES_PER_DAY)
 
 
-def verification_code_send(*, request, survey: Survey, email) -> str | None:
-    """Makes a one-time code for the address and returns it, to be mailed (and forgotten)
-    by the caller; None when the address already bought its token (the answer is the same,
-    so a code request tells nobody whether an address took part). Raises MembershipRefused
-    or CodesThrottled."""
+def verification_code_send(*, request, survey: Survey, email) -> tuple[str, str] | None:
+    """Makes a one-time code for the address and returns (normalized address, code), to be
+    mailed (and forgotten) by the caller; None when the address already bought its token
+    (the answer is the same, so a code request tells nobody whether an address took part).
+    Raises MembershipRefused or CodesThrottled."""
     issuer = issuer_of(survey)
     address = address_normalize(survey=survey, email=email)
     _count(name=address, survey=survey, limit=CODES_PER_ADDRESS_PER_DAY)
@@ -229,7 +229,7 @@ def verification_code_send(*, request, survey: Survey, email) -> str | None:
         survey=survey, address_digest=address_digest,
         defaults={"code_digest": _digest(key, f"{address_digest}:{code}"), "expires": expires,
                   "wrong_attempts": 0})
-    return code
+    return address, code
 
 
 def proof_address(*, request, survey: Survey, proof: bytes) -> str:

@@ -16,10 +16,22 @@ from server.celery import ChorusTask
 from surveys import membership
 
 
+class MailNotSent(Exception):
+    """The mail server refused or could not be reached. Raised without the SMTP error,
+    whose message can name the recipient, so no log line carries the address."""
+
+
 @shared_task(name="surveys.verification_code_mail", base=ChorusTask,
-             autoretry_for=(smtplib.SMTPException, OSError), max_retries=4, retry_backoff=5,
+             autoretry_for=(MailNotSent,), max_retries=4, retry_backoff=5,
              retry_backoff_max=120, retry_jitter=True)
 def verification_code_mail(*, address: str, code: str, title: str) -> None:
+    try:
+        _send(address=address, code=code, title=title)
+    except (smtplib.SMTPException, OSError):
+        raise MailNotSent from None
+
+
+def _send(*, address: str, code: str, title: str) -> None:
     send_mail(
         subject=_("Your code for “%(title)s”") % {"title": title},
         message=_("Your one-time code is %(code)s. It is valid for %(minutes)d minutes.\n\n"

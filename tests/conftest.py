@@ -6,6 +6,8 @@ from urllib.parse import urlparse
 import pytest
 from rest_framework.test import APIClient
 
+from surveys import services
+from surveys.models import Survey
 from tests.factories import OrganizerFactory, file_reports, survey_with_units
 
 IN_CI = os.environ.get("CI") == "true"
@@ -54,6 +56,20 @@ def organizer_api(organizer) -> APIClient:
 def survey(organizer):
     return survey_with_units(owner=organizer, min_group_size=3,
                              paths=["Acme/Retail/Marketing", "Acme/Retail/Sales", "Acme/Cloud"])
+
+
+# The one domain whose addresses may take part in `verified`.
+VERIFIED_DOMAIN = "acme.example"
+
+
+@pytest.fixture
+def verified(organizer):
+    """A survey with verified membership (surveys.membership) and one unit."""
+    survey = services.survey_create(owner=organizer, title="Verified", min_group_size=3,
+                                    access=Survey.Access.VERIFIED,
+                                    email_domains=[VERIFIED_DOMAIN])
+    services.units_upsert(survey=survey, units=[{"path": "Acme/Retail/Marketing"}])
+    return survey
 
 
 @pytest.fixture

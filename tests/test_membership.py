@@ -3,6 +3,7 @@ blind-signed token, which the report spends; the server keeps nothing that ties 
 
 import datetime as dt
 import email
+import logging
 import random
 import re
 import socket
@@ -23,20 +24,13 @@ from surveys.models import (
     VerificationCode,
 )
 from tests import privacypass_client as client
+from tests.conftest import VERIFIED_DOMAIN
 from tests.factories import PASSWORD, report_payload
 from tests.test_pages import answers
 
 pytestmark = pytest.mark.django_db
 
-DOMAIN = "acme.example"
-
-
-@pytest.fixture
-def verified(organizer):
-    survey = services.survey_create(owner=organizer, title="Verified", min_group_size=3,
-                                    access=Survey.Access.VERIFIED, email_domains=[DOMAIN])
-    services.units_upsert(survey=survey, units=[{"path": "Acme/Retail/Marketing"}])
-    return survey
+DOMAIN = VERIFIED_DOMAIN
 
 
 def base(survey) -> str:
@@ -296,10 +290,17 @@ def test_codes_per_network_are_limited(api, verified, django_capture_on_commit_c
 
 
 class Inbox:
-    """aiosmtpd's handler: keeps each delivered message."""
+    """aiosmtpd's handler: keeps each delivered message, or refuses every recipient."""
 
     def __init__(self):
         self.messages: list[email.message.Message] = []
+        self.refuse = False
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # aiosmtpd
+        if self.refuse:
+            return f"550 no mailbox {address}"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # aiosmtpd names the hook
         self.messages.append(email.message_from_bytes(envelope.content))
@@ -391,3 +392,18 @@ def test_the_organizer_creates_a_verified_survey_in_the_pages(organizer, client)
         "email_domains": ""})
     assert refused.status_code == 400
     assert "A verified survey needs at least one email domain." in refused.content.decode()
+
+
+def test_a_mail_server_that_refuses_costs_no_500_and_logs_no_address(
+        api, verified, smtp_server, django_capture_on_commit_callbacks, caplog):
+    smtp_server.refuse = True
+    address = f"frank@{DOMAIN}"
+    with caplog.at_level(logging.DEBUG):
+        response = ask_code(api, verified, address, django_capture_on_commit_callbacks)
+    assert response.status_code == 202
+    assert not smtp_server.messages
+    # Every record but the test mail server's own (aiosmtpd logs as "mail.log").
+    logged = "\n".join(f"{record.getMessage()} {record.exc_text or ''}"
+                       for record in caplog.records if not record.name.startswith("mail.log"))
+    assert "MailNotSent" in logged
+    assert "frank" not in logged

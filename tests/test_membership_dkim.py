@@ -9,14 +9,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from surveys import services, tokens
-from surveys.models import Survey, TokenIssuance
+from surveys import tokens
+from surveys.models import TokenIssuance
 from tests import privacypass_client as client
+from tests.conftest import VERIFIED_DOMAIN
 from tests.factories import report_payload
 
 pytestmark = pytest.mark.django_db
 
-DOMAIN = "acme.example"
+DOMAIN = VERIFIED_DOMAIN
 SELECTOR = b"chorus"
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 _PEM = _KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -33,14 +34,6 @@ def static_txt(name, timeout=5):
 @pytest.fixture(autouse=True)
 def static_dns(settings):
     settings.CHORUS_DKIM_TXT_LOOKUP = "tests.test_membership_dkim.static_txt"
-
-
-@pytest.fixture
-def verified(organizer):
-    survey = services.survey_create(owner=organizer, title="Verified", min_group_size=3,
-                                    access=Survey.Access.VERIFIED, email_domains=[DOMAIN])
-    services.units_upsert(survey=survey, units=[{"path": "Acme/Retail/Marketing"}])
-    return survey
 
 
 def message(*, to=f"dana@{DOMAIN}", cc=None, signer=DOMAIN,
