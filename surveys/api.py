@@ -391,13 +391,11 @@ class ReportCreateApi(APIView):
                                         allow_blank=True, allow_null=True, default="")
         comment = serializers.CharField(max_length=REPORT_COMMENT_MAX_LENGTH, required=False,
                                         allow_blank=True, allow_null=True, default="")
-        invite_code = serializers.CharField(max_length=REPORT_CODE_MAX_LENGTH, required=False,
-                                            allow_blank=True, allow_null=True, default="")
         token = serializers.CharField(
             max_length=REPORT_TOKEN_MAX_LENGTH, required=False, allow_blank=True,
             allow_null=True, default="",
-            help_text="A verified survey's Privacy Pass token (RFC 9578 type 0x0002), "
-                      "base64url: see token-key/ and tokens/.")
+            help_text="The Privacy Pass token (RFC 9578 type 0x0002), base64url, of a "
+                      "verified or invite-only survey: see token-key/ and tokens/.")
 
     class Output(serializers.Serializer):
         receipt = serializers.CharField()
@@ -407,9 +405,10 @@ class ReportCreateApi(APIView):
         request=Input, responses={201: Output, 410: CLOSED, 413: TOO_LARGE,
                                              429: THROTTLED}, auth=[])
     def post(self, request, share_token):
-        """Files a report. An invite-only survey needs an unused "invite_code";
-        a missing, wrong or used one answers 400 with an "invite_code" field
-        error. Over the daily limit per network: 429 with Retry-After."""
+        """Files a report. A verified or invite-only survey needs a "token" bought at
+        tokens/ (with a verified address or an invite code); a missing, bad or spent one
+        answers 400 with a "token" field error. Over the daily limit per network: 429
+        with Retry-After."""
         receipt = self.file(request, share_token=share_token, body=lambda: request.data)
         return Response({"receipt": receipt}, status=status.HTTP_201_CREATED)
 
@@ -571,6 +570,12 @@ class CodesThrottled(Throttled):
     extra_detail_singular = extra_detail_plural = ""
 
 
+class InviteCodesThrottled(Throttled):
+    default_detail = _("Too many invite codes tried from your network today. Please try "
+                       "again tomorrow.")
+    extra_detail_singular = extra_detail_plural = ""
+
+
 def _membership_refusal(refused: membership.MembershipRefused) -> Response:
     body = ({"detail": refused.message} if refused.field == "detail"
             else {refused.field: [refused.message]})
@@ -605,9 +610,10 @@ class TokenKeyApi(APIView):
             help_text="base64url of the TokenChallenge (RFC 9577) a token must answer.")
 
     @extend_schema(
-        summary=_("Read a verified survey's token key"),
+        summary=_("Read a survey's token key"),
         description=_("The public key that signs this survey's membership tokens and the "
-                      "challenge a token answers. 404 unless the survey verifies membership."),
+                      "challenge a token answers. 404 unless the survey is verified or "
+                      "invite-only."),
         responses={200: Output, 410: CLOSED}, auth=[])
     def get(self, request, share_token):
         survey = _open_survey(share_token)
@@ -663,6 +669,9 @@ class TokenIssueApi(APIView):
     authentication_classes = []
 
     class Input(serializers.Serializer):
+        invite_code = serializers.CharField(
+            max_length=REPORT_CODE_MAX_LENGTH, required=False,
+            help_text="On an invite-only survey: an unused invite code, used up by the token.")
         email = serializers.EmailField(max_length=membership.ADDRESS_MAX_LENGTH, required=False)
         code = serializers.RegexField(rf"^\s*\d{{{membership.CODE_DIGITS}}}\s*$",
                                       required=False)
@@ -682,13 +691,17 @@ class TokenIssueApi(APIView):
 
     @extend_schema(
         summary=_("Buy the survey's one membership token"),
-        description=_("Blind-signs the token request of an address with a valid code: the "
-                      "server never sees the token it signs. One token per address and "
-                      "survey (a second request: 409). A wrong code counts against it."),
+        description=_("Blind-signs the token request of an address with a valid code or a "
+                      "signed message, or, on an invite-only survey, of an unused invite "
+                      "code, which it uses up: the server never sees the token it signs. "
+                      "One token per address or code (a second request for an address: "
+                      "409). A wrong code counts against it."),
         request=Input, responses={200: Output, 409: None, 410: CLOSED}, auth=[])
     def post(self, request, share_token):
         survey, data = _open_survey_input(share_token, self.Input(data=request.data))
         values = data.validated_data
+        if survey.access == Survey.Access.INVITE:
+            return self.invited(request, survey=survey, values=values)
         if "proof" not in values and not {"email", "code"} <= set(values):
             return Response({name: [_("Give your email and code, or a signed message.")]
                              for name in ("email", "code") if name not in values},
@@ -709,4 +722,19 @@ class TokenIssueApi(APIView):
             return _membership_refusal(refused)
         except membership.CodesThrottled as limited:
             raise CodesThrottled(wait=limited.retry_after) from limited
+        return Response({"token_response": tokens.b64url_encode(response)})
+
+    def invited(self, request, *, survey: Survey, values: dict) -> Response:
+        """The token an invite code buys."""
+        try:
+            response = membership.token_issue_for_invite(
+                request=request, survey=survey, invite_code=values.get("invite_code"),
+                token_request=tokens.b64url_decode(values["token_request"]))
+        except tokens.Base64Invalid:
+            return Response({"token_request": [_("This is not base64url.")]},
+                            status=status.HTTP_400_BAD_REQUEST)
+        except membership.MembershipRefused as refused:
+            return _membership_refusal(refused)
+        except membership.CodesThrottled as limited:
+            raise InviteCodesThrottled(wait=limited.retry_after) from limited
         return Response({"token_response": tokens.b64url_encode(response)})

@@ -70,13 +70,8 @@ class ReportForm(forms.Form):
                     "@handles are removed automatically; names are not."),
     )
 
-    invite_code = forms.CharField(
-        label=_("Your invite code"), required=False, max_length=REPORT_CODE_MAX_LENGTH,
-        help_text=_("The code you were given with the link, for example ABCD-EFGH-JKMN-PQRS. "
-                    "It is used up when you send, and is not kept with your report."),
-    )
-
-    # A verified survey's membership token, filled in by verify.js once the browser holds one.
+    # The membership token of a verified or invite-only survey, filled in by verify.js once
+    # the browser holds one.
     token = forms.CharField(required=False, max_length=REPORT_TOKEN_MAX_LENGTH,
                             widget=forms.HiddenInput)
 
@@ -88,9 +83,7 @@ class ReportForm(forms.Form):
     def __init__(self, *args, survey: Survey, today: dt.date, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["period"].choices = period_choices(survey=survey, today=today)
-        if survey.access != Survey.Access.INVITE:
-            del self.fields["invite_code"]
-        if survey.access != Survey.Access.VERIFIED:
+        if not survey.needs_token:
             del self.fields["token"]
 
 
@@ -111,7 +104,6 @@ class AmendForm(ReportForm):
 
     def __init__(self, *args, survey: Survey, today: dt.date, **kwargs):
         super().__init__(*args, survey=survey, today=today, **kwargs)
-        self.fields.pop("invite_code", None)
         self.fields.pop("token", None)
         del self.fields["submission_token"]
         # A report older than the periods offered keeps its own period on offer.
@@ -157,7 +149,8 @@ class SurveySettingsForm(forms.Form):
         label=_("Who may report"), choices=Survey.Access.choices, initial=Survey.Access.LINK,
         widget=forms.RadioSelect,
         help_text=_("With invite codes, someone who only has the link cannot report: you hand "
-                    "each coworker one code, used up when they send. With a verified work "
+                    "each coworker one code, which buys them one token nobody can tie to "
+                    "their report. With a verified work "
                     "address, each coworker proves by a mailed code that they hold an address "
                     "at one of the domains below, and gets one token nobody can tie to their "
                     "report."))

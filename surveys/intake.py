@@ -48,7 +48,7 @@ from surveys.signals import report_held
 # At most every signal twice: a list that long is refused before it is looked at.
 SIGNALS_MAX = len(catalog.SIGNAL_CODES) * 2
 OPTIONAL_TEXT = (("outcome", REPORT_CODE_MAX_LENGTH), ("comment", REPORT_COMMENT_MAX_LENGTH),
-                 ("invite_code", REPORT_CODE_MAX_LENGTH), ("token", REPORT_TOKEN_MAX_LENGTH))
+                 ("token", REPORT_TOKEN_MAX_LENGTH))
 
 
 class BodyTooLarge(Exception):
@@ -131,7 +131,7 @@ def report_file(*, request, share_token: str, values: Callable[[], dict],
     draft = services.ReportDraft(
         unit=answers["unit"], period=answers["period"], signals=tuple(answers["signals"]),
         outcome=answers["outcome"] or "", comment=answers["comment"] or "",
-        invite_code=answers["invite_code"] or "", token=answers.get("token") or "")
+        token=answers.get("token") or "")
     try:
         return report_counted(request=request, survey=survey,
                               file=lambda: report_create(survey=survey, draft=draft))
@@ -147,7 +147,7 @@ def report_counted(*, request, survey: Survey, file: Callable[[], str]) -> str:
     """Counts one attempt against the survey's daily limit (RateLimited over it), then runs
     `file`, and gives the attempt back when it stored nothing: a stale survey copy, a report
     already received, a database too busy to take it (503), or rejected input (except
-    guessing invite codes, which keeps counting)."""
+)."""
     verdict = ratelimit.hit(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
     if not verdict.allowed:
         raise RateLimited(verdict.retry_after)
@@ -164,9 +164,8 @@ def report_counted(*, request, survey: Survey, file: Callable[[], str]) -> str:
         if errors.database_busy(error):
             give_back()
         raise
-    except ValidationError as error:
-        if "invite_code" not in error.message_dict:
-            give_back()
+    except ValidationError:
+        give_back()
         raise
 
 
@@ -261,15 +260,14 @@ def report_create(*, survey: Survey, draft: services.ReportDraft) -> str:
     (HeldReport): it reaches Report, and the counted figures, only at a
     publication, shuffled among at least k others (held_reports_publish).
 
-    A verified survey spends `draft.token` (surveys.membership.token_spend) the same way,
-    raising ValidationError on "token".
-
-    An invite-only survey uses up `draft.invite_code` in the same transaction,
-    so a rejected report leaves its code usable. A missing, wrong or used code
-    raises ValidationError on "invite_code" (answered as 400, like any other
-    field error). That transaction writes the sealed held row and nothing
-    else: the report it becomes is written later, by the publication, so no
-    transaction ties a code to a report.
+    A survey that needs a token (verified or invite-only) spends `draft.token`
+    (surveys.membership.token_spend) in the same transaction, so a rejected report leaves
+    its token unspent; a missing, bad or spent token raises ValidationError on "token"
+    (answered as 400, like any other field error). That transaction writes the spent
+    token's replay id and the sealed held row and nothing else: the report it becomes is
+    written later, by the publication, and the invite code or address that bought the
+    token was used in another transaction, which the blind signature leaves nothing to
+    pair with this one.
 
     Otherwise no transaction is opened: the held row is written by one
     statement, atomic by itself, which spares the hot path a BEGIN and a
@@ -287,8 +285,7 @@ def report_create(*, survey: Survey, draft: services.ReportDraft) -> str:
         unit_id=lambda path: _unit_id(survey=survey, path=path))
     period_start = period_start_for(period=survey.period, day=draft.period)
     receipt = secrets.token_urlsafe(16)
-    invite = survey.access == Survey.Access.INVITE
-    verified = survey.access == Survey.Access.VERIFIED
+    needs_token = survey.needs_token
     row_id = uuid.uuid4()
     content = content_of(Report(
         unit_id=unit_id, period_start=period_start,
@@ -298,16 +295,13 @@ def report_create(*, survey: Survey, draft: services.ReportDraft) -> str:
         "id": row_id, "survey_id": survey.id, "kind": HeldReport.Kind.NEW,
         "lookup": receipt_lookup(receipt),
         "slot": slots.slot_of(timezone.now()) if slots.scheduled() else None,
-        "used_code": invite,
         "sealed": seal(survey_id=survey.id, row_id=row_id, content=content),
     })
-    with transaction.atomic() if invite or verified else contextlib.nullcontext():
-        if invite:
-            services.invite_redeem(survey=survey, code=draft.invite_code)
-        if verified:
+    with transaction.atomic() if needs_token else contextlib.nullcontext():
+        if needs_token:
             membership.token_spend(survey=survey, token=draft.token)
         if not insert_rows([held], only_if=_still_as_read(survey, today)):
-            # In a transaction, this rolls back the redeemed code or spent token too.
+            # In a transaction, this rolls back the spent token too.
             raise SurveyChanged
         report_held.send(sender=HeldReport, survey_id=survey.id)
     return receipt

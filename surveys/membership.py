@@ -1,18 +1,22 @@
-"""Verified membership: only coworkers can report, and nobody can tell which coworker
-filed which report.
+"""Membership tokens: only coworkers (verified) or invitees (invite codes) can report,
+and nobody can tell which of them filed which report.
 
-A survey with access "verified" has a Privacy Pass issuer (RFC 9578 token type 0x0002,
-surveys.tokens). A respondent proves they hold an address at one of the survey's
-`email_domains` with a one-time code mailed to it, and buys the survey's one token for that
-address with a blinded TokenRequest: the issuer signs without seeing the token. The report
-then carries the finalized token, which is checked against the survey's key and challenge
-and spent in the report's own transaction.
+A survey whose access needs a token (`Survey.needs_token`: "verified" or "invite") has a
+Privacy Pass issuer (RFC 9578 token type 0x0002, surveys.tokens). On a verified survey a
+respondent proves they hold an address at one of the survey's `email_domains`, with a
+one-time code mailed to it or a DKIM-signed message delivered to it, and buys the
+survey's one token for that address; on an invite-only survey an invite code buys one
+token, and is used up by it. Either way the respondent sends a blinded TokenRequest: the
+issuer signs without seeing the token. The report then carries the finalized token, which
+is checked against the survey's key and challenge and spent in the report's own
+transaction, so no transaction and no row holds a code or an address with a report.
 
 What is kept: an HMAC of each address that bought a token (to refuse a second), keyed by
 a per-survey salt that is destroyed with those rows when the survey closes; the last code
-mailed to an address, as an HMAC, until it buys a token or expires; the spent tokens'
-replay ids. Never the address, the code in clear, the token request or anything of the
-issuance on a report: blinding leaves the spent token and its issuance no shared value.
+mailed to an address, as an HMAC, until it buys a token or expires; the unused invite
+codes' hashes; the spent tokens' replay ids. Never the address, the code in clear, the
+token request or anything of the issuance on a report: blinding leaves the spent token
+and its issuance no shared value.
 """
 
 from __future__ import annotations
@@ -41,9 +45,17 @@ from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
 from surveys import ratelimit, tokens
-from surveys.models import SpentToken, Survey, TokenIssuance, TokenIssuer, VerificationCode
+from surveys.models import (
+    InviteCode,
+    SpentToken,
+    Survey,
+    TokenIssuance,
+    TokenIssuer,
+    VerificationCode,
+)
 
 VERIFY = "verify"  # the rate-limit scope of code requests, per client and per address
+INVITE = "invite"  # the rate-limit scope of invite codes tried, per client
 CODE_DIGITS = 8
 CODE_VALID_MINUTES = 30
 CODE_WRONG_ATTEMPTS = 5
@@ -104,8 +116,8 @@ def email_domains_clean(domains) -> list[str]:
 
 @transaction.atomic
 def issuer_create(*, survey: Survey) -> TokenIssuer:
-    """The survey's issuer with a fresh 2048-bit key, made once (when the survey becomes
-    verified); the private key sealed, bound to the survey."""
+    """The survey's issuer with a fresh 2048-bit key, made once (when the survey comes to
+    need tokens); the private key sealed, bound to the survey."""
     found = TokenIssuer.objects.select_for_update().filter(survey=survey).first()
     if found is not None:
         if found.address_salt is None:
@@ -156,11 +168,16 @@ def challenge_of(survey: Survey) -> bytes:
     return tokens.token_challenge(ISSUER_NAME, b"", str(survey.id))
 
 
-def issuer_of(survey: Survey) -> TokenIssuer:
+def issuer_of(survey: Survey, *, access: str | None = None) -> TokenIssuer:
+    """The issuer of a survey whose reports spend a token (of that `access`, if given);
+    MembershipRefused 404 otherwise. Made here if missing, for a survey that needed no
+    token when it was created."""
+    if not survey.needs_token or access not in (None, survey.access):
+        raise MembershipRefused(404, "detail", _(
+            "This survey does not verify membership.") if access != Survey.Access.INVITE
+            else _("This survey takes no invite codes."))
     issuer = TokenIssuer.objects.filter(survey=survey).first()
-    if issuer is None or survey.access != Survey.Access.VERIFIED:
-        raise MembershipRefused(404, "detail", _("This survey does not verify membership."))
-    return issuer
+    return issuer if issuer is not None else issuer_create(survey=survey)
 
 
 def address_normalize(*, survey: Survey, email) -> str:
@@ -214,7 +231,7 @@ def verification_code_send(*, request, survey: Survey, email) -> tuple[str, str]
     mailed (and forgotten) by the caller; None when the address already bought its token
     (the answer is the same, so a code request tells nobody whether an address took part).
     Raises MembershipRefused or CodesThrottled."""
-    issuer = issuer_of(survey)
+    issuer = issuer_of(survey, access=Survey.Access.VERIFIED)
     address = address_normalize(survey=survey, email=email)
     _count(name=address, survey=survey, limit=CODES_PER_ADDRESS_PER_DAY)
     _count_network(request=request, survey=survey)
@@ -237,6 +254,7 @@ def proof_address(*, request, survey: Survey, proof: bytes) -> str:
     the To header included in the signature; the message is read in memory only and
     dropped. MembershipRefused (400 on "proof") otherwise; CodesThrottled over the
     network's daily limit (each proof costs a DNS lookup)."""
+    issuer_of(survey, access=Survey.Access.VERIFIED)
     _count_network(request=request, survey=survey)
     if len(proof) > PROOF_MAX_BYTES:
         raise MembershipRefused(400, "proof", _("The message is larger than an email can be "
@@ -267,13 +285,19 @@ def proof_address(*, request, survey: Survey, proof: bytes) -> str:
     return address_normalize(survey=survey, email=allowed[0])
 
 
+def token_missing_message(survey: Survey) -> str:
+    if survey.access == Survey.Access.INVITE:
+        return _("This survey needs a token bought with the invite code you were given.")
+    return _("This survey needs a membership token.")
+
+
 def token_issue(*, survey: Survey, email, code, token_request: bytes,
                 proven_address: str | None = None) -> bytes:
     """The blind signature (TokenResponse) for a TokenRequest from an address with a valid
     code, or `proven_address` from `proof_address`; the address is recorded as served, and
     its code used up, in one transaction.
     MembershipRefused: 400 (bad address, code or request), 409 (token already issued)."""
-    issuer = issuer_of(survey)
+    issuer = issuer_of(survey, access=Survey.Access.VERIFIED)
     address = proven_address or address_normalize(survey=survey, email=email)
     key = _address_key(issuer)
     address_digest = _digest(key, address)
@@ -335,15 +359,66 @@ def _issue(*, survey, issuer, address_digest: str, token_request: bytes,
     return response
 
 
+def invite_code_hash(code: str) -> str:
+    """The stored form of an invite code, after undoing what typing does to it: case,
+    spaces, dashes, look-alike letters. 80 random bits: a fast hash leaves nothing worth
+    brute-forcing."""
+    cleaned = "".join(code.split()).replace("-", "").upper()
+    cleaned = cleaned.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
+    return hashlib.sha256(cleaned.encode()).hexdigest()
+
+
+def invite_redeem(*, survey: Survey, code: str) -> None:
+    """Uses up an invite code, in the caller's transaction.
+
+    A single DELETE decides: under concurrent redemptions of one code exactly
+    one sees a deleted row, the others see none. A wrong and a used code are
+    the same to us (the row is gone), so both raise the same field error.
+    """
+    deleted, _rows = InviteCode.objects.filter(
+        survey=survey, code_hash=invite_code_hash(code)).delete()
+    if deleted != 1:
+        raise ValidationError({"invite_code": [
+            _("This invite code is not valid for this survey, or it was already used.")]})
+
+
+def token_issue_for_invite(*, request, survey: Survey, invite_code,
+                           token_request: bytes) -> bytes:
+    """The blind signature (TokenResponse) for a TokenRequest that comes with an unused
+    invite code of the survey, which it uses up: the code is deleted and the request signed
+    in one transaction, so a request that cannot be signed leaves its code usable.
+    Codes tried count per network and day like reports, and a right one is given back.
+    MembershipRefused: 400 (bad code or request); CodesThrottled over the limit."""
+    issuer = issuer_of(survey, access=Survey.Access.INVITE)
+    verdict = ratelimit.hit(request=request, survey_id=survey.id, scope=INVITE)
+    if not verdict.allowed:
+        raise CodesThrottled(verdict.retry_after)
+    if not isinstance(invite_code, str) or not invite_code.strip():
+        raise MembershipRefused(400, "invite_code", _(
+            "This survey needs the invite code you were given."))
+    with transaction.atomic():
+        try:
+            invite_redeem(survey=survey, code=invite_code)
+        except ValidationError as refused:
+            raise MembershipRefused(400, "invite_code",
+                                    refused.message_dict["invite_code"][0]) from None
+        try:
+            response = tokens.token_response(_private_key(issuer), token_request)
+        except tokens.TokenError:
+            # Raised inside the transaction: the code is not used up.
+            raise MembershipRefused(400, "token_request", _(
+                "This token request is not one this survey can sign.")) from None
+    ratelimit.refund(request=request, survey_id=survey.id, scope=INVITE)
+    return response
+
+
 def token_spend(*, survey: Survey, token) -> None:
     """Checks a report's token and spends it, in the caller's (the report's) transaction.
     ValidationError on "token": missing, malformed, for another survey or key, forged or
     already used."""
-    if not token:
-        raise ValidationError({"token": [_("This survey needs a membership token.")]})
     issuer = TokenIssuer.objects.filter(survey=survey).first()
-    if issuer is None:
-        raise ValidationError({"token": [_("This survey needs a membership token.")]})
+    if not token or issuer is None:
+        raise ValidationError({"token": [token_missing_message(survey)]})
     try:
         raw = tokens.b64url_decode(token)
         tokens.token_verify(tokens.load_token_key(bytes(issuer.token_key)), challenge_of(survey),

@@ -96,6 +96,15 @@ class Survey(models.Model):
         the one definition, read by is_open and by the statement that files a report."""
         return {"status": Survey.Status.OPEN}, {"closes_on": day}
 
+    # Accesses whose reports each spend a Privacy Pass token (surveys.membership): bought
+    # with a verified work address, or with an invite code, so that nothing pairs the code
+    # or the address with the report.
+    TOKEN_ACCESS = (Access.INVITE, Access.VERIFIED)
+
+    @property
+    def needs_token(self) -> bool:
+        return self.access in self.TOKEN_ACCESS
+
     @property
     def is_open(self) -> bool:
         equal, null_or_at_least = self.open_on(timezone.localdate())
@@ -176,9 +185,11 @@ class Report(models.Model):
 class InviteCode(models.Model):
     """An unused invite code of an invite-only survey, stored as a hash.
 
-    Redeeming a code deletes its row, so nothing is left to pair with the
-    report it admitted: no foreign key, no time, and a random primary key so
-    that row order says nothing either.
+    A code buys the survey's membership token (surveys.membership), not a report:
+    buying deletes its row in the signing transaction, and the report later spends the
+    blind-signed token, which shares no value with that transaction. Nothing is left to
+    pair a code with a report: no foreign key, no time, and a random primary key so that
+    row order says nothing either.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -199,13 +210,12 @@ class HeldReport(models.Model):
     - `kind`: a new report (counts towards the survey's k), a change to a
       published report (an amend or a withdrawal, which never counts), or a
       void (a held report withdrawn before publication, kept empty until the
-      next publication so that nothing derived from arrivals, such as the
-      count of unused invite codes, changes between publications);
+      next publication so that the holding table's size, like every figure
+      derived from arrivals, changes only at publications);
     - `lookup`: surveys.sealing.receipt_lookup of the receipt, to find the row
       again on an amend or withdrawal (null once void);
     - `slot`: the publication slot the report arrived in (surveys.slots), so a
-      publication counts only what was held at its boundary;
-    - `used_code`: whether filing it used up an invite code.
+      publication counts only what was held at its boundary.
     """
 
     class Kind(models.TextChoices):
@@ -219,7 +229,6 @@ class HeldReport(models.Model):
     # Null, not "", once void: unique must hold for every row with a lookup.
     lookup = models.CharField(max_length=64, unique=True, null=True)  # noqa: DJ001
     slot = models.DateTimeField(null=True)
-    used_code = models.BooleanField(default=False)
     sealed = models.BinaryField()
 
     class Meta:

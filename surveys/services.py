@@ -2,7 +2,6 @@
 
 import csv
 import datetime as dt
-import hashlib
 import io
 import secrets
 import uuid
@@ -49,7 +48,7 @@ UNIT_SEPARATOR = "/"
 MAX_INVITES_PER_REQUEST = 5000
 MAX_CSV_ERRORS = 50
 # Crockford's base32: no I, L, O or U, so a code read aloud or retyped
-# survives the usual confusions (normalised back in invite_code_normalize).
+# survives the usual confusions (normalised back in membership.invite_code_hash).
 INVITE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 INVITE_GROUPS = 4
 INVITE_GROUP_LENGTH = 4  # 16 symbols × 5 bits = 80 random bits
@@ -132,7 +131,7 @@ def survey_create(
         closes_on=closes_on, study_starts_on=study_starts_on, share_token=_token(),
         dashboard_token=_token(), email_domains=domains,
     )
-    if access == Survey.Access.VERIFIED:
+    if survey.needs_token:
         membership.issuer_create(survey=survey)
     return survey
 
@@ -180,7 +179,7 @@ def survey_update(*, survey: Survey, fields: dict) -> Survey:
     for name, value in fields.items():
         setattr(survey, name, value)
     survey.save(update_fields=list(fields))
-    if survey.access == Survey.Access.VERIFIED and survey.status == Survey.Status.OPEN:
+    if survey.needs_token and survey.status == Survey.Status.OPEN:
         membership.issuer_create(survey=survey)
     if fields.get("status") == Survey.Status.CLOSED:
         # Which addresses took part is forgotten for good; reopened, it starts afresh.
@@ -381,17 +380,6 @@ def units_import_csv(*, survey: Survey, text: str) -> int:
     return units_upsert(survey=survey, units=units_csv_parse(text=text))
 
 
-def invite_code_hash(code: str) -> str:
-    # 80 random bits: a fast hash leaves nothing worth brute-forcing.
-    return hashlib.sha256(code.encode()).hexdigest()
-
-
-def invite_code_normalize(raw: str) -> str:
-    """Undoes what typing does to a code: case, spaces, dashes, look-alikes."""
-    cleaned = "".join(raw.split()).replace("-", "").upper()
-    return cleaned.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
-
-
 def _invite_code() -> str:
     symbols = "".join(secrets.choice(INVITE_ALPHABET)
                       for _index in range(INVITE_GROUPS * INVITE_GROUP_LENGTH))
@@ -409,31 +397,15 @@ def invites_create(*, survey: Survey, count: int) -> list[str]:
                                          % {"n": MAX_INVITES_PER_REQUEST}]})
     codes = [_invite_code() for _index in range(count)]
     InviteCode.objects.bulk_create(
-        [InviteCode(survey=survey, code_hash=invite_code_hash(invite_code_normalize(code)))
+        [InviteCode(survey=survey, code_hash=membership.invite_code_hash(code))
          for code in codes], batch_size=1000)
     return codes
 
 
-def invite_redeem(*, survey: Survey, code: str) -> None:
-    """Uses up an invite code, in the caller's transaction.
-
-    A single DELETE decides: under concurrent redemptions of one code exactly
-    one sees a deleted row, the others see none. A wrong and a used code are
-    the same to us (the row is gone), so both raise the same field error.
-    """
-    deleted, _rows = InviteCode.objects.filter(
-        survey=survey, code_hash=invite_code_hash(invite_code_normalize(code))).delete()
-    if deleted != 1:
-        raise ValidationError({"invite_code": [
-            _("This invite code is not valid for this survey, or it was already used.")]})
-
-
 def invite_unused_count(*, survey: Survey) -> int:
-    """Codes not used by a published report: a code used by a report still
-    held counts as unused until that report is published, so the count moves
-    only at publications and never dates one report's arrival."""
-    return (InviteCode.objects.filter(survey=survey).count()
-            + HeldReport.objects.filter(survey=survey, used_code=True).count())
+    """Codes that bought no token yet. A code buys a token, not a report, so the count
+    moves when a token is bought and never when, or whether, a report arrives."""
+    return InviteCode.objects.filter(survey=survey).count()
 
 
 @dataclass(frozen=True)
@@ -443,8 +415,9 @@ class ReportDraft:
     signals: tuple[str, ...]
     outcome: str = ""
     comment: str = ""
-    invite_code: str = ""
-    token: str = ""  # a verified survey's Privacy Pass token, base64url
+    token: str = ""  # the Privacy Pass token of a survey that needs one, base64url
+    # A change to a report already filed, by its receipt's holder: no token is spent again.
+    admitted: bool = False
 
 
 def report_validate(*, survey: Survey, draft: ReportDraft, today: dt.date,
@@ -458,10 +431,8 @@ def report_validate(*, survey: Survey, draft: ReportDraft, today: dt.date,
              .first())
     errors = report_errors(survey=survey, unit_known=found is not None, day=draft.period,
                            signals=draft.signals, outcome=draft.outcome, today=today)
-    if survey.access == Survey.Access.INVITE and not draft.invite_code.strip():
-        errors["invite_code"] = [_("This survey needs the invite code you were given.")]
-    if survey.access == Survey.Access.VERIFIED and not draft.token.strip():
-        errors["token"] = [_("This survey needs a membership token.")]
+    if survey.needs_token and not draft.admitted and not draft.token.strip():
+        errors["token"] = [membership.token_missing_message(survey)]
     if errors:
         raise ValidationError(errors)
     return found
@@ -509,8 +480,8 @@ def report_withdraw(*, survey: Survey, receipt: str) -> bool:
     if state.content is None:
         return False
     if state.held is not None and state.held.kind == HeldReport.Kind.NEW:
-        # Kept, empty, until the next publication: counts derived from
-        # arrivals (unused invite codes) then change only at publications.
+        # Kept, empty, until the next publication: the holding table's size
+        # then changes only at publications, like every figure of arrivals.
         state.held.kind, state.held.lookup = HeldReport.Kind.VOID, None
         state.held.sealed = seal(survey_id=survey.id, row_id=state.held.id, content={})
         state.held.save(update_fields=["kind", "lookup", "sealed"])
@@ -566,9 +537,9 @@ def report_amend(*, survey: Survey, receipt: str, changes: dict) -> Report | Non
         signals=tuple(changes.get("signals", catalog.mask_to_signals(current["s"]))),
         outcome=changes.get("outcome", current["o"]) or "",
         comment=changes.get("comment", current["c"]) or "",
-        # On an invite-only survey the code was used up when the report was
-        # filed; holding the receipt is what admits this change instead.
-        invite_code=receipt,
+        # A survey that needs a token had it spent when the report was filed; holding
+        # the receipt is what admits this change instead.
+        admitted=True,
     )
     def unit_id_of(path: str) -> int | None:
         # The report's own unit stays valid after the organizer took it off the form.

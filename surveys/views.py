@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from server import errors
 from server.http import no_referrer
-from surveys import catalog, intake, periods, ratelimit, selectors, services
+from surveys import catalog, intake, membership, periods, ratelimit, selectors, services
 from surveys.forms import (
     AmendForm,
     ReceiptForm,
@@ -65,8 +65,7 @@ def respondent_form(request, share_token):
         draft = services.ReportDraft(
             unit=values["unit"], period=timezone.datetime.fromisoformat(values["period"]).date(),
             signals=tuple(values["signals"]), outcome=values["outcome"],
-            comment=values["comment"], invite_code=values.get("invite_code", ""),
-            token=values.get("token", ""))
+            comment=values["comment"], token=values.get("token", ""))
         token = values["submission_token"]
         # Checked before the limit too, so that reloading the receipt page
         # after the day's last report does not answer "try tomorrow".
@@ -111,6 +110,7 @@ def _form_context(survey, form) -> dict:
         **_answers_context(survey), "form": form,
         # A form sent back keeps its token: nothing was filed with it.
         "submission_token": form["submission_token"].value() or intake.submission_token_new(),
+        "proof_max_bytes": membership.PROOF_MAX_BYTES,
     }
 
 

@@ -60,3 +60,31 @@ def stored_count(survey=None) -> int:
     if survey is not None:
         held, reports = held.filter(survey=survey), reports.filter(survey=survey)
     return held.count() + reports.count()
+
+
+def invite_token_request(api, survey, code: str, *, token_request: bytes | None = None):
+    """POSTs an invite code with a blinded token request, as the form's browser side does;
+    returns the response and what finalizes its answer into a token."""
+    from surveys import tokens
+    from tests import privacypass_client
+
+    body = api.get(f"/api/v1/s/{survey.share_token}/token-key/").json()
+    public_key = tokens.load_token_key(tokens.b64url_decode(body["token_key"]))
+    request, pending = privacypass_client.token_request(
+        public_key, tokens.b64url_decode(body["challenge"]))
+    response = api.post(f"/api/v1/s/{survey.share_token}/tokens/", {
+        "invite_code": code, "token_request": tokens.b64url_encode(token_request or request)},
+        format="json")
+
+    def finalize() -> str:
+        return tokens.b64url_encode(privacypass_client.finalize_token(
+            public_key, pending, tokens.b64url_decode(response.json()["token_response"])))
+
+    return response, finalize
+
+
+def invite_token(api, survey, code: str) -> str:
+    """The membership token (base64url) an invite code buys: the code is used up."""
+    response, finalize = invite_token_request(api, survey, code)
+    assert response.status_code == 200, response.json()
+    return finalize()

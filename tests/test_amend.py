@@ -14,7 +14,7 @@ from reports.models import Cell
 from surveys import services
 from surveys.models import Report
 from tests.conftest import redis_reachable, redis_url, require
-from tests.factories import file_reports, publish, report_payload, survey_with_units
+from tests.factories import file_reports, invite_token, publish, report_payload, survey_with_units
 from tests.recording_cache import RECORDING
 
 pytestmark = pytest.mark.django_db
@@ -154,7 +154,7 @@ def test_amends_share_the_daily_limit_of_receipt_look_ups(api, survey, settings)
 def test_a_report_on_an_invite_only_survey_is_amended_by_its_receipt(api, organizer_api, survey):
     organizer_api.patch(f"/api/v1/surveys/{survey.id}/", {"access": "invite"}, format="json")
     [code] = services.invites_create(survey=survey, count=1)
-    receipt = filed(api, survey, invite_code=code)
+    receipt = filed(api, survey, token=invite_token(api, survey, code))
     response = api.patch(report_path(survey, receipt), {"unit": "Acme/Cloud"}, format="json")
     assert response.status_code == 200
     assert published(survey).get().unit.path == "Acme/Cloud"
@@ -418,13 +418,14 @@ def test_a_form_sent_back_for_corrections_keeps_its_token_usable(client, survey)
     assert published(survey).count() == 1
 
 
-def test_an_invite_code_rejected_with_the_token_leaves_both_usable(client, organizer_api,
-                                                                   survey):
+def test_a_membership_token_rejected_with_the_submission_token_leaves_both_usable(
+        client, api, organizer_api, survey):
     organizer_api.patch(f"/api/v1/surveys/{survey.id}/", {"access": "invite"}, format="json")
     [code] = services.invites_create(survey=survey, count=1)
+    membership_token = invite_token(api, survey, code)
     _token, data = fresh_form(client, survey)
-    assert client.post(form_path(survey), {**data, "invite_code": "WRONG"}).status_code == 400
-    assert client.post(form_path(survey), {**data, "invite_code": code}).status_code == 201
+    assert client.post(form_path(survey), {**data, "token": "A" * 400}).status_code == 400
+    assert client.post(form_path(survey), {**data, "token": membership_token}).status_code == 201
 
 
 def test_a_form_without_a_token_still_files(client, survey):

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from surveys import services
 from surveys.models import Survey
-from tests.factories import report_payload, survey_with_units
+from tests.factories import invite_token, report_payload, survey_with_units
 
 pytestmark = pytest.mark.django_db
 
@@ -87,11 +87,17 @@ class Scene:
         self.invite = survey_with_units(owner=organizer, paths=["Acme/Retail/Marketing"])
         services.survey_update(survey=self.invite, fields={"access": Survey.Access.INVITE})
         self.invite_codes = services.invites_create(survey=self.invite, count=2)
+        self.invite_token = invite_token(api, self.invite, self.invite_codes[0])
         self.closed = survey_with_units(owner=organizer, paths=["Acme/Retail/Marketing"])
         services.survey_update(survey=self.closed, fields={"status": Survey.Status.CLOSED})
 
     def report(self, payload, survey=None):
         return self.api.post(share_path(survey or self.survey), payload, format="json")
+
+    def buy_token(self, invite_code):
+        return self.api.post(f"/api/v1/s/{self.invite.share_token}/tokens/",
+                             {"invite_code": invite_code, "token_request": "A" * 346},
+                             format="json")
 
     def raw_report(self, body: str, content_type="application/json"):
         return self.api.generic("POST", share_path(self.survey), body, content_type=content_type)
@@ -154,15 +160,15 @@ BAD_INPUTS = [
      "too large"),
     ("api-too-many-signals", lambda s: s.report(report_payload(signals=["abrupt_reversal"] * 200)),
      400, "signals"),
-    ("api-missing-invite-code", lambda s: s.report(report_payload(), s.invite), 400,
-     "invite_code"),
-    ("api-wrong-invite-code",
-     lambda s: s.report(report_payload(invite_code="ZZZZ-ZZZZ-ZZZZ-ZZZZ"), s.invite), 400,
+    ("api-missing-token", lambda s: s.report(report_payload(), s.invite), 400,
+     "bought with the invite code"),
+    ("api-forged-token", lambda s: s.report(report_payload(token="A" * 400), s.invite), 400,
+     "not valid for this survey"),
+    ("api-wrong-invite-code", lambda s: s.buy_token("ZZZZ-ZZZZ-ZZZZ-ZZZZ"), 400,
      "already used"),
-    ("api-invite-code-wrong-type",
-     lambda s: s.report(report_payload(invite_code=["AAAA"]), s.invite), 400, "invite_code"),
-    ("api-valid-code-bad-unit",
-     lambda s: s.report(report_payload(unit="Nope", invite_code=s.invite_codes[0]), s.invite),
+    ("api-invite-code-wrong-type", lambda s: s.buy_token(["AAAA"]), 400, "invite_code"),
+    ("api-valid-token-bad-unit",
+     lambda s: s.report(report_payload(unit="Nope", token=s.invite_token), s.invite),
      400, "Pick a unit"),
     ("api-closed-survey", lambda s: s.report(report_payload(), s.closed), 410, "closed"),
     ("api-unknown-token",
@@ -202,11 +208,10 @@ BAD_INPUTS = [
     ("form-oversized-comment", lambda s: s.form_post(form_data(comment="x" * 2001)), 400,
      "at most 2000 characters"),
     ("form-missing-unit", lambda s: s.form_post(form_data(unit="")), 400, "unit"),
-    ("form-wrong-invite-code",
-     lambda s: s.form_post(form_data(invite_code="ZZZZ-ZZZZ-ZZZZ-ZZZZ"), s.invite), 400,
-     "already used"),
-    ("form-missing-invite-code", lambda s: s.form_post(form_data(), s.invite), 400,
-     "needs the invite code"),
+    ("form-forged-token", lambda s: s.form_post(form_data(token="A" * 400), s.invite), 400,
+     "not valid for this survey"),
+    ("form-missing-token", lambda s: s.form_post(form_data(), s.invite), 400,
+     "bought with the invite code"),
     ("form-closed-survey", lambda s: s.form_post(form_data(), s.closed), 410, "closed"),
     ("form-unknown-token", lambda s: s.form.post("/s/no-such-token/", form_data()), 404, ""),
 ]

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from surveys import intake, services
 from surveys.models import Report, Survey
-from tests.factories import publish, report_payload, stored_count
+from tests.factories import invite_token, publish, report_payload, stored_count
 
 pytestmark = pytest.mark.django_db
 
@@ -62,15 +62,18 @@ def test_a_relinked_survey_takes_no_report_through_its_old_link(api, kept):
     assert post(api, "a-new-share-token-" + "x" * 30).status_code == 201
 
 
-def test_a_survey_made_invite_only_after_intake_kept_it_asks_for_a_code(api, kept):
+def test_a_survey_made_invite_only_after_intake_kept_it_asks_for_a_token(api, kept):
     services.survey_update(survey=kept, fields={"access": Survey.Access.INVITE})
     before = stored(kept)
     response = post(api, kept.share_token)
     assert response.status_code == 400
-    assert "invite_code" in response.json()
+    assert "token" in response.json()
     assert stored(kept) == before
     code = services.invites_create(survey=kept, count=1)[0]
-    assert post(api, kept.share_token, invite_code=code).status_code == 201
+    membership_token = invite_token(api, kept, code)
+    response = api.post(share_path(kept.share_token), report_payload(token=membership_token),
+                        format="json")
+    assert response.status_code == 201
 
 
 def test_a_changed_period_is_used_for_the_next_report(api, organizer):

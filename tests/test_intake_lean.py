@@ -22,7 +22,7 @@ bodies = st.fixed_dictionaries(
      "signals": st.one_of(st.lists(codes, max_size=2 * len(catalog.SIGNAL_CODES) + 2),
                           st.text(max_size=5))},
     optional={"outcome": st.one_of(st.sampled_from(catalog.OUTCOME_CODES), values),
-              "comment": values, "invite_code": values, "extra": values})
+              "comment": values, "token": values, "extra": values})
 
 
 @settings(max_examples=400, deadline=None)
@@ -34,7 +34,7 @@ def test_what_the_lean_parse_accepts_the_serializer_accepts_alike(body):
     serializer = ReportCreateApi.Input(data=body)
     assert serializer.is_valid(), serializer.errors
     expected = dict(serializer.validated_data)
-    for name in ("outcome", "comment", "invite_code"):
+    for name in ("outcome", "comment", "token"):
         expected[name] = expected[name] or ""
     assert lean == expected
 
@@ -44,4 +44,4 @@ def test_the_usual_body_takes_the_lean_parse():
             "comment": " thanks "}
     assert intake.lean_values(body) == {
         "unit": "Acme/Retail", "period": dt.date(2026, 1, 14), "signals": ["abrupt_reversal"],
-        "outcome": "", "comment": "thanks", "invite_code": "", "token": ""}
+        "outcome": "", "comment": "thanks", "token": ""}

@@ -206,23 +206,6 @@ def test_the_organizer_sees_only_whether_enough_waits(api, organizer, k3, hourly
     assert next_slot().strftime("%H:%M") in page
 
 
-def test_unused_invite_codes_change_only_at_publications(api, organizer_api, k3, hourly):
-    services.survey_update(survey=k3, fields={"access": Survey.Access.INVITE})
-    codes = organizer_api.post(f"/api/v1/surveys/{k3.id}/invites/", {"count": 10},
-                               format="json").json()["codes"]
-    unused = f"/api/v1/surveys/{k3.id}/invites/"
-    for code in codes[:3]:
-        file(api, k3, 1, invite_code=code)
-    assert organizer_api.get(unused).json() == {"unused": 10}
-    # A code is still used up: it cannot file twice.
-    again = api.post(f"/api/v1/s/{k3.share_token}/reports/",
-                     report_payload(invite_code=codes[0]), format="json")
-    assert again.status_code == 400
-
-    report_services.publication_maybe_publish(survey_id=k3.id, now=next_slot())
-    assert organizer_api.get(unused).json() == {"unused": 7}
-
-
 def test_the_period_cannot_change_while_reports_are_held(api, k3, hourly):
     file(api, k3, 1)
     with pytest.raises(services.ValidationError):

@@ -16,7 +16,7 @@ from reports.models import AggregationState, DetectionRun
 from surveys import services
 from surveys.models import OrgUnit, Report, Survey
 from tests.conftest import require
-from tests.factories import OrganizerFactory, report_payload, survey_with_units
+from tests.factories import OrganizerFactory, invite_token, report_payload, survey_with_units
 from tests.stack import job_wait, wait_for
 
 pytestmark = pytest.mark.services
@@ -58,7 +58,8 @@ def test_the_database_files_pair_no_invite_code_with_a_report_nor_order_a_batch(
     # Fresh heap files: rows other tests deleted or rolled back stay on the pages
     # (with their xmax) until vacuum, and would read as this test's.
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE surveys_invitecode, surveys_report, surveys_heldreport")
+        cursor.execute("TRUNCATE surveys_invitecode, surveys_report, surveys_heldreport, "
+                       "surveys_spenttoken")
     organizer = OrganizerFactory()
     survey = survey_with_units(owner=organizer, min_group_size=3, paths=UNITS)
     services.survey_update(survey=survey, fields={"access": Survey.Access.INVITE})
@@ -69,19 +70,24 @@ def test_the_database_files_pair_no_invite_code_with_a_report_nor_order_a_batch(
     units = dict(OrgUnit.objects.filter(survey=survey).values_list("path", "id"))
     arrivals = []
     api = APIClient()
-    for index, (code, month) in enumerate(zip(codes, months_back(4) * 3, strict=True)):
+    bought = [invite_token(api, survey, code) for code in codes]
+    for index, (token, month) in enumerate(zip(bought, months_back(4) * 3, strict=True)):
         unit = UNITS[index % 3]
         response = api.post(f"/api/v1/s/{survey.share_token}/reports/", report_payload(
-            unit=unit, period=month.isoformat(), invite_code=code,
+            unit=unit, period=month.isoformat(), token=token,
             comment=f"marker-{index:02d}-sealed"), format="json")
         assert response.status_code == 201, response.content
         arrivals.append((units[unit], month))
     assert len(set(arrivals)) == 12
 
     def paired() -> set:
+        # A code is used up by the transaction that signs its token; no transaction that
+        # wrote a report, a held report or a spent token deleted a code.
         redeemed = {xmax for *_, xmax, _data in heap_items("surveys_invitecode") if xmax}
         assert len(redeemed) == 12
-        return redeemed & {xmin for _b, _lp, xmin, _x, _d in heap_items("surveys_report")}
+        return redeemed & {xmin for table in ("surveys_report", "surveys_heldreport",
+                                              "surveys_spenttoken")
+                           for _b, _lp, xmin, _x, _d in heap_items(table)}
 
     assert paired() == set()
     assert report_services.publication_maybe_publish(
@@ -104,7 +110,7 @@ def test_the_database_files_pair_no_invite_code_with_a_report_nor_order_a_batch(
     assert stored != arrivals[::-1]
     assert len(set(Report.objects.filter(survey=survey).values_list("received_week",
                                                                     flat=True))) == 1
-    # The held rows the codes pair with showed a sealed blob, never the answers.
+    # The held rows showed a sealed blob, never the answers.
     held = b"".join(bytes(data) for *_, data in heap_items("surveys_heldreport"))
     assert len(heap_items("surveys_heldreport")) >= 12
     assert b"marker-" not in held
