@@ -115,8 +115,10 @@ def bucket_digest(keyed: hmac.HMAC, name: str) -> str:
 
 
 def bucket_key(*, address: str, survey_id, scope: str, day: dt.date | None = None) -> str:
+    # The scope is hashed too: one client's buckets in two scopes (a code asked for, a
+    # report filed) must not share a value that pairs the two requests.
     day = day or _today()
-    digest = bucket_digest(_salted(day)[1], f"{address}|{survey_id}")
+    digest = bucket_digest(_salted(day)[1], f"{scope}|{address}|{survey_id}")
     return f"{_PREFIX}:{scope}:{day.isoformat()}:{digest}"
 
 

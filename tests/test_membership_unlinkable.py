@@ -11,8 +11,8 @@ stored in another encoding still meets itself), and by the rank of each row in
 primary-key order and in the database's own order (SQLite's rowid; PostgreSQL's ctid and
 xmin). Two controls show that the same attacker does link reports once something ties
 them: reports filed in the order the tokens were bought, and a log line that names the
-address digest when a token is spent. The cache, which does tie them today, has its own
-test.
+address digest when a token is spent. The cache (rate-limit buckets, whose names hash
+their scope too) has its own test.
 """
 import base64
 import binascii
@@ -524,10 +524,6 @@ def test_the_same_attacker_links_reports_to_a_log_line_that_names_the_address_di
     assert guesses[f"{issuance} against log by shared values"] >= 15
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "surveys.ratelimit.bucket_key leaves the scope out of the HMAC: a client's code-request "
-    "bucket (verify:<day>:<digest>) and its report bucket (submit:<day>:<digest>) carry the "
-    "same digest, so the cache ties each code request to the reports from its address"))
 def test_the_cache_ties_no_code_request_to_a_report(
         verified, django_capture_on_commit_callbacks, server):
     seen = run(verified, django_capture_on_commit_callbacks, server, filing_order=shuffled())
