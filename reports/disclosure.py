@@ -87,6 +87,15 @@ remainder ``n - sum(released outcomes)`` passing as a table too (0 or ``>= k`` i
 cells, like ``c``); the smallest released
 outcome is dropped into the remainder until it does.  Breakdown totals are released only
 over fully released rows, where they are sums of released cells.
+
+Counts beside the table (``lower_band``)
+-----------------------------------------
+A verified survey states how many addresses were verified.  Each report spends one token and
+an address buys one, so that count ``N`` bounds every sum of reports from above: released in
+a band ``[L, L + k - 1]``, its upper edge would narrow a hidden count (seven reports shown in
+one period with ``N`` in ``[5, 9]`` pins the hidden rest to ``[0, 2]``).  So only the lower
+edge ``L = k * (N // k)`` is released, read "at least L": a lower bound on ``N`` bounds no
+report count at all, since ``N`` may be as large as it likes above it.
 """
 
 from __future__ import annotations
@@ -98,7 +107,7 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["Key", "Released", "Table", "protect", "protect_breakdown"]
+__all__ = ["Key", "Released", "Table", "lower_band", "protect", "protect_breakdown"]
 
 Cell = tuple[str, str]
 Key = tuple[str, str | None]  # (unit, period); period None is the unit's total over all periods
@@ -493,3 +502,11 @@ def _signal_mask(
         for level in frame.levels[1:]:  # hide the bad cells' whole subtrees
             bad[level] |= bad[frame.parent[level]]
         hide |= bad & shown
+
+
+def lower_band(count: int, k: int) -> int:
+    """The lower edge of the band of ``k`` that holds ``count`` (0 below ``k``), the only
+    form in which a count that bounds the reports from above is released: "at least"."""
+    if count < 0 or k < 1:
+        raise ValueError("need count >= 0 and k >= 1")
+    return k * (count // k)

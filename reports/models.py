@@ -196,6 +196,11 @@ class ReleasedTable(models.Model):
     aggregates = models.TextField(blank=True)
     # The released comment sets (`reports.comments`), each already in its shown order.
     comments = models.JSONField(default=list)
+    # How the survey admitted its reports (`selectors.membership_fields`): a verified
+    # survey's domains and the addresses verified, as a lower band only; {} for a link
+    # survey. Kept here, as of the publication, because the issuance rows it counts are
+    # destroyed when the survey closes.
+    membership = models.JSONField(default=dict)
 
 
 class ReleasedPart(models.Model):

@@ -33,6 +33,7 @@ from reports.models import (
     ReleasedTable,
 )
 from surveys import catalog, slots
+from surveys import selectors as survey_selectors
 from surveys.models import OrgUnit, Survey
 from surveys.periods import next_period_start
 
@@ -52,6 +53,8 @@ class Release:
     published_at: dt.datetime | None = None
     publications: int = 0
     children: dict[str | None, list[str]] = field(default_factory=dict)
+    # How reports were admitted, as of the publication (`membership_fields`).
+    membership: dict = field(default_factory=dict)
 
     @property
     def units(self) -> list[str]:
@@ -224,9 +227,28 @@ def aggregates_document(rel: Release) -> dict:
     }
 
 
+def membership_fields(*, survey: Survey, previous: dict | None) -> dict:
+    """What the dashboard states about who could report, as of a publication: for a
+    verified survey its domains and the addresses verified, released only as the lower
+    edge of their band of k (`disclosure.lower_band`), never lower than `previous`
+    stated (the rows counted are destroyed when the survey closes); for an invite-only
+    survey only that codes admitted the reports; {} for a link survey."""
+    if not survey.needs_token:
+        return {}
+    fields = {"access": survey.access}
+    if survey.access == Survey.Access.VERIFIED:
+        stated = (previous or {}).get("addresses_at_least", 0)
+        fields["domains"] = list(survey.email_domains)
+        fields["addresses_at_least"] = max(stated, disclosure.lower_band(
+            survey_selectors.tokens_bought_count(survey=survey), survey.min_group_size))
+    return fields
+
+
 def released_table_fields(*, survey: Survey, state: AggregationState) -> dict:
     """Run disclosure control over the published cells; the fields of a `ReleasedTable`."""
     rel = _compute_release(survey=survey, state=state)
+    previous = (ReleasedTable.objects.filter(survey=survey)
+                .values_list("membership", flat=True).first())
     units = rel.units
     position = {unit: i for i, unit in enumerate(units)}
     cells = [[rel.cell(unit, period) for period in rel.periods] for unit in units]
@@ -244,11 +266,12 @@ def released_table_fields(*, survey: Survey, state: AggregationState) -> dict:
         "aggregates": _compact(aggregates_document(rel)),
         "comments": comments.comments_document(comments.comment_sets_compute(
             survey=survey, state=state, cell=rel.cell, tree=rel.children)),
+        "membership": membership_fields(survey=survey, previous=previous),
     }
 
 
 def _decode(*, k: int, published_at, publications: int, tree: dict, release: dict | None,
-            parts: dict[str, str]) -> Release:
+            parts: dict[str, str], membership: dict) -> Release:
     """The Release stored as `tree`, `release` (the count matrix) and `parts` (per unit).
     Without `release`, report counts come from `parts`, for the units it holds."""
     periods = tuple(tree["periods"])
@@ -289,7 +312,7 @@ def _decode(*, k: int, published_at, publications: int, tree: dict, release: dic
         signals={code: disclosure.Released(k=k, counts=c) for code, c in signals.items()},
         outcomes={code: disclosure.Released(k=k, counts=c) for code, c in outcomes.items()},
         published_at=published_at, publications=publications,
-        children=children,
+        children=children, membership=membership,
     )
 
 
@@ -297,7 +320,7 @@ def _stored(survey: Survey, *fields: str) -> dict | None:
     """The survey's stored release, when it was computed for the survey's current k and in
     this format."""
     row = (ReleasedTable.objects.filter(survey=survey, min_group_size=survey.min_group_size)
-           .values("publications", "published_at", *fields,
+           .values("publications", "published_at", "membership", *fields,
                    release_format=KeyTextTransform("format", "tree")).first())
     if row is None or str(row["release_format"]) != str(RELEASE_FORMAT):
         return None
@@ -317,7 +340,10 @@ def _release_of(survey: Survey, *,
     row = _stored(survey, "tree", *(() if only_part_units else ("release",)))
     if row is None:
         # Published before releases were stored, or k changed since the last publication.
-        return release(survey=survey)
+        computed = release(survey=survey)
+        stated = (ReleasedTable.objects.filter(survey=survey)
+                  .values_list("membership", flat=True).first())
+        return dataclasses.replace(computed, membership=stated or {})
     rows = ReleasedPart.objects.filter(survey=survey)
     if part_units is not None:
         units = row["tree"]["units"]
@@ -327,7 +353,8 @@ def _release_of(survey: Survey, *,
     parts = dict(rows.values_list("unit", "parts"))
     return _decode(k=survey.min_group_size, published_at=row["published_at"],
                    publications=row["publications"], tree=row["tree"],
-                   release=None if only_part_units else row["release"], parts=parts)
+                   release=None if only_part_units else row["release"], parts=parts,
+                   membership=row["membership"])
 
 
 def aggregates_json(*, survey: Survey, unit: str | None = None, start: dt.date | None = None,
@@ -545,6 +572,7 @@ class Dashboard:
     selected_unit: str | None
     table_rows: list[tuple[str, list[Bar], int | None]]
     published: bool = True  # any period published at all
+    membership: dict = field(default_factory=dict)
 
     @property
     def date_format(self) -> str:
@@ -963,7 +991,7 @@ def dashboard(*, survey: Survey, unit: str | None = None, start: dt.date | None 
         breakdown=breakdown_from(rel, unit=focus, periods=periods) if focus else None,
         clusters=clusters_from(rel, survey=survey, clusters=clusters), units=rel.units,
         selected_unit=unit,
-        table_rows=table_rows, published=bool(rel.periods),
+        table_rows=table_rows, published=bool(rel.periods), membership=rel.membership,
     )
 
 
@@ -995,6 +1023,7 @@ def export_document(*, survey: Survey) -> dict:
                       "end": card.end.isoformat(), "last_day": card.last_day.isoformat()}
                      for card in clusters_from(rel, survey=survey)],
         "comments": comments.comments_document(comments.comment_sets(survey=survey)),
+        "membership": rel.membership,
     }
 
 

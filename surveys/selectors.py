@@ -8,7 +8,7 @@ from django.http import Http404
 from server.db import get_by_unique
 from surveys import catalog
 from surveys.holding import content_period, report_state
-from surveys.models import HeldReport, OrgUnit, Report, Survey
+from surveys.models import HeldReport, OrgUnit, Report, Survey, TokenIssuance
 
 
 def survey_list(*, owner) -> QuerySet[Survey]:
@@ -32,6 +32,12 @@ def survey_takes_reports(*, survey: Survey) -> bool:
     a refusal that came only once someone had reported would tell the organizer that a
     report exists while every figure is still hidden."""
     return survey.units.exists()
+
+
+def tokens_bought_count(*, survey: Survey) -> int:
+    """Addresses that bought a verified survey's token since it last opened (the rows are
+    destroyed when it closes)."""
+    return TokenIssuance.objects.filter(survey=survey).count()
 
 
 def survey_by_share_token(*, token: str) -> Survey:

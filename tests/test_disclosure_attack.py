@@ -29,8 +29,8 @@ from rest_framework.authtoken.models import Token
 from scipy.optimize import linprog
 
 from reports import services as report_services
-from surveys import catalog
-from surveys.models import Report
+from surveys import catalog, services
+from surveys.models import Report, Survey, TokenIssuance
 from tests.factories import OrganizerFactory, survey_with_units
 from tests.primary import assert_protected
 from tests.stack import detection_over_http
@@ -262,6 +262,72 @@ REPRO_MONTHS = [dt.date(2025, month, 1) for month in (1, 2, 3, 4)]
 
 PATTERN = catalog.signals_to_mask(("prior_positive_standing", "abrupt_reversal",
                                    "recap_contradicts_meeting"))
+
+
+def verified_survey_with_addresses(owner, *, addresses: int):
+    """Seven reports shown in January, one hidden in February (k = 5), and `addresses`
+    addresses that bought a token: every report spent one, so they bound the reports."""
+    survey = survey_with_units(owner=owner, paths=["Co/T0", "Co/T1"], min_group_size=5)
+    ids = dict(survey.units.values_list("path", "id"))
+    reports = [Report(survey=survey, unit_id=ids["Co/T0"], period_start=period, signals=0,
+                      received_week=dt.date(2026, 1, 5), receipt_hash=f"{survey.id}-{i}")
+               for i, period in enumerate([dt.date(2025, 1, 1)] * 7 + [dt.date(2025, 2, 1)])]
+    Report.objects.bulk_create(reports)
+    services.survey_update(survey=survey, fields={"access": Survey.Access.VERIFIED,
+                                                  "email_domains": ["acme.example"]})
+    TokenIssuance.objects.bulk_create([TokenIssuance(survey=survey, address_digest=f"{i:064x}")
+                                       for i in range(addresses)])
+    report_services.cells_rebuild(survey_id=survey.id)
+    report_services.publication_maybe_publish(survey_id=survey.id, force=True)
+    parents = {path: (path.rpartition("/")[0] or None) for path in ids}
+    truth = {("without", "Co/T0", "2025-01-01"): 7, ("without", "Co/T0", "2025-02-01"): 1}
+    return survey, parents, ["2025-01-01", "2025-02-01"], truth
+
+
+def range_with_addresses(attacker, v, *, at_least: int, at_most: float | None = None):
+    """The range of `v` when the attacker also knows that the reports number at most the
+    addresses verified, N, and what was said of N: one more LP column for N."""
+    rows = np.hstack([np.array(attacker.rows), np.zeros((len(attacker.rows), 1))])
+    total = np.append(np.ones(len(attacker.index)), -1.0)  # reports - N <= 0
+    lower_n = np.append(np.zeros(len(attacker.index)), -1.0)  # -N <= -at_least
+    a_ub, b_ub = [total, lower_n], [0.0, -at_least]
+    if at_most is not None:
+        a_ub.append(np.append(np.zeros(len(attacker.index)), 1.0))
+        b_ub.append(at_most)
+    ends = []
+    for sign in (1, -1):
+        res = linprog(sign * np.append(v, 0.0), A_eq=rows, b_eq=np.array(attacker.rhs),
+                      A_ub=np.array(a_ub), b_ub=np.array(b_ub), bounds=(0, None),
+                      method="highs")
+        assert res.status in (0, 3), res.message
+        ends.append(sign * -np.inf if res.status == 3 else sign * res.fun)
+    return ends
+
+
+def test_the_addresses_verified_are_released_as_a_lower_bound_that_narrows_no_hidden_count(
+        organizer, client):
+    cache.clear()
+    survey, parents, periods, truth = verified_survey_with_addresses(organizer, addresses=9)
+    attacker = Attacker(parents, periods)
+    truth_vec = np.zeros(len(attacker.index))
+    for key, value in truth.items():
+        truth_vec[attacker.index[key]] = value
+    hidden, windows = collect(client, survey, attacker, periods, random.Random(0))
+    stated = client.get(f"/api/v1/d/{survey.dashboard_token}/export/").json()["membership"]
+    assert stated == {"access": "verified", "domains": ["acme.example"],
+                      "addresses_at_least": 5}
+    february = attacker.rolled(CATS, "Co", ("2025-02-01",))
+    assert ("reports", "Co", ("2025-02-01",)) in hidden
+    for kind, unit, window in sorted(hidden | windows):
+        v = attacker.rolled(CATS if kind == "reports" else ("with",), unit, window)
+        lo, hi = range_with_addresses(attacker, v, at_least=stated["addresses_at_least"])
+        assert_protected(lo, hi, float(v @ truth_vec), survey.min_group_size,
+                         f"{kind} {unit} {window}", derived=(kind, unit, window) in windows)
+    # The attacker does catch the band's upper edge: at most 9 addresses leave February's
+    # hidden count (at least 1 beside January's 7 and the team's total of 8) in [1, 2].
+    assert attacker.range(february) == [1, np.inf]
+    lo, hi = range_with_addresses(attacker, february, at_least=5, at_most=9)
+    assert (lo, hi) == (1, 2)
 
 
 def cluster_survey(owner, counts: dict[tuple[str, int], int], *, k: int = 5, seed: int = 7,

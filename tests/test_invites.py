@@ -1,5 +1,6 @@
 import re
 import threading
+from html import unescape
 
 import pytest
 from django.contrib.messages import get_messages
@@ -15,6 +16,7 @@ from tests.conftest import require
 from tests.factories import (
     invite_token,
     invite_token_request,
+    publish,
     report_payload,
     stored_count,
     survey_with_units,
@@ -314,3 +316,18 @@ def test_fifty_concurrent_redemptions_of_one_code_give_exactly_one_token(organiz
         thread.join()
     assert sorted(statuses) == [200] + [400] * 49
     assert InviteCode.objects.filter(survey=survey).count() == 0
+
+
+def test_an_invite_only_dashboard_says_codes_admitted_the_reports_and_counts_nothing(
+        api, client, organizer_api, invite_survey):
+    codes = issue(organizer_api, invite_survey, 3)
+    for code in codes:
+        token = invite_token(api, invite_survey, code)
+        assert api.post(share_path(invite_survey), report_payload(token=token),
+                        format="json").status_code == 201
+    publish(invite_survey)
+    page = client.get(f"/d/{invite_survey.dashboard_token}/").text
+    assert "data-membership" in page
+    assert "bought with one of the organizer's invite codes" in unescape(page)
+    export = api.get(f"/api/v1/d/{invite_survey.dashboard_token}/export/").json()
+    assert export["membership"] == {"access": "invite"}

@@ -25,7 +25,7 @@ from surveys.models import (
 )
 from tests import privacypass_client as client
 from tests.conftest import VERIFIED_DOMAIN
-from tests.factories import PASSWORD, report_payload
+from tests.factories import PASSWORD, publish, report_payload
 from tests.test_pages import answers
 
 pytestmark = pytest.mark.django_db
@@ -407,3 +407,50 @@ def test_a_mail_server_that_refuses_costs_no_500_and_logs_no_address(
                        for record in caplog.records if not record.name.startswith("mail.log"))
     assert "MailNotSent" in logged
     assert "frank" not in logged
+
+
+def test_the_dashboard_and_export_state_the_domains_and_addresses_verified_at_publications(
+        api, client, verified, django_capture_on_commit_callbacks):
+    bought = [buy_token(api, verified, f"person{i}@{DOMAIN}", django_capture_on_commit_callbacks)
+              for i in range(7)]
+    for token in bought[:3]:
+        assert file(api, verified, token).status_code == 201
+    dashboard = f"/d/{verified.dashboard_token}/"
+    export = f"/api/v1/d/{verified.dashboard_token}/export/"
+    assert "data-membership" not in client.get(dashboard).text  # nothing published yet
+    publish(verified)
+    # Seven addresses with k = 3: the lower edge of their band, never the band's top.
+    page = client.get(dashboard).text
+    assert "Every report carries a membership proof for acme.example" in page
+    assert "At least 6 addresses verified." in page
+    assert api.get(export).json()["membership"] == {
+        "access": "verified", "domains": [DOMAIN], "addresses_at_least": 6}
+    # Tokens bought between publications move nothing until the next one.
+    for i in range(7, 9):
+        buy_token(api, verified, f"person{i}@{DOMAIN}", django_capture_on_commit_callbacks)
+    assert "At least 6 addresses verified." in client.get(dashboard).text
+    assert file(api, verified, bought[3]).status_code == 201
+    publish(verified)
+    assert "At least 9 addresses verified." in client.get(dashboard).text
+    # Closing forgets which addresses took part; what was stated stays.
+    services.survey_update(survey=verified, fields={"status": Survey.Status.CLOSED})
+    assert TokenIssuance.objects.filter(survey=verified).count() == 0
+    publish(verified)
+    assert api.get(export).json()["membership"]["addresses_at_least"] == 9
+
+
+def test_fewer_addresses_than_k_are_not_counted_on_the_dashboard(
+        api, client, verified, django_capture_on_commit_callbacks):
+    token = buy_token(api, verified, f"dana@{DOMAIN}", django_capture_on_commit_callbacks)
+    assert file(api, verified, token).status_code == 201
+    publish(verified)
+    page = client.get(f"/d/{verified.dashboard_token}/").text
+    assert "Every report carries a membership proof for acme.example" in page
+    assert "addresses verified" not in page
+
+
+def test_a_link_survey_states_no_membership(api, client, survey):
+    assert api.post(f"{base(survey)}/reports/", report_payload(), format="json").status_code == 201
+    publish(survey)
+    assert "data-membership" not in client.get(f"/d/{survey.dashboard_token}/").text
+    assert api.get(f"/api/v1/d/{survey.dashboard_token}/export/").json()["membership"] == {}
