@@ -128,6 +128,21 @@ class ClusterOutput(serializers.Serializer):
     sentence = serializers.CharField()
 
 
+class DetectableOutput(serializers.Serializer):
+    """How large a drive seen in counts alone must be for the last run to find it 8 times
+    in 10 (reports.detectable), per unit size: worked out from the run's critical value and
+    the released total only."""
+
+    people = serializers.IntegerField(allow_null=True,
+                                      help_text="A unit of this many people (with headcounts).")
+    share = serializers.FloatField(allow_null=True,
+                                   help_text="Or a unit with this share of the reports.")
+    relative_risk = serializers.FloatField(
+        allow_null=True, help_text="Times the unit's usual rate of reports; null: more than "
+                                   "12 times.")
+    periods = serializers.IntegerField(help_text="The drive's length in periods.")
+
+
 class ExportOutput(serializers.Serializer):
     survey = serializers.CharField()
     min_group_size = serializers.IntegerField()
@@ -139,6 +154,11 @@ class ExportOutput(serializers.Serializer):
     cells = serializers.JSONField()
     units = serializers.JSONField()
     clusters = ClusterOutput(many=True)
+    detectable = DetectableOutput(many=True)
+    membership = serializers.JSONField(
+        help_text='How reports were admitted: {} (link), {"access": "invite"}, or '
+                  '{"access": "verified", "domains": [...], "addresses_at_least": L}, L a '
+                  "multiple of k and a lower bound only.")
 
 
 class SurveyExportApi(APIView):
@@ -268,6 +288,7 @@ class ClustersOutput(serializers.Serializer):
                              "0.05), and only where the released counts already show at least "
                              "the minimum group size in them; none is not evidence that "
                              "nothing happened.")
+    detectable = DetectableOutput(many=True)
 
 
 class SurveyClustersApi(APIView):

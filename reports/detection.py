@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import F, Max, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from reports import phrases, scan
+from reports import detectable, phrases, scan
 from reports.jobs import (
     _UNFINISHED,
     JobFailure,
@@ -426,11 +426,16 @@ def detection_rank(*, run_id) -> int:
     paths = arrays["unit_paths"]
     days = [dt.date.fromordinal(int(o)) for o in arrays["period_ordinals"]]
     ranked = []
+    critical = math.inf
     for model in run.models_run:
-        cuts = [cut for cut in run.observed.get(model, []) if cut["observed"] >= k]
+        if not run.observed.get(model):
+            continue  # no cut to score, so no replicas were drawn (chunk_plan)
+        maxima = _maxima(run, model)
+        critical = min(critical, detectable.critical_llr(
+            maxima, alpha=SIGNIFICANCE_LEVEL, n_models=n_models))
+        cuts = [cut for cut in run.observed[model] if cut["observed"] >= k]
         if not cuts:
             continue
-        maxima = _maxima(run, model)
         for cut in cuts:
             p_raw = scan.monte_carlo_p(cut["llr"], maxima)
             ranked.append((scan.bonferroni(p_raw, n_models), -cut["llr"], model, cut, p_raw))
@@ -465,10 +470,19 @@ def detection_rank(*, run_id) -> int:
         DetectionCluster.objects.filter(run=run).delete()
         DetectionCluster.objects.bulk_create(clusters)
         DetectionRun.objects.filter(id=run.id, finished__isnull=True).update(
-            finished=timezone.now())
+            finished=timezone.now(), detectable=_detectable_fields(arrays, critical))
         job_finish(job_id=run.job_id, succeeded=True)
     _forget(run.id)
     return len(clusters)
+
+
+def _detectable_fields(arrays: dict, critical: float) -> dict:
+    """What a read needs to say how large a drive the run could have found
+    (`reports.selectors.detectable_sizes`): nothing here is released as it is."""
+    own = arrays["headcount"]
+    headcount = float(np.nansum(own)) if np.isfinite(own).any() else 0.0
+    return {"critical_llr": critical if math.isfinite(critical) else None,
+            "periods": int(max(1, arrays["period_ordinals"].size)), "headcount": headcount}
 
 
 def detection_failed(*, run_id) -> bool:

@@ -127,6 +127,10 @@ class DetectionRun(models.Model):
     inputs = models.BinaryField(null=True, blank=True)
     # The publication (AggregationState.publications) whose reports the run scans.
     publication = models.PositiveIntegerField(null=True)
+    # What the run could have found (reports.detectable): its critical LLR, the periods
+    # it scanned and the surveyed headcount, from which a read states, with the released
+    # total, the least relative risk a drive needs to be found. Null until ranked.
+    detectable = models.JSONField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     finished = models.DateTimeField(null=True, blank=True)
 

@@ -23,7 +23,7 @@ from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from reports import comments, detection, disclosure, phrases
+from reports import comments, detectable, detection, disclosure, phrases
 from reports.models import (
     AggregationState,
     DetectionRun,
@@ -573,6 +573,7 @@ class Dashboard:
     table_rows: list[tuple[str, list[Bar], int | None]]
     published: bool = True  # any period published at all
     membership: dict = field(default_factory=dict)
+    detectable: list[DetectableSize] = field(default_factory=list)
 
     @property
     def date_format(self) -> str:
@@ -934,6 +935,64 @@ def cluster_sentence(cluster: ReleasedCluster) -> str:
     return _("%(sentence)s.") % {"sentence": sentence}
 
 
+# The unit sizes a minimum detectable relative risk is stated for: people when the tree
+# carries headcounts, else a unit's share of the reports.
+DETECTABLE_PEOPLE = (10, 25, 50, 100, 250)
+DETECTABLE_SHARES = (0.05, 0.10, 0.20)
+
+
+@dataclass(frozen=True)
+class DetectableSize:
+    """How large a drive seen in counts alone must be to be found `detectable.POWER` of the
+    time: a rate `relative_risk` times the unit's usual one for `periods` periods (None:
+    more than the grid's largest)."""
+
+    people: int | None
+    share: float | None
+    relative_risk: float | None
+    periods: int
+
+    @property
+    def label(self) -> str:
+        if self.people is not None:
+            return _("A unit of %(people)d people") % {"people": self.people}
+        return _("A unit with %(share)s of the reports") % {
+            "share": phrases.percent_text(round(100 * self.share))}
+
+    @property
+    def largest(self) -> float:
+        return detectable.RELATIVE_RISKS[-1]
+
+
+def detectable_sizes(rel: Release, *, survey: Survey, stored: dict | None
+                     ) -> list[DetectableSize]:
+    """The least relative risk a drive needs to be found, per unit size, from the run's
+    critical value (`reports.detectable`) and released figures only: the all-units total of
+    the released table. Nothing is stated while that total is hidden."""
+    if not stored or stored.get("critical_llr") is None:
+        return []
+    total = rel.overall(None)
+    if total is None:
+        return []
+    span = max(1, int(stored["periods"]))
+    periods = min(detectable.DRIVE_PERIODS, span)
+    headcount = float(stored.get("headcount") or 0.0)
+    if headcount > 0:
+        sizes = [(people, None, total * people / headcount / span)
+                 for people in DETECTABLE_PEOPLE if people <= headcount]
+    else:
+        sizes = [(None, share, total * share / span) for share in DETECTABLE_SHARES]
+    return [DetectableSize(people, share, detectable.minimum_detectable_relative_risk(
+        rate_per_period=rate, critical=float(stored["critical_llr"]),
+        min_reports=survey.min_group_size, periods=periods), periods)
+        for people, share, rate in sizes]
+
+
+def detectable_fields(row: DetectableSize) -> dict:
+    return {"people": row.people, "share": row.share, "relative_risk": row.relative_risk,
+            "periods": row.periods}
+
+
 def clusters_document(*, survey: Survey) -> dict:
     """The clusters API's body (`ClustersOutput`), the same for the organizer and the
     dashboard link."""
@@ -944,13 +1003,17 @@ def clusters_document(*, survey: Survey) -> dict:
         # Named by its slot like every released time: an automatic run ends
         # seconds after a publication, and a finer time says no more than that.
         run = {**run, "finished": slots.slot_of(run["finished"])}
-    if not any(p_value_band(cluster["p_value"]) for cluster in clusters):
-        return {"run": run, "clusters": []}
-    wanted = {cluster["unit"] for cluster in clusters}
+    if run is None:
+        return {"run": None, "clusters": [], "detectable": []}
+    significant = any(p_value_band(cluster["p_value"]) for cluster in clusters)
+    wanted = {cluster["unit"] for cluster in clusters} if significant else set()
     rel = _release_of(survey, part_units=lambda units, roots: wanted | set(roots))
     return {"run": run,
             "clusters": [cluster_fields(c) for c in clusters_from(rel, survey=survey,
-                                                                  clusters=clusters)]}
+                                                                  clusters=clusters)]
+            if significant else [],
+            "detectable": [detectable_fields(row) for row in detectable_sizes(
+                rel, survey=survey, stored=latest["detectable"])]}
 
 
 def cluster_fields(cluster: ReleasedCluster) -> dict:
@@ -971,7 +1034,8 @@ def dashboard(*, survey: Survey, unit: str | None = None, start: dt.date | None 
 
     Decodes the signal and outcome counts of the units the page shows them for only.
     """
-    clusters = clusters_latest(survey=survey)["clusters"]
+    latest = clusters_latest(survey=survey)
+    clusters = latest["clusters"]
 
     def part_units(units: list[str], roots: list[str]) -> set[str]:
         focus = unit if unit in units else (roots[0] if len(roots) == 1 else None)
@@ -992,12 +1056,14 @@ def dashboard(*, survey: Survey, unit: str | None = None, start: dt.date | None 
         clusters=clusters_from(rel, survey=survey, clusters=clusters), units=rel.units,
         selected_unit=unit,
         table_rows=table_rows, published=bool(rel.periods), membership=rel.membership,
+        detectable=detectable_sizes(rel, survey=survey, stored=latest["detectable"]),
     )
 
 
 def export_document(*, survey: Survey) -> dict:
     """What the dashboard shows, as plain data: the API export and the JSON download."""
     rel = _release_of(survey, part_units=None)
+    latest = clusters_latest(survey=survey)
     overview = overview_from(rel)
     signals, outcomes = _parts_by_key(rel.signals), _parts_by_key(rel.outcomes)
     return {
@@ -1021,7 +1087,9 @@ def export_document(*, survey: Survey) -> dict:
                   for total in unit_totals_from(rel)],
         "clusters": [{**cluster_fields(card), "start": card.start.isoformat(),
                       "end": card.end.isoformat(), "last_day": card.last_day.isoformat()}
-                     for card in clusters_from(rel, survey=survey)],
+                     for card in clusters_from(rel, survey=survey, clusters=latest["clusters"])],
+        "detectable": [detectable_fields(row) for row in detectable_sizes(
+            rel, survey=survey, stored=latest["detectable"])],
         "comments": comments.comments_document(comments.comment_sets(survey=survey)),
         "membership": rel.membership,
     }
@@ -1042,11 +1110,12 @@ def clusters_latest(*, survey: Survey) -> dict:
     the only way a cluster reaches a page, the API or an export)."""
     run = latest_run(survey=survey)
     if run is None:
-        return {"run": None, "clusters": []}
+        return {"run": None, "clusters": [], "detectable": None}
     clusters = run.clusters.order_by("rank")
     return {
         "run": {"id": run.job_id, "finished": run.finished, "replicas": run.replicas,
                 "seed": run.seed},
+        "detectable": run.detectable,
         "clusters": [
             {"model": c.model, "scope": c.scope, "unit": c.unit_path, "start": c.start,
              "end": c.end, "observed": c.observed, "expected": c.expected,
