@@ -978,14 +978,15 @@ def detectable_sizes(rel: Release, *, survey: Survey, stored: dict | None
     periods = min(detectable.DRIVE_PERIODS, span)
     headcount = float(stored.get("headcount") or 0.0)
     if headcount > 0:
-        sizes = [(people, None, total * people / headcount / span)
+        sizes = [(people, None, people / headcount)
                  for people in DETECTABLE_PEOPLE if people <= headcount]
     else:
-        sizes = [(None, share, total * share / span) for share in DETECTABLE_SHARES]
+        sizes = [(None, share, share) for share in DETECTABLE_SHARES]
     return [DetectableSize(people, share, detectable.minimum_detectable_relative_risk(
-        rate_per_period=rate, critical=float(stored["critical_llr"]),
-        min_reports=survey.min_group_size, periods=periods), periods)
-        for people, share, rate in sizes]
+        unit_rate=total * fraction / span, company_rate=total / span, span=span,
+        critical=float(stored["critical_llr"]), min_reports=survey.min_group_size,
+        periods=periods), periods)
+        for people, share, fraction in sizes]
 
 
 def detectable_fields(row: DetectableSize) -> dict:

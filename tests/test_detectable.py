@@ -17,42 +17,56 @@ def test_the_critical_value_is_the_least_llr_the_run_calls_significant(replicas,
     assert scan.bonferroni(scan.monte_carlo_p(below, maxima), n_models) > 0.05
 
 
+COMPANY = {"company_rate": 40.0, "span": 26, "periods": 3}
+
+
 def test_too_few_replicas_make_nothing_significant():
     assert detectable.critical_llr(np.ones(9), alpha=0.05, n_models=1) == math.inf
     assert detectable.minimum_detectable_relative_risk(
-        rate_per_period=5.0, critical=math.inf, min_reports=5) is None
+        unit_rate=5.0, critical=math.inf, min_reports=5, **COMPANY) is None
 
 
-@pytest.mark.parametrize("expected", [0.3, 1.0, 2.7, 12.0, 80.0])
+@pytest.mark.parametrize("unit_rate", [0.1, 0.33, 0.9, 4.0, 16.0])
 @pytest.mark.parametrize("critical", [2.0, 6.5, 11.0])
-def test_the_reports_needed_are_the_least_count_that_reaches_the_critical_value(
-        expected, critical):
-    needed = detectable.reports_needed(expected=expected, critical=critical, min_reports=3)
+def test_the_reports_needed_are_the_least_count_the_scan_scores_at_the_critical_value(
+        unit_rate, critical):
+    needed = detectable.reports_needed(unit_rate=unit_rate, critical=critical, min_reports=3,
+                                       **COMPANY)
 
-    def llr(x):
-        return x * math.log(x / expected) - (x - expected) if x > expected else 0.0
+    def llr(window):
+        # The scan's own table for that cut: the unit's reports in and out of the window
+        # against the company's.
+        return float(scan.bernoulli_llr(window, unit_rate * 23 + window,
+                                        (40.0 - unit_rate) * 3 + window,
+                                        40.0 * 26 - unit_rate * 3 + window))
 
     assert needed >= 3
     assert llr(needed) >= critical
     assert needed == 3 or llr(needed - 1) < critical
 
 
+def test_a_unit_that_is_the_whole_company_is_out_of_reach():
+    assert detectable.reports_needed(unit_rate=40.0, critical=5.0, min_reports=3,
+                                     **COMPANY) is None
+
+
 def test_a_larger_unit_needs_a_smaller_relative_risk_to_be_found():
     risks = [detectable.minimum_detectable_relative_risk(
-        rate_per_period=rate, critical=9.0, min_reports=5) for rate in (0.2, 0.5, 1, 2, 5, 20, 100)]
+        unit_rate=rate, critical=9.0, min_reports=5, **COMPANY)
+        for rate in (0.05, 0.2, 0.5, 1, 2, 5, 10)]
     assert risks[0] is None  # a unit this quiet is out of reach on the grid
     found = [risk for risk in risks if risk is not None]
     assert found == sorted(found, reverse=True)
-    assert found[-1] == detectable.RELATIVE_RISKS[0]
+    assert len(set(found)) >= 3
 
 
 def test_the_stated_risk_is_found_with_the_stated_power_and_the_grid_step_below_is_not():
     rate, critical = 1.2, 9.0
-    risk = detectable.minimum_detectable_relative_risk(rate_per_period=rate, critical=critical,
-                                                       min_reports=5)
+    risk = detectable.minimum_detectable_relative_risk(unit_rate=rate, critical=critical,
+                                                       min_reports=5, **COMPANY)
     assert risk is not None
-    needed = detectable.reports_needed(expected=rate * detectable.DRIVE_PERIODS,
-                                       critical=critical, min_reports=5)
+    needed = detectable.reports_needed(unit_rate=rate, critical=critical, min_reports=5,
+                                       **COMPANY)
     draws = np.random.default_rng(1).poisson(risk * rate * detectable.DRIVE_PERIODS, 20_000)
     assert np.mean(draws >= needed) >= detectable.POWER - 0.01
     lower = detectable.RELATIVE_RISKS[detectable.RELATIVE_RISKS.index(risk) - 1]
@@ -73,11 +87,12 @@ def scanned(organizer, organizer_api, django_capture_on_commit_callbacks):
 
 def recomputed(stored: dict, total: int, sizes, *, by_people: bool, k: int = 5) -> list:
     """The rows from the released total and the run's critical value alone."""
+    span = stored["periods"]
     return [{"people": size if by_people else None, "share": None if by_people else size,
              "relative_risk": detectable.minimum_detectable_relative_risk(
-                 rate_per_period=total * (size / stored["headcount"] if by_people else size)
-                 / stored["periods"], critical=stored["critical_llr"], min_reports=k,
-                 periods=3),
+                 unit_rate=total * (size / stored["headcount"] if by_people else size) / span,
+                 company_rate=total / span, span=span, critical=stored["critical_llr"],
+                 min_reports=k, periods=3),
              "periods": 3} for size in sizes]
 
 
@@ -136,3 +151,51 @@ def test_a_run_with_no_cut_of_k_reports_finishes_and_states_no_size(
     assert run.detectable["critical_llr"] is None
     body = client.get(f"/api/v1/d/{survey.dashboard_token}/clusters/").json()
     assert body["detectable"] == []
+
+
+def planted_company(rng, *, team_rate: float, periods: int, drive: float | None):
+    """A company of 4 departments of 5 teams, `team_rate` reports per team and period, one
+    in ten carrying the attrition pattern; with `drive`, department 1's rate times `drive`
+    for three periods, its extra reports looking like everyone else's (counts only)."""
+    parents = [-1] + [0] * 4 + [1 + d for d in range(4) for _team in range(5)]
+    teams = {1 + d: [5 + 5 * d + t for t in range(5)] for d in range(4)}
+    units, when = [], []
+    for department in teams.values():
+        for team in department:
+            for period, count in enumerate(rng.poisson(team_rate, periods)):
+                units += [team] * int(count)
+                when += [period] * int(count)
+    if drive is not None:
+        start = int(rng.integers(0, periods - detectable.DRIVE_PERIODS + 1))
+        for _extra in range(int(rng.poisson((drive - 1) * team_rate * 5
+                                            * detectable.DRIVE_PERIODS))):
+            units.append(int(rng.choice(teams[1])))
+            when.append(start + int(rng.integers(0, detectable.DRIVE_PERIODS)))
+    return scan.ScanData(parents=np.array(parents), report_units=np.array(units),
+                         report_periods=np.array(when), n_periods=periods,
+                         report_cases=rng.random(len(units)) < 0.1)
+
+
+def test_drives_planted_at_the_stated_size_are_found_at_least_as_often_as_stated():
+    from reports.evaluation import DEFAULT_MODELS
+
+    rng = np.random.default_rng(16)
+    periods, team_rate, k = 26, 0.3, 5
+    null = planted_company(rng, team_rate=team_rate, periods=periods, drive=None)
+    maxima = scan.replica_maxima(null, DEFAULT_MODELS[0], entropy=1, start=0, stop=199,
+                                 min_reports=k)
+    critical = detectable.critical_llr(maxima, alpha=0.05, n_models=len(DEFAULT_MODELS))
+    total = null.n_reports
+    risk = detectable.minimum_detectable_relative_risk(
+        unit_rate=total / 4 / periods, company_rate=total / periods, span=periods,
+        critical=critical, min_reports=k)
+    assert risk is not None
+    found = 0
+    for index in range(30):
+        data = planted_company(rng, team_rate=team_rate, periods=periods, drive=risk)
+        best = scan.detect(data, min_reports=k, entropy=(16, index), n_replicas=99,
+                           models=list(DEFAULT_MODELS))[:1]
+        # Found: significant, at department 1, the company above it or a team inside it.
+        found += bool(best and best[0].p_adjusted <= 0.05
+                      and best[0].cut.branch in {0, 1, 5, 6, 7, 8, 9})
+    assert found >= 0.7 * 30
