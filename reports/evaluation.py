@@ -51,22 +51,30 @@ from reports import scan
 from reports.simulate import Drive, OrgShape, SyntheticDataset, simulate
 
 __all__ = [
+    "CONFIGS",
     "EvalConfig",
     "EvalRow",
+    "PairedComparison",
     "ScenarioCell",
     "default_cells",
     "describe_shape",
     "evaluate",
+    "format_intervals",
+    "format_paired",
     "format_table",
+    "paired_comparisons",
     "parse_range",
     "select_cells",
+    "shape_cells",
     "targets_summary",
+    "weekly_config",
+    "wilson_interval",
 ]
 
 LEVELS = ("team", "department", "org")
 LENGTHS = (1, 2, 4, 8)
 RELATIVE_RISKS = (1.5, 2.0, 3.0, 5.0)
-SCAN_METHODS = ("targeted", "wave", "signature", "per_capita", "joint")
+SCAN_METHODS = ("targeted", "wave", "signature", "per_capita", "joint", "profile")
 # Kept equal to reports.detection.DEFAULT_MODELS (that module needs Django).
 DEFAULT_MODELS = ("joint",)
 SINGLE_MODELS = ("targeted", "wave", "signature", "per_capita")
@@ -80,13 +88,22 @@ METHODS = (
     "oracle",
 )
 BASELINES = ("naive_threshold", "ears_c2")
+# The references the default detector is compared with, scenario by scenario: both
+# reference scans (space-time permutation and uniform-time branch scan), the signature
+# scan, EARS C2 and the oracle.
+PAIRED_BASELINES = ("targeted", "wave", "signature", "joint", "ears_c2", "oracle")
 
 
 @dataclass(frozen=True)
 class ScenarioCell:
     """One scenario cell; ``level is None`` means a null scenario (no drive).
 
-    ``start`` fixes the drive start (None: random in ``earliest_start .. T - length``)."""
+    ``start`` fixes the drive start (None: random in ``earliest_start .. T - length``;
+    negative: from the end of the study, ``-length`` ends the drive with it).
+    ``extra_reports`` plants that many drive reports instead of a relative risk;
+    ``signals`` is the drive reports' signal distribution (:data:`DRIVE_SIGNALS`);
+    ``n_drives`` drives of this kind are planted at once (distinct units unless the
+    draw repeats one); ``every_outcome``: every respondent gives an outcome."""
 
     name: str
     level: str | None = None
@@ -95,6 +112,10 @@ class ScenarioCell:
     season: bool = False
     signature_share: float = 0.0
     start: int | None = None
+    extra_reports: int | None = None
+    signals: str = "pattern"
+    n_drives: int = 1
+    every_outcome: bool = False
 
     @property
     def is_null(self) -> bool:
@@ -130,6 +151,200 @@ class EvalRow:
     alarm_rate: float
     localization: float
     extended_power: float
+    # per scenario, in scenario order: alarm, and alarm on the right unit and periods
+    # (Jaccard >= 0.5), so that methods can be compared on the same surveys
+    alarms: tuple[bool, ...] = ()
+    extended: tuple[bool, ...] = ()
+
+    @property
+    def alarm_interval(self) -> tuple[float, float]:
+        return wilson_interval(sum(self.alarms), len(self.alarms))
+
+    @property
+    def extended_interval(self) -> tuple[float, float]:
+        return wilson_interval(sum(self.extended), len(self.extended))
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval (95% by default) of a binomial proportion; (nan, nan) if n=0."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two methods on the same surveys of one cell: ``difference`` = rate of ``method``
+    minus rate of ``baseline`` (alarm rate, or extended power with ``measure="extended"``),
+    ``better``/``worse`` the surveys only one of them got right, and ``interval`` the 95%
+    interval of the paired difference (Newcombe's method 10, from Wilson intervals and
+    the phi correlation of the pairs)."""
+
+    cell: str
+    measure: str
+    method: str
+    baseline: str
+    n: int
+    difference: float
+    interval: tuple[float, float]
+    better: int
+    worse: int
+    kind: str = "drive"
+    # why the pair does not count towards "not below any baseline": "reference" (the
+    # oracle is no detector), "uncalibrated" (the baseline's false alarms on the matching
+    # null cell exceed alpha + 0.02, so its alarms are not power), or ""
+    excluded: str = ""
+
+    @property
+    def not_below(self) -> bool:
+        """The method is not significantly below the baseline (upper bound >= 0)."""
+        return self.interval[1] >= 0
+
+    @property
+    def counts(self) -> bool:
+        """The pair is a power comparison the target is judged on."""
+        return self.kind == "drive" and not self.excluded
+
+
+def paired_difference(x: Sequence[bool], y: Sequence[bool]) -> tuple[float, tuple[float, float]]:
+    """Difference of two paired proportions with Newcombe's (1998) method 10 interval."""
+    x = np.asarray(x, dtype=bool)
+    y = np.asarray(y, dtype=bool)
+    n = x.size
+    if n == 0:
+        return math.nan, (math.nan, math.nan)
+    a = int(np.sum(x & y))
+    b = int(np.sum(x & ~y))
+    c = int(np.sum(~x & y))
+    d = n - a - b - c
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson_interval(a + b, n)
+    l2, u2 = wilson_interval(a + c, n)
+    denom = (a + b) * (c + d) * (a + c) * (b + d)
+    phi = (a * d - b * c) / math.sqrt(denom) if denom > 0 else 0.0
+    diff = p1 - p2
+    lower = diff - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2)
+                                 + (u2 - p2) ** 2))
+    upper = diff + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2)
+                                 + (p2 - l2) ** 2))
+    return diff, (max(-1.0, lower), min(1.0, upper))
+
+
+def paired_comparisons(rows: Sequence[EvalRow], *, method: str = "combined",
+                       baselines: Sequence[str] = PAIRED_BASELINES,
+                       alpha: float = 0.05) -> list[PairedComparison]:
+    """``method`` against every baseline on every cell where both ran: alarm rate on null
+    cells, power and extended power on drive cells.  A drive cell's matching null cell is
+    ``null+season`` if it has a review season, else ``null``."""
+    by = {(r.cell, r.method): r for r in rows}
+
+    def excluded(row: EvalRow, base: str, measure: str) -> str:
+        if base == "oracle":
+            return "reference"
+        null = by.get(("null+season" if row.season else "null", base))
+        if measure == "alarm" and null is not None and null.alarm_rate > alpha + 0.02:
+            return "uncalibrated"
+        return ""
+
+    out = []
+    for cell in dict.fromkeys(r.cell for r in rows):
+        mine = by.get((cell, method))
+        if mine is None:
+            continue
+        for base in baselines:
+            other = by.get((cell, base))
+            if other is None or base == method or len(other.alarms) != len(mine.alarms):
+                continue
+            measures = [("alarm", mine.alarms, other.alarms)]
+            if mine.kind == "drive":
+                measures.append(("extended", mine.extended, other.extended))
+            for measure, x, y in measures:
+                diff, interval = paired_difference(x, y)
+                xa, ya = np.asarray(x, dtype=bool), np.asarray(y, dtype=bool)
+                out.append(PairedComparison(cell, measure, method, base, int(xa.size), diff,
+                                            interval, int(np.sum(xa & ~ya)),
+                                            int(np.sum(~xa & ya)), mine.kind,
+                                            excluded(mine, base, measure)))
+    return out
+
+
+def format_paired(comparisons: Sequence[PairedComparison]) -> str:
+    """One line per (cell, measure, baseline): difference [95% interval], the surveys
+    only the method / only the baseline got right (+ / -), and BELOW where the method is
+    significantly below a baseline it is judged against (or why it is not judged)."""
+    lines = [f"{'cell':32} {'measure':8} {'baseline':10} {'n':>4} {'diff':>6} "
+             f"{'95% interval':>16} {'+':>4} {'-':>4}"]
+    for c in comparisons:
+        flag = ("" if c.kind == "null" else f"  ({c.excluded})" if c.excluded
+                else "" if c.not_below else "  BELOW")
+        lines.append(f"{c.cell:32} {c.measure:8} {c.baseline:10} {c.n:>4} {c.difference:+6.3f} "
+                     f"[{c.interval[0]:+6.3f}, {c.interval[1]:+6.3f}] {c.better:>4} "
+                     f"{c.worse:>4}{flag}")
+    return "\n".join(lines)
+
+
+def format_intervals(rows: Sequence[EvalRow]) -> str:
+    """One line per (cell, method): alarm rate and extended power, each with its Wilson
+    95% interval."""
+    lines = [f"{'cell':32} {'method':16} {'n':>4} {'rate':>5} {'95% interval':>14} "
+             f"{'ext':>5} {'95% interval':>14}"]
+    for r in rows:
+        low, high = r.alarm_interval
+        line = f"{r.cell:32} {r.method:16} {r.n_scenarios:>4} {r.alarm_rate:5.2f} " \
+               f"[{low:4.2f}, {high:4.2f}]"
+        if r.kind == "drive":
+            elow, ehigh = r.extended_interval
+            line += f" {r.extended_power:5.2f} [{elow:4.2f}, {ehigh:4.2f}]"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def weekly_config() -> EvalConfig:
+    """A weekly survey like the ones filed through the public API: 26 weeks, about 100
+    teams of 4-12 people in about 22 departments of 5 orgs, about 160 background reports,
+    a three-week review season late in the half-year (in the cells that have one)."""
+    shape = OrgShape(n_orgs=5, departments_per_org=(3, 6), teams_per_department=(3, 6))
+    people = shape.n_orgs * sum(shape.departments_per_org) / 2 * shape.mean_department_size
+    return EvalConfig(n_periods=26, base_rate=160 / (26 * people), season_periods=(18, 19, 20),
+                      earliest_start=4, shape=shape)
+
+
+CONFIGS = {"default": EvalConfig, "weekly": weekly_config}
+
+
+def shape_cells() -> list[ScenarioCell]:
+    """The shapes of drive the weekly survey is evaluated on, with fixed numbers of drive
+    reports: department drives carrying the attrition pattern (9 reports in 3 weeks, and
+    a weak one of 6), a team drive (5 in 2 weeks), a drive in the last two weeks, two drives
+    at once, a drive visible only in counts (9 in 3 weeks, signals like everyone else's,
+    also at the end of the study, in a review season and with outcomes from every
+    respondent) and one whose signal mix is half way between the background and the
+    pattern (6 in 3 weeks); and the null cells without and with a review season."""
+    dept = dict(level="department", length=3)
+    return [
+        ScenarioCell("null"),
+        ScenarioCell("null+season", season=True),
+        ScenarioCell("pattern/department", **dept, extra_reports=9, signature_share=0.8),
+        ScenarioCell("pattern/weak-department", **dept, extra_reports=6, signature_share=0.8),
+        ScenarioCell("pattern/team", level="team", length=2, extra_reports=5,
+                     signature_share=0.8),
+        ScenarioCell("pattern/end", level="department", length=2, start=-2, extra_reports=6,
+                     signature_share=0.8),
+        ScenarioCell("pattern/two-drives", **dept, extra_reports=6, signature_share=0.8,
+                     n_drives=2),
+        ScenarioCell("counts/department", **dept, extra_reports=9, signals="background"),
+        ScenarioCell("counts/end", level="department", length=2, start=-2, extra_reports=8,
+                     signals="background"),
+        ScenarioCell("counts/in-season", **dept, extra_reports=9, signals="background",
+                     season=True, start=17),
+        ScenarioCell("counts/every-outcome", **dept, extra_reports=9, signals="background",
+                     every_outcome=True),
+        ScenarioCell("halfway/department", **dept, extra_reports=6, signals="halfway"),
+    ]
 
 
 def default_cells() -> list[ScenarioCell]:
@@ -229,10 +444,11 @@ def _seed(seed: int, name: str, k: int) -> tuple[int, int, int]:
 def _dataset(cell: ScenarioCell, cfg: EvalConfig, seed) -> SyntheticDataset:
     drives = []
     if not cell.is_null:
-        drives.append(
+        drives = [
             Drive(cell.level, cell.length, cell.relative_risk, start=cell.start,
-                  signature_share=cell.signature_share)
-        )
+                  signature_share=cell.signature_share, extra_reports=cell.extra_reports,
+                  signals=cell.signals)
+        ] * cell.n_drives
     return simulate(
         seed,
         n_periods=cfg.n_periods,
@@ -243,6 +459,7 @@ def _dataset(cell: ScenarioCell, cfg: EvalConfig, seed) -> SyntheticDataset:
         season_multiplier=cfg.season_multiplier,
         drives=drives,
         earliest_start=cfg.earliest_start,
+        every_outcome=cell.every_outcome,
     )
 
 
@@ -435,6 +652,8 @@ def evaluate(
                         math.nan if cell.is_null
                         else float(np.mean(a & (np.nan_to_num(j, nan=0.0) >= 0.5)))
                     ),
+                    alarms=tuple(bool(x) for x in a),
+                    extended=tuple(bool(x) for x in (a & (np.nan_to_num(j, nan=0.0) >= 0.5))),
                 )
             )
         if progress is not None:
@@ -509,6 +728,14 @@ def targets_summary(rows: Sequence[EvalRow], *, alpha: float = 0.05) -> list[str
         lines.append(f"{verdict(not lost)} extended power above {base} on "
                      f"{len(compared) - len(lost)}/{len(compared)} drive cells with RR >= 2"
                      + (f"; not on: {', '.join(lost)}" if lost else ""))
+    paired = [p for p in paired_comparisons(rows, alpha=alpha) if p.counts]
+    if paired:
+        below = sorted({f"{p.cell} ({p.measure} vs {p.baseline})" for p in paired
+                        if not p.not_below})
+        lines.append(f"{verdict(not below)} not below any baseline on the same surveys "
+                     f"(power and extended power, paired 95% intervals) on "
+                     f"{len({p.cell for p in paired})} drive cells"
+                     + (f"; below on: {', '.join(below)}" if below else ""))
     small = sorted({r.cell for r in rows if r.kind == "drive"
                     and any(r.cell.startswith(p) for p in SMALL_DRIVES)
                     and (r.cell, "combined") in by})
@@ -571,16 +798,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--team-size", type=parse_range, default=default.team_size)
     ap.add_argument("--teams-per-department", type=parse_range,
                     default=default.teams_per_department)
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="default")
     args = ap.parse_args(argv)
-    cells = select_cells(args.cells.split(",")) if args.cells else default_cells()
-    shape = OrgShape(team_size=args.team_size, teams_per_department=args.teams_per_department)
+    weekly = args.config == "weekly"
+    all_cells = shape_cells() if weekly else default_cells()
+    cells = select_cells(args.cells.split(","), all_cells) if args.cells else all_cells
+    if weekly:
+        config = weekly_config()
+    else:
+        config = EvalConfig(shape=OrgShape(team_size=args.team_size,
+                                           teams_per_department=args.teams_per_department))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] or None
     rows = evaluate(cells, n_scenarios=args.scenarios, n_null_scenarios=args.null_scenarios,
-                    n_replicas=args.replicas, seed=args.seed, methods=methods,
-                    config=EvalConfig(shape=shape))
+                    n_replicas=args.replicas, seed=args.seed, methods=methods, config=config)
     print(format_table(rows))
-    print(f"\nshape: {describe_shape(shape)}")
+    print(f"\nshape: {describe_shape(config.shape)}")
     print("\n".join(targets_summary(rows)))
+    print(format_intervals(rows))
+    print(format_paired(paired_comparisons(rows)))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,15 @@ One call, :func:`simulate`, builds a whole dataset from a seed:
   gamma-distributed with mean 1 and shape ``habit_shape`` (reporting-habit overdispersion)
   and ``season`` is ``season_multiplier`` in the company-wide review-season periods, else 1;
 * planted drives: in every team of the drive's branch and every period of its window, extra
-  reports Poisson with mean ``(relative_risk - 1)`` times the background mean of that cell;
-  a share ``signature_share`` of the extra reports carries the attrition-drive signature;
-* per report a tuple of signal codes and an optional outcome.
+  reports Poisson with mean ``(relative_risk - 1)`` times the background mean of that cell
+  (or a fixed number ``extra_reports`` spread over those cells in proportion to it); the
+  drive's ``signals`` say how its reports' signals are drawn: ``"pattern"`` (the drive
+  probabilities, a share ``signature_share`` carrying the attrition-drive signature),
+  ``"background"`` (like everyone else's: the drive shows only in counts) or
+  ``"halfway"`` (every signal's probability half way between the background and the
+  pattern, the signature's signals included);
+* per report a tuple of signal codes and an outcome, or None where the respondent gave
+  none (``every_outcome=True``: every respondent gives one).
 
 Ground truth (``SyntheticDataset.planted_cells``) is the set of (team, period) cells inside
 some drive (leaf-level cells: a drive at a department covers its teams x window).
@@ -27,6 +33,7 @@ import numpy as np
 from reports.scan import ScanData
 
 __all__ = [
+    "DRIVE_SIGNALS",
     "LEVELS",
     "OUTCOMES",
     "SIGNALS",
@@ -85,6 +92,18 @@ _DRIVE_SIGNAL_P = {
     "peers_same_treatment": 0.50,
     "exit_pressure": 0.40,
 }
+# A drive report of the full pattern carries the signature: both required signals, and
+# one of the two alternatives on top of its own draw of it.
+_PATTERN_SIGNAL_P = {
+    code: 1.0 if code in SIGNATURE_REQUIRED
+    else 0.5 + 0.5 * p if code in SIGNATURE_ALTERNATIVES
+    else p
+    for code, p in _DRIVE_SIGNAL_P.items()
+}
+_HALFWAY_SIGNAL_P = {
+    code: (_BACKGROUND_SIGNAL_P[code] + _PATTERN_SIGNAL_P[code]) / 2 for code in SIGNALS
+}
+DRIVE_SIGNALS = ("pattern", "background", "halfway")
 # outcome probabilities, "None" (no answer) last
 _BACKGROUND_OUTCOME_P = (0.60, 0.10, 0.10, 0.03, 0.05, 0.07, 0.05)
 _DRIVE_OUTCOME_P = (0.25, 0.05, 0.25, 0.15, 0.20, 0.05, 0.05)
@@ -120,9 +139,15 @@ class Drive:
 
     unit: branch root index, or a level name ("org", "department", "team") for a unit of
       that level drawn at random from the seed.
-    start: first period, or None for a random start in ``earliest_start .. T - length``.
+    start: first period, or None for a random start in ``earliest_start .. T - length``;
+      a negative start counts from the end (``-length``: the drive ends with the study).
     length: number of periods.  relative_risk: multiplier on the background mean (> 1).
-    signature_share: share of the drive's extra reports carrying the signature.
+    signature_share: share of the drive's extra reports carrying the signature
+      (``signals="pattern"`` only).
+    extra_reports: if set, exactly this many drive reports, spread over the branch's
+      cells in the window in proportion to their background mean (``relative_risk`` is
+      then not used).
+    signals: how the drive reports' signals are drawn, one of ``DRIVE_SIGNALS``.
     """
 
     unit: int | str
@@ -130,6 +155,12 @@ class Drive:
     relative_risk: float
     start: int | None = None
     signature_share: float = 0.0
+    extra_reports: int | None = None
+    signals: str = "pattern"
+
+    def __post_init__(self) -> None:
+        if self.signals not in DRIVE_SIGNALS:
+            raise ValueError(f"signals must be one of {DRIVE_SIGNALS}, got {self.signals!r}")
 
 
 @dataclass
@@ -260,6 +291,7 @@ def simulate(
     season_multiplier: float = 2.5,
     drives: Sequence[Drive] = (),
     earliest_start: int = 0,
+    every_outcome: bool = False,
 ) -> SyntheticDataset:
     """Build one synthetic dataset, fully determined by ``seed`` and the arguments.
 
@@ -267,7 +299,8 @@ def simulate(
     per-team reporting-habit multiplier (mean 1; smaller = more overdispersion; ``inf``
     disables it).  season_periods / season_multiplier: company-wide review season.
     drives: planted drives (see :class:`Drive`); a drive's start defaults to a random
-    period in ``earliest_start .. n_periods - length``.
+    period in ``earliest_start .. n_periods - length``.  every_outcome: every respondent
+    gives an outcome (the outcome probabilities without "no answer", renormalised).
     """
     shape = shape or OrgShape()
     rng = np.random.default_rng(np.random.SeedSequence(seed))
@@ -288,6 +321,7 @@ def simulate(
     resolved: list[Drive] = []
     extra = np.zeros((n_units, n_periods), dtype=np.int64)
     sig_share = np.zeros((n_units, n_periods))
+    sig_kind = np.zeros((n_units, n_periods), dtype=np.int64)
     planted: set[tuple[int, int]] = set()
     for drive in drives:
         unit = drive.unit
@@ -301,14 +335,25 @@ def simulate(
         if start is None:
             lo = min(earliest_start, n_periods - length)
             start = int(rng.integers(lo, n_periods - length + 1))
+        elif start < 0:
+            start = max(0, n_periods + int(start))
+        start = min(int(start), n_periods - length)
         drive = replace(drive, unit=unit, start=int(start), length=length)
         resolved.append(drive)
         members = branch_units(parents, unit)
         leaves = members[head[members] > 0]
         window = slice(drive.start, drive.start + length)
-        lam = mean[leaves, window] * max(drive.relative_risk - 1.0, 0.0)
-        extra[leaves, window] += rng.poisson(lam)
+        if drive.extra_reports is None:
+            lam = mean[leaves, window] * max(drive.relative_risk - 1.0, 0.0)
+            extra[leaves, window] += rng.poisson(lam)
+        else:
+            weight = mean[leaves, window].ravel()
+            share = weight / weight.sum() if weight.sum() > 0 else None
+            spread = rng.multinomial(int(drive.extra_reports), share if share is not None
+                                     else np.full(weight.size, 1.0 / weight.size))
+            extra[leaves, window] += spread.reshape(leaves.size, length)
         sig_share[leaves, window] = drive.signature_share
+        sig_kind[leaves, window] = DRIVE_SIGNALS.index(drive.signals)
         planted |= {(int(u), t) for u in leaves for t in range(drive.start, drive.start + length)}
 
     # expand cell counts to reports (background first, then drive reports)
@@ -324,15 +369,24 @@ def simulate(
     signals: list[tuple[str, ...]] = []
     outcomes: list[str | None] = []
     choices = (*OUTCOMES, None)
+    drive_outcome_p = np.array(_DRIVE_OUTCOME_P)
+    background_outcome_p = np.array(_BACKGROUND_OUTCOME_P)
+    if every_outcome:
+        choices = OUTCOMES
+        drive_outcome_p = drive_outcome_p[:-1] / drive_outcome_p[:-1].sum()
+        background_outcome_p = background_outcome_p[:-1] / background_outcome_p[:-1].sum()
     share_flat = sig_share.ravel()
+    kind_flat = sig_kind.ravel()
+    drive_probs = (_DRIVE_SIGNAL_P, _BACKGROUND_SIGNAL_P, _HALFWAY_SIGNAL_P)
     for cell, is_drive in zip(all_cells.tolist(), planted_flag.tolist(), strict=True):
         if is_drive:
-            sig = bool(rng.random() < share_flat[cell])
-            signals.append(_signals(rng, _DRIVE_SIGNAL_P, sig))
-            outcomes.append(choices[int(rng.choice(len(choices), p=_DRIVE_OUTCOME_P))])
+            kind = int(kind_flat[cell])
+            sig = kind == 0 and bool(rng.random() < share_flat[cell])
+            signals.append(_signals(rng, drive_probs[kind], sig))
+            outcomes.append(choices[int(rng.choice(len(choices), p=drive_outcome_p))])
         else:
             signals.append(_signals(rng, _BACKGROUND_SIGNAL_P, False))
-            outcomes.append(choices[int(rng.choice(len(choices), p=_BACKGROUND_OUTCOME_P))])
+            outcomes.append(choices[int(rng.choice(len(choices), p=background_outcome_p))])
     return SyntheticDataset(
         seed=seed,
         n_periods=n_periods,

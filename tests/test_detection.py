@@ -303,6 +303,18 @@ def test_simulate_command_builds_a_published_survey_and_prints_its_links(
 def test_simulate_command_rejects_a_malformed_drive():
     with pytest.raises(CommandError, match="LEVEL:LENGTH:RR"):
         call_command("simulate", "--drive", "department", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="pattern, background, halfway"):
+        call_command("simulate", "--drive", "department:2:5:loud", stdout=io.StringIO())
+
+
+def test_simulate_command_plants_a_counts_only_drive_at_the_end_of_the_study():
+    out = io.StringIO()
+    call_command("simulate", "--owner", "sim", "--periods", "8", "--orgs", "2", "--drive",
+                 "department:2:6:background", "--at-end", "--every-outcome", stdout=out)
+    text = out.getvalue()
+    assert "periods 6..7, relative risk 6, background signals" in text
+    survey = Survey.objects.get(owner__username="sim")
+    assert not Report.objects.filter(survey=survey, outcome="").exists()
 
 
 def test_evaluate_detection_command_prints_the_table():

@@ -87,7 +87,8 @@ def test_review_season_raises_company_wide_reporting():
 
 def test_simulated_dataset_feeds_every_scan_model():
     data = simulate(6).to_scan_data()
-    assert available_models(data) == ["targeted", "wave", "signature", "per_capita", "joint"]
+    assert available_models(data) == ["targeted", "wave", "signature", "per_capita", "joint",
+                                      "profile"]
 
 
 def test_tiny_evaluation_is_structurally_sane_and_finds_a_strong_department_drive():
@@ -262,3 +263,130 @@ def test_joint_statistic_keeps_its_false_alarms_on_null_surveys_with_and_without
     rows = evaluate(cells, n_scenarios=30, n_replicas=39, seed=6, methods=["joint"])
     for row in rows:
         assert row.alarm_rate <= 0.2, row.cell
+
+
+def test_a_counts_only_drive_plants_its_reports_with_background_signals():
+    drive = Drive("department", 3, 1.0, extra_reports=40, signals="background")
+    ds = simulate(21, n_periods=12, drives=[drive])
+    planted = ds.report_planted
+    assert planted.sum() == 40
+    assert len(ds.drives) == 1
+    assert all((int(u), int(t)) in ds.planted_cells
+               for u, t in zip(ds.report_units[planted], ds.report_periods[planted],
+                               strict=True))
+    # no forced signature: planted reports carry it about as rarely as the background
+    assert ds.report_cases[planted].mean() < 0.1
+    share = np.mean([("abrupt_reversal" in s) for s, p in zip(ds.report_signals, planted,
+                                                                strict=True) if p])
+    assert share < 0.4
+
+
+def test_a_halfway_drive_carries_signals_between_the_background_and_the_pattern():
+    def signature_share(signals: str) -> float:
+        drive = Drive("org", 6, 1.0, extra_reports=400, signals=signals, signature_share=1.0)
+        ds = simulate(22, n_periods=12, drives=[drive])
+        return float(ds.report_cases[ds.report_planted].mean())
+
+    background, halfway, pattern = (signature_share(s)
+                                    for s in ("background", "halfway", "pattern"))
+    assert background < 0.05
+    assert 0.15 < halfway < 0.35
+    assert pattern == 1.0
+
+
+def test_a_drive_with_a_negative_start_ends_with_the_study():
+    ds = simulate(23, n_periods=26, drives=[Drive("department", 2, 3.0, start=-2)])
+    (drive,) = ds.drives
+    assert (drive.start, drive.length) == (24, 2)
+    assert {t for _, t in ds.planted_cells} == {24, 25}
+
+
+def test_every_respondent_gives_an_outcome_when_asked_to():
+    ds = simulate(24, every_outcome=True, drives=[Drive("org", 4, 3.0)])
+    assert None not in ds.report_outcomes
+    assert None in simulate(24, drives=[Drive("org", 4, 3.0)]).report_outcomes
+
+
+def test_an_unknown_drive_signal_mix_is_refused():
+    with pytest.raises(ValueError, match="signals must be one of"):
+        Drive("team", 2, 2.0, signals="loud")
+
+
+def test_weekly_config_is_a_half_year_of_about_160_reports_in_about_22_departments():
+    cfg = evaluation.weekly_config()
+    null = ScenarioCell("null")
+    sizes = [evaluation._dataset(null, cfg, (0, 0, k)) for k in range(20)]
+    assert cfg.n_periods == 26
+    assert 140 <= np.mean([ds.n_reports for ds in sizes]) <= 180
+    assert 18 <= np.mean([ds.units_at_level("department").size for ds in sizes]) <= 27
+    assert 85 <= np.mean([ds.units_at_level("team").size for ds in sizes]) <= 120
+
+
+def test_shape_cells_plant_the_drives_they_name():
+    cfg = evaluation.weekly_config()
+    cells = {c.name: c for c in evaluation.shape_cells()}
+    assert {"null", "null+season", "counts/department", "halfway/department", "pattern/end",
+            "pattern/two-drives", "counts/every-outcome"} <= set(cells)
+    two = evaluation._dataset(cells["pattern/two-drives"], cfg, (0, 1, 2))
+    assert len(two.drives) == 2
+    assert two.report_planted.sum() == 12
+    end = evaluation._dataset(cells["pattern/end"], cfg, (0, 1, 2))
+    assert end.drives[0].start == cfg.n_periods - 2
+    counts = evaluation._dataset(cells["counts/department"], cfg, (0, 1, 2))
+    assert counts.report_planted.sum() == 9
+    assert not counts.report_cases[counts.report_planted].all()
+
+
+def test_wilson_interval_matches_the_closed_form_and_stays_inside_zero_one():
+    low, high = evaluation.wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4)
+    assert high == pytest.approx(0.9433, abs=1e-4)
+    assert evaluation.wilson_interval(0, 20)[0] == 0.0
+    assert evaluation.wilson_interval(20, 20)[1] == 1.0
+    assert all(math.isnan(x) for x in evaluation.wilson_interval(0, 0))
+
+
+def test_paired_difference_interval_is_newcombes_square_and_add_of_wilson_limits():
+    # pairs (both, first only, second only, neither) = (8, 4, 4, 2): a d = b c, so the
+    # correlation term vanishes and the limits are the hybrid score ones
+    x = [True] * 12 + [False] * 6
+    y = [True] * 8 + [False] * 4 + [True] * 4 + [False] * 2
+    diff, (low, high) = evaluation.paired_difference(x, y)
+    l1, u1 = evaluation.wilson_interval(12, 18)
+    l2, u2 = evaluation.wilson_interval(12, 18)
+    assert diff == 0.0
+    assert low == pytest.approx(-math.hypot(12 / 18 - l1, u2 - 12 / 18))
+    assert high == pytest.approx(math.hypot(u1 - 12 / 18, 12 / 18 - l2))
+    # positively correlated pairs (most surveys agree) give a narrower interval
+    agree = [True] * 12 + [False] * 6
+    other = [True] * 11 + [False] * 6 + [True]
+    _, (low2, high2) = evaluation.paired_difference(agree, other)
+    assert high2 - low2 < high - low
+    assert low2 < 0 < high2
+
+
+def test_paired_comparisons_compare_the_default_with_every_baseline_on_the_same_surveys():
+    cells = [ScenarioCell("null"),
+             ScenarioCell("counts/department", "department", 3, extra_reports=9,
+                          signals="background")]
+    rows = evaluate(cells, n_scenarios=6, n_replicas=19, n_calibration=10, seed=2,
+                    config=evaluation.weekly_config(),
+                    methods=["combined", "wave", "targeted", "ears_c2", "oracle"])
+    for row in rows:
+        assert len(row.alarms) == len(row.extended) == row.n_scenarios
+        assert row.alarm_rate == pytest.approx(np.mean(row.alarms))
+        low, high = row.alarm_interval
+        assert low <= row.alarm_rate <= high
+    pairs = evaluation.paired_comparisons(rows)
+    drive = {(p.measure, p.baseline) for p in pairs if p.cell == "counts/department"}
+    assert drive == {(m, b) for m in ("alarm", "extended")
+                     for b in ("wave", "targeted", "ears_c2", "oracle")}
+    assert {p.baseline for p in pairs if p.cell == "null"} == {"wave", "targeted", "ears_c2"}
+    assert all(p.excluded == "reference" for p in pairs if p.baseline == "oracle")
+    assert all(not p.counts for p in pairs if p.cell == "null")
+    for p in pairs:
+        assert p.interval[0] <= p.difference <= p.interval[1]
+        assert p.better - p.worse == round(p.difference * p.n)
+    text = evaluation.format_paired(pairs)
+    assert "counts/department" in text
+    assert "95% interval" in text

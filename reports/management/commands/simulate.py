@@ -1,12 +1,14 @@
 """Builds a synthetic survey (org tree, reports, planted drives) through the
 same services the API uses, publishes it, and prints its links."""
 
+from dataclasses import replace
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from reports import detection, selectors, synthetic
-from reports.simulate import Drive, OrgShape, simulate
+from reports.simulate import DRIVE_SIGNALS, Drive, OrgShape, simulate
 
 LEVELS = ("team", "department", "org")
 
@@ -23,9 +25,18 @@ class Command(BaseCommand):
         parser.add_argument("--orgs", type=int, default=3)
         parser.add_argument("--base-rate", type=float, default=0.08,
                             help="Background reports per person per period.")
-        parser.add_argument("--drive", action="append", default=[], metavar="LEVEL:LENGTH:RR",
+        parser.add_argument("--drive", action="append", default=[],
+                            metavar="LEVEL:LENGTH:RR[:SIGNALS]",
                             help="Planted drive, e.g. department:2:5 (repeatable; default one "
-                                 "department drive of 2 periods at relative risk 5).")
+                                 "department drive of 2 periods at relative risk 5). SIGNALS "
+                                 "is how its reports' signals are drawn: pattern (default: "
+                                 "80%% carry the attrition-drive signature), background "
+                                 "(like everyone else's: the drive shows only in counts) or "
+                                 "halfway (every signal half way between the two).")
+        parser.add_argument("--at-end", action="store_true",
+                            help="Every drive ends with the last period.")
+        parser.add_argument("--every-outcome", action="store_true",
+                            help="Every respondent gives an outcome.")
         parser.add_argument("--min-group-size", type=int, default=5)
         parser.add_argument("--detect", action="store_true",
                             help="Also run a detection (999 replicas) and print its clusters.")
@@ -34,11 +45,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         drives = [self._drive(text) for text in options["drive"] or ["department:2:5"]]
+        if options["at_end"]:
+            drives = [replace(drive, start=-drive.length) for drive in drives]
         if not 2 <= options["periods"] <= 104:
             raise CommandError("--periods must be between 2 and 104.")
         dataset = simulate(options["seed"], n_periods=options["periods"],
                            shape=OrgShape(n_orgs=options["orgs"]),
-                           base_rate=options["base_rate"], drives=drives)
+                           base_rate=options["base_rate"], drives=drives,
+                           every_outcome=options["every_outcome"])
         owner, _ = get_user_model().objects.get_or_create(username=options["owner"])
         survey = synthetic.simulated_survey_create(
             owner=owner, title=f"Simulated survey (seed {options['seed']})", dataset=dataset,
@@ -49,7 +63,7 @@ class Command(BaseCommand):
         for drive in dataset.drives:
             self.stdout.write(f"  planted: {dataset.unit_paths[drive.unit]}, periods "
                               f"{drive.start}..{drive.start + drive.length - 1}, "
-                              f"relative risk {drive.relative_risk:g}")
+                              f"relative risk {drive.relative_risk:g}, {drive.signals} signals")
         self.stdout.write(f"  Share link (respondents): {base}/s/{survey.share_token}/\n"
                           f"  Shared dashboard:         {base}/d/{survey.dashboard_token}/")
         if options["detect"]:
@@ -63,10 +77,14 @@ class Command(BaseCommand):
 
     def _drive(self, text: str) -> Drive:
         try:
-            level, length, risk = text.split(":")
-            drive = Drive(level, int(length), float(risk), signature_share=0.8)
+            level, length, risk, *signals = text.split(":")
+            if len(signals) > 1:
+                raise ValueError("too many fields")
+            drive = Drive(level, int(length), float(risk), signature_share=0.8,
+                          signals=signals[0] if signals else "pattern")
         except ValueError as error:
-            raise CommandError(f"--drive {text!r}: expected LEVEL:LENGTH:RR") from error
+            raise CommandError(f"--drive {text!r}: expected LEVEL:LENGTH:RR[:SIGNALS] with "
+                               f"SIGNALS one of {', '.join(DRIVE_SIGNALS)}") from error
         if level not in LEVELS or drive.length < 1 or drive.relative_risk <= 1:
             raise CommandError(f"--drive {text!r}: level is one of {', '.join(LEVELS)}, "
                                "length at least 1, relative risk above 1.")
