@@ -584,7 +584,35 @@ def assert_every_cluster_figure_is_recomputable(client, organizer_api, survey):
         assert cluster["sentence"] in html
         checked += 1
     assert len(CARD_SENTENCE.findall(html)) == len(shared)
+    assert_detectable_sizes_follow_the_released_total(client, organizer_api, survey)
     return checked
+
+
+def assert_detectable_sizes_follow_the_released_total(client, organizer_api, survey):
+    """The sizes a drive needs to be found (`detectable`) are the same everywhere and follow
+    from the released all-units total and the run's critical value alone, a figure of no
+    count (like the p-value band): they add no fact about any count."""
+    from reports import detectable
+    from reports.models import DetectionRun
+
+    token = survey.dashboard_token
+    shared = client.get(f"/api/v1/d/{token}/clusters/").json()["detectable"]
+    export = client.get(f"/api/v1/d/{token}/export/").json()
+    assert organizer_api.get(f"/api/v1/surveys/{survey.id}/clusters/").json()[
+        "detectable"] == shared == export["detectable"]
+    if not shared:
+        return
+    total = export["overview"]["reports"]
+    assert total is not None
+    stored = (DetectionRun.objects.filter(survey=survey, finished__isnull=False)
+              .order_by("-finished")[0].detectable)
+    span = stored["periods"]
+    for row in shared:
+        fraction = row["share"] if row["people"] is None else row["people"] / stored["headcount"]
+        assert row["relative_risk"] == detectable.minimum_detectable_relative_risk(
+            unit_rate=total * fraction / span, company_rate=total / span, span=span,
+            critical=stored["critical_llr"], min_reports=survey.min_group_size,
+            periods=row["periods"])
 
 
 PLANTED_COUNTS = {**REPRO_COUNTS, ("Co/D1/T3", 2): 30, ("Co/D1/T3", 3): 34}
