@@ -66,8 +66,8 @@ Models (``MODELS``)
     (permute report periods against units, then case labels), so the null holds whatever
     the company's time profile, season included: the reference share only decides where
     the statistic looks.  The counts LLR grows with ``c`` and falls with ``C_W``, so
-    ``joint``'s branch and bound applies unchanged.  Branches with ``n_g == C`` score
-    their cases only.  ``Cut.expected`` is ``n_g * q``.
+    ``joint``'s branch and bound applies unchanged.  ``Cut.expected`` is ``n_g * q``;
+    branches with ``n_g == C`` score their cases only and take ``n_g * C_W / C``.
 ``per_capita``
     Poisson against headcount.  ``headcount[u]`` is the unit's *own* headcount (people
     attached directly to it: normally only leaf teams carry one; NaN or 0 = unknown/none).
@@ -979,7 +979,9 @@ class ProfileModel(JointModel):
         n_g = self.n_g[rows]
         if c.ndim == 2:
             n_g = n_g[:, None]
-        return n_g * self._share(c, n_g, cw, w)
+        # a branch holding every report is scored on its cases alone; its expectation is
+        # the company's own profile, n_g * C_W / C, as for joint
+        return np.where(n_g < self.N, n_g * self._share(c, n_g, cw, w), n_g * cw / self.N)
 
 
 

@@ -300,6 +300,18 @@ def test_profile_cuts_score_the_counts_against_the_half_way_profile_plus_the_sig
     assert cuts[0].branch in _members(6) or 6 in _members(cuts[0].branch)
 
 
+def test_a_profile_cut_of_the_whole_company_is_scored_on_its_cases_at_its_own_profile():
+    data = small_data(5, n=120, periods=8)
+    cases = (data.report_periods == 2) & (np.arange(data.n_reports) % 2 == 0)
+    data = ScanData(PARENTS, data.report_units, data.report_periods, 8, report_cases=cases)
+    top = observed_cuts(data, "profile", min_reports=3, limit=1)[0]
+    assert (top.branch, top.start, top.end) == (0, 2, 2)
+    # nothing outside the company to take a rate from: expected is its own count
+    assert top.expected == top.observed == int((data.report_periods == 2).sum())
+    assert top.llr == pytest.approx(float(bernoulli_llr(int(cases.sum()), top.observed,
+                                                        int(cases.sum()), data.n_reports)))
+
+
 def test_profile_branch_and_bound_equals_the_exhaustive_maximum_on_many_data_sets():
     checked = positive = 0
     for seed in range(30):
