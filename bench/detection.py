@@ -1,18 +1,19 @@
 """Benchmark of a detection run through the Celery chord (not a test).
 
 2,000 units (company -> 10 orgs -> 100 departments -> 1,889 teams) x 52 weekly
-periods, 20,000 reports with one department-level drive, targeted model, 999
-replicas. The same run (same seed) goes through the chord twice, once with one
-worker process and once with two, on PostgreSQL and Redis; the script prints
-both wall times (POST-equivalent start to job succeeded) and their ratio, and
-checks that both runs stored identical clusters.
+periods, 20,000 reports with one department-level drive, one model (targeted by
+default, ``--model``), 999 replicas. The same run (same seed) goes through the
+chord twice, once with one worker process and once with two, on PostgreSQL and
+Redis; the script prints both wall times (POST-equivalent start to job succeeded)
+and their ratio, and checks that both runs stored identical clusters.
 
 It uses its own database (created and migrated if missing) and empties the
 given Redis database first, so point it at ones nobody else uses:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_detection \\
     REDIS_URL=redis://127.0.0.1:6379/9 \\
-    .venv/bin/python bench/detection.py [--replicas 999] [--chunk-size N] [--repeat 4]
+    .venv/bin/python bench/detection.py [--replicas 999] [--chunk-size N] [--repeat 4] \\
+        [--model profile]
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def stop_worker(process: subprocess.Popen) -> None:
 
 
 def timed_run(survey, *, concurrency: int, replicas: int, chunk_size: int | None,
-              log_path: Path):
+              log_path: Path, model: str = "targeted"):
     from reports import detection
     from reports.models import Job
     from server.celery import app
@@ -129,7 +130,7 @@ def timed_run(survey, *, concurrency: int, replicas: int, chunk_size: int | None
                 raise SystemExit(f"worker did not start; see {log_path}")
         started = time.perf_counter()
         run = detection.detection_start(survey=survey, replicas=replicas, seed=2024,
-                                        chunk_size=chunk_size, models=["targeted"])
+                                        chunk_size=chunk_size, models=[model])
         while True:
             job = Job.objects.get(id=run.job_id)
             if job.status in (Job.Status.SUCCEEDED, Job.Status.FAILED):
@@ -173,6 +174,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1,
                     help="Runs per worker count, alternating; the fastest counts (the "
                          "machine is shared, so the slower ones mostly measure neighbours).")
+    ap.add_argument("--model", default="targeted", help="The scan model the run uses.")
     args = ap.parse_args()
     owner = bench_owner()
     from reports.models import DetectionCluster
@@ -186,9 +188,10 @@ def main() -> None:
     for _ in range(max(1, args.repeat)):
         for concurrency in (1, 2):
             run, elapsed = timed_run(survey, concurrency=concurrency, replicas=args.replicas,
-                                     chunk_size=args.chunk_size, log_path=log_path)
+                                     chunk_size=args.chunk_size, log_path=log_path,
+                                     model=args.model)
             print(f"{concurrency} worker process(es): {elapsed:7.2f} s "
-                  f"({run.replicas} replicas, chunk size {run.chunk_size}, "
+                  f"({run.replicas} replicas, chunk size {run.chunk_size}, {args.model}, "
                   f"started {dt.datetime.now().isoformat(timespec='seconds')}, "
                   f"load {os.getloadavg()[0]:.2f})")
             if concurrency not in results or elapsed < results[concurrency][1]:
