@@ -45,7 +45,9 @@ def seeded():
                              status=Job.Status.SUCCEEDED, progress=1.0)
     run = DetectionRun.objects.create(survey=survey, job=job, seed=1, replicas=999,
                                       chunk_size=100, finished=timezone.now(),
-                                      parameters={"min_reports": 3})
+                                      parameters={"min_reports": 3},
+                                      detectable={"critical_llr": 9.5, "periods": 9,
+                                                  "headcount": 0})
     DetectionCluster.objects.create(
         run=run, rank=0, model="poisson", scope="unit", unit_path="Acme/Retail/Marketing",
         start=dt.date(2025, 5, 1), end=dt.date(2025, 6, 1), observed=40, n_reports=40,
@@ -95,6 +97,10 @@ def test_shared_dashboard_in_a_browser(browser, live_server, seeded):
         assert sentence.startswith("Acme/Retail/Marketing, 1 May–30 Jun 2025")
         assert "(p ≤ 0.001)" in sentence
         assert "4.1×" not in sentence
+    sizes = page.locator("table[data-detectable] tbody tr")
+    assert sizes.count() == 3
+    assert sizes.first.locator("th").inner_text() == "A unit with 5% of the reports"
+    assert sizes.last.locator("td").inner_text().endswith("×")
     screenshot(page, "dashboard-shared-expanded")
 
     page.fill("#f-unit", "Acme/Cloud")
