@@ -5,17 +5,22 @@
 
 * cells (:func:`default_cells`): drive level team/department/org x length 1/2/4/8 periods x
   relative risk 1.5/2/3/5; null without and with a review season; drives inside a review
-  season; signature-carrying drives of modest relative risk;
+  season; signature-carrying drives of modest relative risk.  :func:`shape_cells` with
+  :func:`weekly_config` (26 weeks, ~160 background reports, ~100 teams in ~22
+  departments): fixed numbers of drive reports carrying the attrition pattern, visible
+  only in counts, or with a half-way signal mix, at the end of the study, two at once;
 * methods: each scan model on its own (raw Monte Carlo p <= alpha), among them ``joint``
   (per cut the ``targeted`` LLR plus the ``signature`` LLR, calibrated on replicas that
   permute report periods and case labels together, so it needs no Bonferroni between the
-  two), ``targeted_classic`` (targeted without leave-branch-out, to show the gain),
-  ``combined`` (the detector a default run uses: any model of ``DEFAULT_MODELS`` with
-  Bonferroni-adjusted p <= alpha, which for the single default model ``joint`` is
-  ``joint`` itself; its cut is the one with the smallest adjusted p, ties broken by model
-  order in ``reports.scan.MODELS``; ``targeted`` and ``signature`` condition on each
-  branch's own total, so unit reporting habits and company-wide seasons do not move
-  their nulls, unlike ``wave`` and ``per_capita``), ``combined_all`` (the same over the
+  two) and ``profile`` (``joint`` with the counts scored against a time profile half way
+  between the rest's and a uniform one), ``targeted_classic`` (targeted without
+  leave-branch-out, to show the gain), ``combined`` (the detector a default run uses: any
+  model of ``DEFAULT_MODELS`` with Bonferroni-adjusted p <= alpha, which for the single
+  default model ``profile`` is ``profile`` itself; its cut is the one with the smallest
+  adjusted p, ties broken by model order in ``reports.scan.MODELS``; ``targeted``,
+  ``signature``, ``joint`` and ``profile`` condition on each branch's own total, so unit
+  reporting habits and company-wide seasons do not move their nulls, unlike ``wave`` and
+  ``per_capita``), ``combined_all`` (the same over the
   four single models ``targeted``, ``wave``, ``signature`` and ``per_capita``, where
   available), and two baselines on the same data:
   ``naive_threshold`` (alarm when any team has >= k reports in one period) and ``ears_c2``
@@ -27,7 +32,9 @@
   power of a test that knew where, when and against what to look;
 * figures: ``alarm_rate`` (type-I error on null cells, power on drive cells),
   ``localization`` (mean Jaccard of detected vs planted (team, period) cells over the
-  scenarios that alarmed), ``extended_power`` (alarm and Jaccard >= 0.5).
+  scenarios that alarmed), ``extended_power`` (alarm and Jaccard >= 0.5), each rate with
+  its Wilson 95% interval, and :func:`paired_comparisons` of the default against every
+  baseline on the same surveys (paired differences with Newcombe's interval).
 
 The simulated company's shape (``EvalConfig.shape``, a :class:`reports.simulate.OrgShape`)
 defaults to the one the published figures use; larger teams or more teams per department
@@ -76,7 +83,7 @@ LENGTHS = (1, 2, 4, 8)
 RELATIVE_RISKS = (1.5, 2.0, 3.0, 5.0)
 SCAN_METHODS = ("targeted", "wave", "signature", "per_capita", "joint", "profile")
 # Kept equal to reports.detection.DEFAULT_MODELS (that module needs Django).
-DEFAULT_MODELS = ("joint",)
+DEFAULT_MODELS = ("profile",)
 SINGLE_MODELS = ("targeted", "wave", "signature", "per_capita")
 METHODS = (
     *SCAN_METHODS,

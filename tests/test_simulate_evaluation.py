@@ -245,17 +245,28 @@ def test_evaluate_detection_command_takes_the_company_shape_and_reports_the_orac
         call_command("evaluate_detection", "--team-size", "9-3", stdout=StringIO())
 
 
-def test_the_evaluated_default_detector_is_the_joint_model_the_product_runs():
+def test_the_evaluated_default_detector_is_the_profile_model_the_product_runs():
     from reports import detection
 
-    assert evaluation.DEFAULT_MODELS == detection.DEFAULT_MODELS == ("joint",)
+    assert evaluation.DEFAULT_MODELS == detection.DEFAULT_MODELS == ("profile",)
     cells = [ScenarioCell("department/L4/RR2/signature", "department", 4, 2.0,
                           signature_share=0.5)]
     rows = evaluate(cells, n_scenarios=6, n_replicas=19, seed=3,
-                    methods=["joint", "combined"], include_classic=False)
+                    methods=["profile", "combined"], include_classic=False)
     by = {r.method: r for r in rows}
-    assert by["combined"].alarm_rate == by["joint"].alarm_rate
-    assert by["combined"].localization == pytest.approx(by["joint"].localization, nan_ok=True)
+    assert by["combined"].alarms == by["profile"].alarms
+    assert by["combined"].localization == pytest.approx(by["profile"].localization,
+                                                        nan_ok=True)
+
+
+def test_profile_statistic_keeps_its_false_alarms_on_weekly_null_surveys_with_a_season():
+    cells = [ScenarioCell("null"), ScenarioCell("null+season", season=True)]
+    rows = evaluate(cells, n_scenarios=30, n_replicas=39, seed=6, methods=["profile", "wave"],
+                    config=evaluation.weekly_config())
+    by = {(r.cell, r.method): r for r in rows}
+    for cell in ("null", "null+season"):
+        assert by[(cell, "profile")].alarm_rate <= 0.2, cell
+    assert by[("null+season", "wave")].alarm_rate >= 0.5
 
 
 def test_joint_statistic_keeps_its_false_alarms_on_null_surveys_with_and_without_a_season():
