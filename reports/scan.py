@@ -113,6 +113,7 @@ from functools import cached_property
 import numpy as np
 
 __all__ = [
+    "LEAVE_OUT_FLOOR",
     "MODELS",
     "SCAN_MODELS",
     "Cut",
@@ -131,7 +132,9 @@ __all__ = [
 ]
 
 DEFAULT_REPLICAS = 999
-_LEAVE_OUT_FLOOR = 0.5
+# The smallest count a window of the rest of the company is taken to hold, so that a
+# window nobody outside the branch reported in keeps a finite expectation.
+LEAVE_OUT_FLOOR = 0.5
 # observed_cuts keeps at most this many candidate cuts (the highest LLRs) while it
 # scans the window lengths, so its memory does not grow with reports x windows; the
 # secondary cuts are chosen among them (20 are kept, each removing its overlaps).
@@ -612,7 +615,7 @@ class TargetedModel(ScanModel):
         if self.leave_out:
             rest = (self.C - n_g).astype(np.float64)
             with np.errstate(divide="ignore", invalid="ignore"):
-                e = n_g * np.maximum(cw - c, _LEAVE_OUT_FLOOR) / rest
+                e = n_g * np.maximum(cw - c, LEAVE_OUT_FLOOR) / rest
             # A branch holding every report has no rest to take a rate from
             # (joint still scores its cases): its expectation is the
             # company's own profile, n_g * C_W / C.
@@ -957,7 +960,7 @@ class ProfileModel(JointModel):
         """The reference window share of a cut (arrays broadcast)."""
         rest = (self.N - n).astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            rest_share = np.where(rest > 0, np.maximum(cw - c, _LEAVE_OUT_FLOOR) / rest, 1.0)
+            rest_share = np.where(rest > 0, np.maximum(cw - c, LEAVE_OUT_FLOOR) / rest, 1.0)
         return self.REST_WEIGHT * np.minimum(rest_share, 1.0) + (1 - self.REST_WEIGHT) * (
             np.asarray(w, dtype=np.float64) / self.T)
 

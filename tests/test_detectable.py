@@ -28,17 +28,16 @@ def test_too_few_replicas_make_nothing_significant():
 
 @pytest.mark.parametrize("unit_rate", [0.1, 0.33, 0.9, 4.0, 16.0])
 @pytest.mark.parametrize("critical", [2.0, 6.5, 11.0])
-def test_the_reports_needed_are_the_least_count_the_scan_scores_at_the_critical_value(
+def test_the_reports_needed_are_the_least_count_the_default_scores_at_the_critical_value(
         unit_rate, critical):
     needed = detectable.reports_needed(unit_rate=unit_rate, critical=critical, min_reports=3,
                                        **COMPANY)
 
     def llr(window):
-        # The scan's own table for that cut: the unit's reports in and out of the window
-        # against the company's.
-        return float(scan.bernoulli_llr(window, unit_rate * 23 + window,
-                                        (40.0 - unit_rate) * 3 + window,
-                                        40.0 * 26 - unit_rate * 3 + window))
+        # The default model's counts part for that cut: the unit's reports in the window
+        # against the share half way between the rest's (3 of 26 periods, at its mean)
+        # and a uniform one.
+        return float(scan.binomial_llr(window, unit_rate * 23 + window, 3 / 26))
 
     assert needed >= 3
     assert llr(needed) >= critical
