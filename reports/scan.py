@@ -68,6 +68,14 @@ Models (``MODELS``)
     the statistic looks.  The counts LLR grows with ``c`` and falls with ``C_W``, so
     ``joint``'s branch and bound applies unchanged.  ``Cut.expected`` is ``n_g * q``;
     branches with ``n_g == C`` score their cases only and take ``n_g * C_W / C``.
+``profile_counts`` (experimental; not in ``MODELS`` nor ``available_models``)
+    ``profile``'s counts part alone: per cut (at least ``min_reports`` reports) the
+    binomial LLR of its ``c`` reports out of ``n_g`` against ``profile``'s half-way share
+    ``q``, without the signature LLR.  Its replicas are ``profile``'s draws (periods, then
+    case labels, with the same generator; the case labels are drawn and not read), so
+    :func:`replica_maxima_pair` scores one draw with both statistics.  Its replica maximum
+    is ``profile``'s branch and bound without the signature bound (the counts LLR grows
+    with ``c`` and falls with ``C_W``).  Available wherever ``profile`` is.
 ``per_capita``
     Poisson against headcount.  ``headcount[u]`` is the unit's *own* headcount (people
     attached directly to it: normally only leaf teams carry one; NaN or 0 = unknown/none).
@@ -128,6 +136,7 @@ __all__ = [
     "observed_cuts",
     "observed_maximum",
     "replica_maxima",
+    "replica_maxima_pair",
     "resolve_max_window",
 ]
 
@@ -475,9 +484,12 @@ class ScanModel(ABC):
     (:meth:`replica_counts`)."""
 
     name: str
+    # a model run only by callers that name it (not in available_models) is available
+    # where the model named here is
+    available_as: str | None = None
 
     def __init__(self, data: ScanData, max_window: int | None, leave_branch_out: bool) -> None:
-        if data.n_reports and self.name not in available_models(data):
+        if data.n_reports and (self.available_as or self.name) not in available_models(data):
             raise ValueError(f"model {self.name!r} is not available for this data")
         self.data = data
         self.model = self.name
@@ -987,6 +999,53 @@ class ProfileModel(JointModel):
         return np.where(n_g < self.N, n_g * self._share(c, n_g, cw, w), n_g * cw / self.N)
 
 
+class ProfileCountsModel(ProfileModel):
+    """``profile_counts`` (experimental): ``profile``'s counts LLR alone, on ``profile``'s
+    replicas (the pair of report and case counts; the case counts are not read)."""
+
+    name = "profile_counts"
+    available_as = "profile"
+
+    def window_cuts(self, w, cs, ks):
+        c = cs[:, w:] - cs[:, :-w]
+        return c, c, self.llr(w, c, np.arange(c.shape[0]))
+
+    def max_statistic(self, counts_tm, min_reports: int) -> float:
+        """``counts_tm``: the pair (report counts, case counts) of :meth:`replica_counts`
+        or :meth:`observed_tm`; only the report counts are scored."""
+        return ScanModel.max_statistic(self, counts_tm[0], min_reports)
+
+    def _max_from_window_maxima(self, cmax_wu, one, min_reports):
+        """Branch and bound on the eligible (width, branch) pairs: the pair's largest
+        window count with the smallest window total bounds it from above, with the largest
+        total from below (a value some cut of the pair reaches or beats)."""
+        w_idx, u_idx = np.nonzero(cmax_wu >= min_reports)
+        if w_idx.size == 0:
+            return 0.0
+        c = cmax_wu[w_idx, u_idx].astype(np.int64)
+        n = self.n_g[u_idx]
+        lower = self._counts_llr(c, n, self.cw_max[w_idx], w_idx + 1)
+        best = float(lower.max())
+        upper = self._counts_llr(c, n, np.maximum(self.cw_min[w_idx], c), w_idx + 1)
+        cutoff = best - _TOL_REL * abs(best) - _TOL_ABS
+        keep = (upper >= cutoff) & (upper > 0)
+        if not keep.any():
+            return best
+        w_idx, u_idx = w_idx[keep], u_idx[keep]
+        cols = np.unique(u_idx)
+        cs = np.zeros((self.T + 1, cols.size), dtype=np.int64)
+        np.cumsum(one[:, cols], axis=0, out=cs[1:])
+        for wi in np.unique(w_idx):
+            rows = u_idx[w_idx == wi]
+            pos = np.searchsorted(cols, rows)
+            w = int(wi) + 1
+            c = cs[w:, pos] - cs[:-w, pos]  # [starts, rows]
+            val = self._counts_llr(c, self.n_g[rows][None, :], self.cw[wi][:, None], w)
+            val = np.where(c >= min_reports, val, 0.0)
+            best = max(best, float(val.max()))
+        return best
+
+
 
 def _cumsum_time(counts: np.ndarray) -> np.ndarray:
     cs = np.zeros((counts.shape[0], counts.shape[1] + 1), dtype=np.int64)
@@ -998,9 +1057,11 @@ def _cumsum_time(counts: np.ndarray) -> np.ndarray:
 SCAN_MODELS: dict[str, type[ScanModel]] = {
     model.name: model
     for model in (TargetedModel, WaveModel, SignatureModel, PerCapitaModel, JointModel,
-                  ProfileModel)
+                  ProfileModel, ProfileCountsModel)
 }
-MODELS = tuple(SCAN_MODELS)
+# Scanned only by callers that name them (the evaluation); not offered to runs.
+EXPERIMENTAL_MODELS = ("profile_counts",)
+MODELS = tuple(name for name in SCAN_MODELS if name not in EXPERIMENTAL_MODELS)
 
 _MODEL_CACHE_ATTR = "_scan_model_cache"
 
@@ -1125,6 +1186,36 @@ def replica_maxima(
     m = _model(data, model, max_window, leave_branch_out)
     for k, i in enumerate(range(start, stop)):
         out[k] = m.max_statistic(m.replica_counts(_rng(entropy, i)), int(min_reports))
+    return out
+
+
+def replica_maxima_pair(
+    data: ScanData,
+    models: tuple[str, str],
+    *,
+    entropy: int | Sequence[int],
+    start: int,
+    stop: int,
+    min_reports: int,
+    max_window: int | None = None,
+) -> np.ndarray:
+    """float64 [stop - start, 2]: the maxima of both ``models`` on the same null replicas
+    ``start .. stop-1``, each replica drawn once (replica i from
+    ``default_rng(SeedSequence(entropy, spawn_key=(i,)))``) and scored by both.  The two
+    models must draw their replicas alike (e.g. ``profile_counts`` and ``profile``);
+    column j equals :func:`replica_maxima` of ``models[j]`` with the same entropy."""
+    if not 0 <= start <= stop:
+        raise ValueError("need 0 <= start <= stop")
+    out = np.zeros((stop - start, 2), dtype=np.float64)
+    if data.n_reports == 0:
+        return out
+    first, second = (_model(data, name, max_window, True) for name in models)
+    if type(first).replica_counts is not type(second).replica_counts:
+        raise ValueError(f"models {models} do not draw their replicas alike")
+    for k, i in enumerate(range(start, stop)):
+        counts = second.replica_counts(_rng(entropy, i))
+        out[k, 0] = first.max_statistic(counts, int(min_reports))
+        out[k, 1] = second.max_statistic(counts, int(min_reports))
     return out
 
 

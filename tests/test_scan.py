@@ -335,6 +335,77 @@ def test_profile_branch_and_bound_equals_the_exhaustive_maximum_on_many_data_set
     assert positive > 1000
 
 
+def exhaustive_profile_counts_maximum(m, counts_tm: np.ndarray, k: int) -> float:
+    """Every cut's profile counts LLR alone, window by window (reference for the
+    ``profile_counts`` branch and bound)."""
+    t_all = counts_tm.shape[0]
+    cs = np.zeros((t_all + 1, counts_tm.shape[1]), dtype=np.int64)
+    np.cumsum(counts_tm, axis=0, out=cs[1:])
+    best = 0.0
+    for w in range(1, m.wmax + 1):
+        c = cs[w:] - cs[:-w]
+        val = m._counts_llr(c, m.n_g[None, :], m.cw[w - 1][:, None], w)
+        best = max(best, float(np.where(c >= k, val, 0.0).max()))
+    return best
+
+
+def test_profile_counts_branch_and_bound_equals_the_exhaustive_maximum_on_many_data_sets():
+    checked = positive = 0
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        periods = int(rng.integers(1, 14))
+        start = int(rng.integers(0, periods))
+        plant = (int(rng.integers(0, 13)), start, int(rng.integers(1, periods - start + 1)),
+                 int(rng.integers(0, 40)), float(rng.uniform(0, 1)))
+        data = small_data(seed, n=int(rng.integers(10, 300)), periods=periods, plant=plant,
+                          cases_rate=float(rng.uniform(0, 0.3)))
+        m = scan._model(data, "profile_counts", None, True)
+        for k in (1, 2, 3, 5, 8):
+            for i in range(12):
+                counts_tm, cases_tm = m.replica_counts(scan._rng(seed, i))
+                exhaustive = exhaustive_profile_counts_maximum(m, counts_tm, k)
+                assert m.max_statistic((counts_tm, cases_tm), k) == pytest.approx(
+                    exhaustive, rel=1e-12, abs=1e-12)
+                checked += 1
+                positive += exhaustive > 0
+    assert checked == 1800
+    assert positive > 1000
+
+
+def test_profile_counts_cuts_are_the_profile_counts_part_without_the_signature():
+    data = small_data(14, n=220, periods=10, plant=(6, 2, 3, 30, 0.6))
+    m = scan._model(data, "profile_counts", None, True)
+    cuts = observed_cuts(data, "profile_counts", min_reports=5, limit=5)
+    assert cuts
+    for cut in cuts:
+        in_g = np.isin(data.report_units, _members(cut.branch))
+        in_w = (data.report_periods >= cut.start) & (data.report_periods <= cut.end)
+        n_g, c = int(in_g.sum()), int((in_g & in_w).sum())
+        rest_share = max(int((~in_g & in_w).sum()), 0.5) / (data.n_reports - n_g)
+        share = 0.5 * min(rest_share, 1.0) + 0.5 * cut.length / data.n_periods
+        assert cut.llr == pytest.approx(float(binomial_llr(c, n_g, share)), rel=1e-12)
+    assert observed_maximum(data, "profile_counts", min_reports=5) == pytest.approx(
+        exhaustive_profile_counts_maximum(m, m.counts.T, 5), rel=1e-12)
+    assert cuts[0].llr == pytest.approx(
+        observed_maximum(data, "profile_counts", min_reports=5), rel=1e-12)
+
+
+def test_a_replica_pair_scores_one_draw_with_both_models_as_their_own_replicas_do():
+    data = small_data(12, n=200, periods=10, plant=(5, 3, 2, 20, 0.5))
+    pair = scan.replica_maxima_pair(data, ("profile_counts", "profile"), entropy=(3, 4),
+                                    start=2, stop=30, min_reports=3)
+    for j, model in enumerate(("profile_counts", "profile")):
+        alone = replica_maxima(data, model, entropy=(3, 4), start=2, stop=30, min_reports=3)
+        assert np.array_equal(pair[:, j], alone)
+    assert np.all(pair[:, 0] <= pair[:, 1] + 1e-9)
+    assert "profile_counts" not in available_models(data)
+    assert "profile_counts" not in scan.MODELS
+    assert list(scan.SCAN_MODELS)[-1] == "profile_counts"
+    with pytest.raises(ValueError, match="alike"):
+        scan.replica_maxima_pair(data, ("wave", "profile"), entropy=1, start=0, stop=2,
+                                 min_reports=3)
+
+
 def test_profile_replicas_are_joints_permutations():
     data = small_data(12, n=200, periods=10, plant=(5, 3, 2, 20, 0.5))
     m = scan._model(data, "profile", None, True)

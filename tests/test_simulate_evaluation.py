@@ -269,6 +269,39 @@ def test_profile_statistic_keeps_its_false_alarms_on_weekly_null_surveys_with_a_
     assert by[("null+season", "wave")].alarm_rate >= 0.5
 
 
+def test_the_min_p_column_runs_and_its_false_alarms_are_a_rate_on_a_tiny_null():
+    cells = [ScenarioCell("null")]
+    rows = evaluate(cells, n_scenarios=4, n_replicas=19, seed=2,
+                    methods=["best", "profile", "profile_counts"],
+                    config=evaluation.weekly_config())
+    by = {r.method: r for r in rows}
+    assert set(by) == {"best", "profile", "profile_counts"}
+    assert by["best"].n_scenarios == 4
+    assert 0.0 <= by["best"].alarm_rate <= 1.0
+    # profile's column is the profile part of best, drawn from the same replicas
+    alone = evaluate(cells, n_scenarios=4, n_replicas=19, seed=2, methods=["profile"],
+                     config=evaluation.weekly_config())
+    assert alone[0].alarms == by["profile"].alarms
+
+
+def test_the_min_p_of_two_parts_is_calibrated_on_the_same_replicas():
+    data = evaluation._dataset(ScenarioCell("null"), evaluation.weekly_config(),
+                               evaluation._seed(0, "null", 0)).to_scan_data()
+    cfg = evaluation.weekly_config()
+
+    class Dataset:
+        def leaf_cells(self, branch, start, end):
+            return {(branch, start, end)}
+
+    parts, (p, cells) = evaluation._min_p(Dataset(), data, cfg, 39, (1, 2))
+    p_parts = [parts[m][0] for m in evaluation.MIN_P_PARTS]
+    # the min of two p-values calibrated on their joint null is no smaller than the
+    # smaller part's p
+    assert min(p_parts) <= p <= 1.0
+    assert p in {k / 40 for k in range(1, 41)}
+    assert cells == parts["profile_counts" if p_parts[0] < p_parts[1] else "profile"][1]
+
+
 def test_joint_statistic_keeps_its_false_alarms_on_null_surveys_with_and_without_a_season():
     cells = [ScenarioCell("null"), ScenarioCell("null+season", season=True)]
     rows = evaluate(cells, n_scenarios=30, n_replicas=39, seed=6, methods=["joint"])
