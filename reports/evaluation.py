@@ -14,9 +14,11 @@
   permute report periods and case labels together, so it needs no Bonferroni between the
   two) and ``profile`` (``joint`` with the counts scored against a time profile half way
   between the rest's and a uniform one), ``profile_counts`` (``profile``'s counts part
-  alone, an experiment), ``best`` (an experiment: the min-p of ``profile_counts`` and
-  ``profile``, calibrated on the same replicas, see :func:`_min_p`; its cut is that of the
-  part with the smaller p), ``targeted_classic`` (targeted without
+  alone, an experiment), ``profile_floor`` (``profile`` whose signature LLR counts only
+  on cuts holding at least ``CASE_FLOOR`` cases, an experiment), ``best`` (an
+  experiment: the min-p of ``profile_counts`` and ``profile``, calibrated on the same
+  replicas, see :func:`_min_p`; its cut is that of the part with the smaller p),
+  ``targeted_classic`` (targeted without
   leave-branch-out, to show the gain), ``combined`` (the detector a default run uses: any
   model of ``DEFAULT_MODELS`` with Bonferroni-adjusted p <= alpha, which for the single
   default model ``profile`` is ``profile`` itself; its cut is the one with the smallest
@@ -90,9 +92,12 @@ DEFAULT_MODELS = ("profile",)
 SINGLE_MODELS = ("targeted", "wave", "signature", "per_capita")
 # The experimental min-p of profile's counts part alone and profile (see _min_p).
 MIN_P_PARTS = ("profile_counts", "profile")
+# Experimental scan models run on their own, where the model they stand for is available.
+EXPERIMENTAL_SCANS = ("profile_floor",)
 METHODS = (
     *SCAN_METHODS,
     "profile_counts",
+    *EXPERIMENTAL_SCANS,
     "best",
     "targeted_classic",
     "combined",
@@ -537,6 +542,8 @@ def _scan_outcomes(ds, cfg: EvalConfig, n_replicas: int, entropy, include_classi
             out["best"] = best
         needed.discard("profile")
     runs = [(m, m, True) for m in models if m in needed]
+    runs += [(m, m, True) for m in EXPERIMENTAL_SCANS
+             if m in wanted and scan.SCAN_MODELS[m].available_as in models]
     if include_classic and "targeted" in models and "targeted_classic" in wanted:
         runs.append(("targeted_classic", "targeted", False))
     for label, model, lbo in runs:

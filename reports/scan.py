@@ -76,6 +76,14 @@ Models (``MODELS``)
     :func:`replica_maxima_pair` scores one draw with both statistics.  Its replica maximum
     is ``profile``'s branch and bound without the signature bound (the counts LLR grows
     with ``c`` and falls with ``C_W``).  Available wherever ``profile`` is.
+``profile_floor`` (experimental; not in ``MODELS`` nor ``available_models``)
+    ``profile`` whose signature LLR counts only on cuts holding at least
+    ``ProfileFloorModel.CASE_FLOOR`` cases (the counts LLR counts on every cut), so that a
+    null replica's cut with one or two cases among few reports does not raise its maximum.
+    Its replicas are ``profile``'s draws; its replica maximum is ``profile``'s branch and
+    bound with the floor in the signature bound (a pair whose largest window case count is
+    below the floor gets none).  The floor is 2 (a floor of 3 lost the half-way drive in
+    the experiment of BENCHMARKS.md).  Available wherever ``profile`` is.
 ``per_capita``
     Poisson against headcount.  ``headcount[u]`` is the unit's *own* headcount (people
     attached directly to it: normally only leaf teams carry one; NaN or 0 = unknown/none).
@@ -858,9 +866,13 @@ class JointModel(TargetedModel):
     def window_cuts(self, w, cs, ks):
         c = cs[:, w:] - cs[:, :-w]
         rows = np.arange(c.shape[0])
-        val = self.llr(w, c, rows) + self.table.bernoulli(ks[:, w:] - ks[:, :-w], c, self.K,
-                                                          self.N)
+        val = self.llr(w, c, rows) + self._signature_llr(ks[:, w:] - ks[:, :-w], c)
         return c, c, val
+
+    def _signature_llr(self, kc, n) -> np.ndarray:
+        """The signature part of a cut's statistic: the Bernoulli LLR of its ``kc`` cases
+        among its ``n`` reports (arrays broadcast)."""
+        return self.table.bernoulli(kc, n, self.K, self.N)
 
     def _counts_llr(self, c, n, cw, w) -> np.ndarray:
         """The counts part of a cut's statistic from its reports ``c``, its branch's
@@ -928,13 +940,12 @@ class JointModel(TargetedModel):
         cmin_wu[:, kcols] = cmin_wk
         c = cmax_wu[w_idx, u_idx].astype(np.int64)
         n = self.n_g[u_idx]
-        table = self.table
         lower = self._counts_llr(c, n, self.cw_max[w_idx], w_idx + 1)
         best = float(lower.max())
         k = kmax_wu[w_idx, u_idx]
         n_lo = np.maximum(np.maximum(cmin_wu[w_idx, u_idx], min_reports), k)
         upper = (self._counts_llr(c, n, np.maximum(self.cw_min[w_idx], c), w_idx + 1)
-                 + table.bernoulli(k, n_lo, self.K, self.N))
+                 + self._signature_llr(k, n_lo))
         cutoff = best - _TOL_REL * abs(best) - _TOL_ABS
         keep = (upper >= cutoff) & (upper > 0)
         if not keep.any():
@@ -952,7 +963,7 @@ class JointModel(TargetedModel):
             c = cs[w:, pos] - cs[:-w, pos]  # [starts, rows]
             kc = ks[w:, pos] - ks[:-w, pos]
             val = self._counts_llr(c, self.n_g[rows][None, :], self.cw[wi][:, None], w)
-            val = val + table.bernoulli(kc, c, self.K, self.N)
+            val = val + self._signature_llr(kc, c)
             val = np.where(c >= min_reports, val, 0.0)
             best = max(best, float(val.max()))
         return best
@@ -1046,6 +1057,20 @@ class ProfileCountsModel(ProfileModel):
         return best
 
 
+class ProfileFloorModel(ProfileModel):
+    """``profile_floor`` (experimental): ``profile`` whose signature LLR counts only on
+    cuts holding at least ``CASE_FLOOR`` cases; ``profile``'s replicas."""
+
+    name = "profile_floor"
+    available_as = "profile"
+    CASE_FLOOR = 2
+
+    def _signature_llr(self, kc, n) -> np.ndarray:
+        # the branch and bound's signature bound is this at the pair's largest window
+        # case count: a pair below the floor there gets none
+        kc = np.asarray(kc)
+        return np.where(kc >= self.CASE_FLOOR, super()._signature_llr(kc, n), 0.0)
+
 
 def _cumsum_time(counts: np.ndarray) -> np.ndarray:
     cs = np.zeros((counts.shape[0], counts.shape[1] + 1), dtype=np.int64)
@@ -1057,10 +1082,10 @@ def _cumsum_time(counts: np.ndarray) -> np.ndarray:
 SCAN_MODELS: dict[str, type[ScanModel]] = {
     model.name: model
     for model in (TargetedModel, WaveModel, SignatureModel, PerCapitaModel, JointModel,
-                  ProfileModel, ProfileCountsModel)
+                  ProfileModel, ProfileCountsModel, ProfileFloorModel)
 }
 # Scanned only by callers that name them (the evaluation); not offered to runs.
-EXPERIMENTAL_MODELS = ("profile_counts",)
+EXPERIMENTAL_MODELS = ("profile_counts", "profile_floor")
 MODELS = tuple(name for name in SCAN_MODELS if name not in EXPERIMENTAL_MODELS)
 
 _MODEL_CACHE_ATTR = "_scan_model_cache"

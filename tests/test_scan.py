@@ -400,7 +400,8 @@ def test_a_replica_pair_scores_one_draw_with_both_models_as_their_own_replicas_d
     assert np.all(pair[:, 0] <= pair[:, 1] + 1e-9)
     assert "profile_counts" not in available_models(data)
     assert "profile_counts" not in scan.MODELS
-    assert list(scan.SCAN_MODELS)[-1] == "profile_counts"
+    # appended after profile, and kept in place by the models appended since
+    assert list(scan.SCAN_MODELS).index("profile_counts") == 6
     with pytest.raises(ValueError, match="alike"):
         scan.replica_maxima_pair(data, ("wave", "profile"), entropy=1, start=0, stop=2,
                                  min_reports=3)
@@ -717,3 +718,67 @@ def test_a_forest_treats_every_root_as_a_branch():
     assert cuts[0].start == 0
     assert isinstance(cuts[0], Cut)
     assert cuts[0].relative_risk == pytest.approx(cuts[0].observed / cuts[0].expected)
+
+
+def exhaustive_profile_floor_maximum(m, counts_tm: np.ndarray, cases_tm: np.ndarray, k: int,
+                                     floor: int) -> float:
+    """Every cut's profile counts LLR plus its signature LLR where it holds at least
+    ``floor`` cases, window by window (reference for the ``profile_floor`` branch and
+    bound)."""
+    t_all = counts_tm.shape[0]
+    cs = np.zeros((t_all + 1, counts_tm.shape[1]), dtype=np.int64)
+    np.cumsum(counts_tm, axis=0, out=cs[1:])
+    ks = np.zeros_like(cs)
+    np.cumsum(cases_tm, axis=0, out=ks[1:])
+    best = 0.0
+    for w in range(1, m.wmax + 1):
+        c = cs[w:] - cs[:-w]
+        kc = ks[w:] - ks[:-w]
+        val = m._counts_llr(c, m.n_g[None, :], m.cw[w - 1][:, None], w)
+        val = val + np.where(kc >= floor, m.table.bernoulli(kc, c, m.K, m.N), 0.0)
+        best = max(best, float(np.where(c >= k, val, 0.0).max()))
+    return best
+
+
+@pytest.mark.parametrize("floor", [2, 3])
+def test_profile_floor_branch_and_bound_equals_the_exhaustive_maximum_on_many_data_sets(
+        floor, monkeypatch):
+    monkeypatch.setattr(scan.ProfileFloorModel, "CASE_FLOOR", floor)
+    checked = positive = below_profile = 0
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        periods = int(rng.integers(1, 14))
+        start = int(rng.integers(0, periods))
+        plant = (int(rng.integers(0, 13)), start, int(rng.integers(1, periods - start + 1)),
+                 int(rng.integers(0, 40)), float(rng.uniform(0, 1)))
+        data = small_data(seed, n=int(rng.integers(10, 300)), periods=periods, plant=plant,
+                          cases_rate=float(rng.uniform(0, 0.3)))
+        m = scan.ProfileFloorModel(data, None, True)
+        for k in (1, 2, 3, 5, 8):
+            for i in range(12):
+                counts_tm, cases_tm = m.replica_counts(scan._rng(seed, i))
+                exhaustive = exhaustive_profile_floor_maximum(m, counts_tm, cases_tm, k, floor)
+                assert m.max_statistic((counts_tm, cases_tm), k) == pytest.approx(
+                    exhaustive, rel=1e-12, abs=1e-12)
+                checked += 1
+                positive += exhaustive > 0
+                below_profile += exhaustive < exhaustive_profile_maximum(
+                    m, counts_tm, cases_tm, k) - 1e-9
+    assert checked == 1800
+    assert positive > 1000
+    # the floor does bite: some replicas' maxima come from a cut below it
+    assert below_profile > 0
+
+
+def test_profile_floor_is_experimental_and_draws_profile_replicas():
+    assert "profile_floor" not in scan.MODELS
+    # appended, never reordered: a model's index seeds its replicas
+    assert list(scan.SCAN_MODELS) == ["targeted", "wave", "signature", "per_capita", "joint",
+                                      "profile", "profile_counts", "profile_floor"]
+    data = small_data(3, n=200, periods=10, plant=(6, 2, 3, 30, 0.6), cases_rate=0.1)
+    assert "profile_floor" not in scan.available_models(data)
+    pair = scan.replica_maxima_pair(data, ("profile_floor", "profile"), entropy=7, start=0,
+                                    stop=20, min_reports=3)
+    np.testing.assert_array_equal(pair[:, 1], scan.replica_maxima(
+        data, "profile", entropy=7, start=0, stop=20, min_reports=3))
+    assert np.all(pair[:, 0] <= pair[:, 1] + 1e-12)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from reports import evaluation
+from reports import evaluation, scan
 from reports.evaluation import EvalConfig, ScenarioCell, evaluate, format_table
 from reports.scan import available_models
 from reports.simulate import (
@@ -282,6 +282,27 @@ def test_the_min_p_column_runs_and_its_false_alarms_are_a_rate_on_a_tiny_null():
     alone = evaluate(cells, n_scenarios=4, n_replicas=19, seed=2, methods=["profile"],
                      config=evaluation.weekly_config())
     assert alone[0].alarms == by["profile"].alarms
+
+
+def test_the_case_floor_column_runs_on_its_own_replicas_without_changing_profile():
+    cells = [ScenarioCell("null")]
+    cfg = evaluation.weekly_config()
+    rows = evaluate(cells, n_scenarios=3, n_replicas=19, seed=2,
+                    methods=["profile_floor", "profile"], config=cfg)
+    by = {r.method: r for r in rows}
+    assert set(by) == {"profile_floor", "profile"}
+    alone = evaluate(cells, n_scenarios=3, n_replicas=19, seed=2, methods=["profile"],
+                     config=cfg)
+    assert alone[0].alarms == by["profile"].alarms
+    ds = evaluation._dataset(cells[0], cfg, evaluation._seed(2, "null", 0))
+    data = ds.to_scan_data()
+    assert "profile_floor" not in scan.available_models(data)
+    cut = scan.observed_cuts(data, "profile_floor", min_reports=cfg.min_reports, limit=1)[0]
+    entropy = (*evaluation._seed(2, "null", 0), 1)
+    maxima = scan.replica_maxima(data, "profile_floor", entropy=entropy, start=0, stop=19,
+                                 min_reports=cfg.min_reports)
+    p = scan.monte_carlo_p(cut.llr, maxima)
+    assert (p <= cfg.alpha) == by["profile_floor"].alarms[0]
 
 
 def test_the_min_p_of_two_parts_is_calibrated_on_the_same_replicas():
