@@ -227,8 +227,10 @@ def exhaustive_joint_maximum(m, counts_tm: np.ndarray, cases_tm: np.ndarray, k: 
     return best
 
 
-def test_joint_branch_and_bound_equals_the_exhaustive_maximum_on_many_data_sets():
-    checked = positive = 0
+def random_replicas(model: str):
+    """(model set up, k, one replica's counts) over 30 random data sets with a planted
+    excess, k in 1, 2, 3, 5, 8 and 12 replicas each: the 1,800 cases every exact replica
+    maximum is checked on against the exhaustive one."""
     for seed in range(30):
         rng = np.random.default_rng(seed)
         periods = int(rng.integers(1, 14))
@@ -237,14 +239,19 @@ def test_joint_branch_and_bound_equals_the_exhaustive_maximum_on_many_data_sets(
                  int(rng.integers(0, 40)), float(rng.uniform(0, 1)))
         data = small_data(seed, n=int(rng.integers(10, 300)), periods=periods, plant=plant,
                           cases_rate=float(rng.uniform(0, 0.3)))
-        m = scan._model(data, "joint", None, True)
+        m = scan._model(data, model, None, True)
         for k in (1, 2, 3, 5, 8):
             for i in range(12):
-                counts_tm, cases_tm = m.replica_counts(scan._rng(seed, i))
-                exhaustive = exhaustive_joint_maximum(m, counts_tm, cases_tm, k)
-                assert m.max_statistic((counts_tm, cases_tm), k) == exhaustive
-                checked += 1
-                positive += exhaustive > 0
+                yield m, k, m.replica_counts(scan._rng(seed, i))
+
+
+def test_joint_branch_and_bound_equals_the_exhaustive_maximum_on_many_data_sets():
+    checked = positive = 0
+    for m, k, (counts_tm, cases_tm) in random_replicas("joint"):
+        exhaustive = exhaustive_joint_maximum(m, counts_tm, cases_tm, k)
+        assert m.max_statistic((counts_tm, cases_tm), k) == exhaustive
+        checked += 1
+        positive += exhaustive > 0
     assert checked == 1800
     assert positive > 1000
 
@@ -314,23 +321,12 @@ def test_a_profile_cut_of_the_whole_company_is_scored_on_its_cases_at_its_own_pr
 
 def test_profile_branch_and_bound_equals_the_exhaustive_maximum_on_many_data_sets():
     checked = positive = 0
-    for seed in range(30):
-        rng = np.random.default_rng(seed)
-        periods = int(rng.integers(1, 14))
-        start = int(rng.integers(0, periods))
-        plant = (int(rng.integers(0, 13)), start, int(rng.integers(1, periods - start + 1)),
-                 int(rng.integers(0, 40)), float(rng.uniform(0, 1)))
-        data = small_data(seed, n=int(rng.integers(10, 300)), periods=periods, plant=plant,
-                          cases_rate=float(rng.uniform(0, 0.3)))
-        m = scan._model(data, "profile", None, True)
-        for k in (1, 2, 3, 5, 8):
-            for i in range(12):
-                counts_tm, cases_tm = m.replica_counts(scan._rng(seed, i))
-                exhaustive = exhaustive_profile_maximum(m, counts_tm, cases_tm, k)
-                assert m.max_statistic((counts_tm, cases_tm), k) == pytest.approx(
-                    exhaustive, rel=1e-12, abs=1e-12)
-                checked += 1
-                positive += exhaustive > 0
+    for m, k, (counts_tm, cases_tm) in random_replicas("profile"):
+        exhaustive = exhaustive_profile_maximum(m, counts_tm, cases_tm, k)
+        assert m.max_statistic((counts_tm, cases_tm), k) == pytest.approx(
+            exhaustive, rel=1e-12, abs=1e-12)
+        checked += 1
+        positive += exhaustive > 0
     assert checked == 1800
     assert positive > 1000
 
@@ -351,23 +347,12 @@ def exhaustive_profile_counts_maximum(m, counts_tm: np.ndarray, k: int) -> float
 
 def test_profile_counts_branch_and_bound_equals_the_exhaustive_maximum_on_many_data_sets():
     checked = positive = 0
-    for seed in range(30):
-        rng = np.random.default_rng(seed)
-        periods = int(rng.integers(1, 14))
-        start = int(rng.integers(0, periods))
-        plant = (int(rng.integers(0, 13)), start, int(rng.integers(1, periods - start + 1)),
-                 int(rng.integers(0, 40)), float(rng.uniform(0, 1)))
-        data = small_data(seed, n=int(rng.integers(10, 300)), periods=periods, plant=plant,
-                          cases_rate=float(rng.uniform(0, 0.3)))
-        m = scan._model(data, "profile_counts", None, True)
-        for k in (1, 2, 3, 5, 8):
-            for i in range(12):
-                counts_tm, cases_tm = m.replica_counts(scan._rng(seed, i))
-                exhaustive = exhaustive_profile_counts_maximum(m, counts_tm, k)
-                assert m.max_statistic((counts_tm, cases_tm), k) == pytest.approx(
-                    exhaustive, rel=1e-12, abs=1e-12)
-                checked += 1
-                positive += exhaustive > 0
+    for m, k, (counts_tm, cases_tm) in random_replicas("profile_counts"):
+        exhaustive = exhaustive_profile_counts_maximum(m, counts_tm, k)
+        assert m.max_statistic((counts_tm, cases_tm), k) == pytest.approx(
+            exhaustive, rel=1e-12, abs=1e-12)
+        checked += 1
+        positive += exhaustive > 0
     assert checked == 1800
     assert positive > 1000
 
@@ -745,25 +730,14 @@ def test_profile_floor_branch_and_bound_equals_the_exhaustive_maximum_on_many_da
         floor, monkeypatch):
     monkeypatch.setattr(scan.ProfileFloorModel, "CASE_FLOOR", floor)
     checked = positive = below_profile = 0
-    for seed in range(30):
-        rng = np.random.default_rng(seed)
-        periods = int(rng.integers(1, 14))
-        start = int(rng.integers(0, periods))
-        plant = (int(rng.integers(0, 13)), start, int(rng.integers(1, periods - start + 1)),
-                 int(rng.integers(0, 40)), float(rng.uniform(0, 1)))
-        data = small_data(seed, n=int(rng.integers(10, 300)), periods=periods, plant=plant,
-                          cases_rate=float(rng.uniform(0, 0.3)))
-        m = scan.ProfileFloorModel(data, None, True)
-        for k in (1, 2, 3, 5, 8):
-            for i in range(12):
-                counts_tm, cases_tm = m.replica_counts(scan._rng(seed, i))
-                exhaustive = exhaustive_profile_floor_maximum(m, counts_tm, cases_tm, k, floor)
-                assert m.max_statistic((counts_tm, cases_tm), k) == pytest.approx(
-                    exhaustive, rel=1e-12, abs=1e-12)
-                checked += 1
-                positive += exhaustive > 0
-                below_profile += exhaustive < exhaustive_profile_maximum(
-                    m, counts_tm, cases_tm, k) - 1e-9
+    for m, k, (counts_tm, cases_tm) in random_replicas("profile_floor"):
+        exhaustive = exhaustive_profile_floor_maximum(m, counts_tm, cases_tm, k, floor)
+        assert m.max_statistic((counts_tm, cases_tm), k) == pytest.approx(
+            exhaustive, rel=1e-12, abs=1e-12)
+        checked += 1
+        positive += exhaustive > 0
+        below_profile += exhaustive < exhaustive_profile_maximum(
+            m, counts_tm, cases_tm, k) - 1e-9
     assert checked == 1800
     assert positive > 1000
     # the floor does bite: some replicas' maxima come from a cut below it
