@@ -146,8 +146,7 @@ def report_file(*, request, share_token: str, values: Callable[[], dict],
 def report_counted(*, request, survey: Survey, file: Callable[[], str]) -> str:
     """Counts one attempt against the survey's daily limit (RateLimited over it), then runs
     `file`, and gives the attempt back when it stored nothing: a stale survey copy, a report
-    already received, a database too busy to take it (503), or rejected input (except
-)."""
+    already received, a database too busy to take it (503), or rejected input."""
     verdict = ratelimit.hit(request=request, survey_id=survey.id, scope=ratelimit.SUBMIT)
     if not verdict.allowed:
         raise RateLimited(verdict.retry_after)
