@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -974,19 +975,27 @@ def detectable_sizes(rel: Release, *, survey: Survey, stored: dict | None
     total = rel.overall(None)
     if total is None:
         return []
-    span = max(1, int(stored["periods"]))
+    return list(_detectable_sizes(total=total, span=max(1, int(stored["periods"])),
+                                  headcount=float(stored.get("headcount") or 0.0),
+                                  critical=float(stored["critical_llr"]),
+                                  k=survey.min_group_size))
+
+
+# Pure in its arguments, which change only at a publication or a run, and a few
+# milliseconds of Poisson tails each time: kept per process rather than paid on every read.
+@functools.lru_cache(maxsize=1024)
+def _detectable_sizes(*, total: int, span: int, headcount: float, critical: float,
+                      k: int) -> tuple[DetectableSize, ...]:
     periods = min(detectable.DRIVE_PERIODS, span)
-    headcount = float(stored.get("headcount") or 0.0)
     if headcount > 0:
         sizes = [(people, None, people / headcount)
                  for people in DETECTABLE_PEOPLE if people <= headcount]
     else:
         sizes = [(None, share, share) for share in DETECTABLE_SHARES]
-    return [DetectableSize(people, share, detectable.minimum_detectable_relative_risk(
+    return tuple(DetectableSize(people, share, detectable.minimum_detectable_relative_risk(
         unit_rate=total * fraction / span, company_rate=total / span, span=span,
-        critical=float(stored["critical_llr"]), min_reports=survey.min_group_size,
-        periods=periods), periods)
-        for people, share, fraction in sizes]
+        critical=critical, min_reports=k, periods=periods), periods)
+        for people, share, fraction in sizes)
 
 
 def detectable_fields(row: DetectableSize) -> dict:
@@ -1008,7 +1017,10 @@ def clusters_document(*, survey: Survey) -> dict:
         return {"run": None, "clusters": [], "detectable": []}
     significant = any(p_value_band(cluster["p_value"]) for cluster in clusters)
     wanted = {cluster["unit"] for cluster in clusters} if significant else set()
-    rel = _release_of(survey, part_units=lambda units, roots: wanted | set(roots))
+    # With no cluster to release, the detectable sizes need the roots' totals alone: the
+    # units x periods matrix is not fetched.
+    rel = _release_of(survey, part_units=lambda units, roots: wanted | set(roots),
+                      only_part_units=not significant)
     return {"run": run,
             "clusters": [cluster_fields(c) for c in clusters_from(rel, survey=survey,
                                                                   clusters=clusters)]
