@@ -275,10 +275,11 @@ def profile_cut_statistic(data: ScanData, g: int, s: int, w: int) -> float:
     return counts + signature
 
 
-def exhaustive_profile_maximum(m, counts_tm: np.ndarray, cases_tm: np.ndarray, k: int
-                               ) -> float:
-    """Every cut's profile statistic, window by window (reference for the branch and
-    bound)."""
+def exhaustive_profile_maximum(m, counts_tm: np.ndarray, cases_tm: np.ndarray, k: int,
+                               floor: int = 0) -> float:
+    """Every cut's profile statistic, window by window: its counts LLR plus its signature
+    LLR where it holds at least ``floor`` cases (reference for the ``profile`` and, with a
+    floor, ``profile_floor`` branch and bound)."""
     t_all = counts_tm.shape[0]
     cs = np.zeros((t_all + 1, counts_tm.shape[1]), dtype=np.int64)
     np.cumsum(counts_tm, axis=0, out=cs[1:])
@@ -287,8 +288,9 @@ def exhaustive_profile_maximum(m, counts_tm: np.ndarray, cases_tm: np.ndarray, k
     best = 0.0
     for w in range(1, m.wmax + 1):
         c = cs[w:] - cs[:-w]
+        kc = ks[w:] - ks[:-w]
         val = m._counts_llr(c, m.n_g[None, :], m.cw[w - 1][:, None], w)
-        val = val + m.table.bernoulli(ks[w:] - ks[:-w], c, m.K, m.N)
+        val = val + np.where(kc >= floor, m.table.bernoulli(kc, c, m.K, m.N), 0.0)
         best = max(best, float(np.where(c >= k, val, 0.0).max()))
     return best
 
@@ -392,32 +394,21 @@ def test_a_replica_pair_scores_one_draw_with_both_models_as_their_own_replicas_d
                                  min_reports=3)
 
 
-def test_profile_replicas_are_joints_permutations():
+@pytest.mark.parametrize(("model", "exhaustive"), [
+    ("joint", exhaustive_joint_maximum),
+    ("profile", exhaustive_profile_maximum),
+])
+def test_a_replica_permutes_periods_then_case_labels_with_one_generator(model, exhaustive):
     data = small_data(12, n=200, periods=10, plant=(5, 3, 2, 20, 0.5))
-    m = scan._model(data, "profile", None, True)
+    m = scan._model(data, model, None, True)
     rng = scan._rng((3, 4), 7)
     periods = rng.permutation(data.report_periods)
     cases = rng.permutation(data.report_cases)
     tree = data._tree
-    by_hand = exhaustive_profile_maximum(
-        m, tree.time_major(m.anc_rows, periods, 10),
-        tree.time_major(m.anc_rows[cases], periods[cases], 10), 3)
-    got = replica_maxima(data, "profile", entropy=(3, 4), start=7, stop=8, min_reports=3)
-    assert got[0] == pytest.approx(by_hand, rel=1e-12)
-
-
-def test_a_joint_replica_permutes_periods_then_case_labels_with_one_generator():
-    data = small_data(12, n=200, periods=10, plant=(5, 3, 2, 20, 0.5))
-    m = scan._model(data, "joint", None, True)
-    rng = scan._rng((3, 4), 7)
-    periods = rng.permutation(data.report_periods)
-    cases = rng.permutation(data.report_cases)
-    tree = data._tree
-    by_hand = exhaustive_joint_maximum(
-        m, tree.time_major(m.anc_rows, periods, 10),
-        tree.time_major(m.anc_rows[cases], periods[cases], 10), 3)
-    got = replica_maxima(data, "joint", entropy=(3, 4), start=7, stop=8, min_reports=3)
-    assert got[0] == by_hand
+    by_hand = exhaustive(m, tree.time_major(m.anc_rows, periods, 10),
+                         tree.time_major(m.anc_rows[cases], periods[cases], 10), 3)
+    got = replica_maxima(data, model, entropy=(3, 4), start=7, stop=8, min_reports=3)
+    assert got[0] == pytest.approx(by_hand, rel=1e-12, abs=0)
 
 
 def test_joint_is_targeted_without_cases_and_adds_the_signature_llr_with_them():
@@ -705,33 +696,13 @@ def test_a_forest_treats_every_root_as_a_branch():
     assert cuts[0].relative_risk == pytest.approx(cuts[0].observed / cuts[0].expected)
 
 
-def exhaustive_profile_floor_maximum(m, counts_tm: np.ndarray, cases_tm: np.ndarray, k: int,
-                                     floor: int) -> float:
-    """Every cut's profile counts LLR plus its signature LLR where it holds at least
-    ``floor`` cases, window by window (reference for the ``profile_floor`` branch and
-    bound)."""
-    t_all = counts_tm.shape[0]
-    cs = np.zeros((t_all + 1, counts_tm.shape[1]), dtype=np.int64)
-    np.cumsum(counts_tm, axis=0, out=cs[1:])
-    ks = np.zeros_like(cs)
-    np.cumsum(cases_tm, axis=0, out=ks[1:])
-    best = 0.0
-    for w in range(1, m.wmax + 1):
-        c = cs[w:] - cs[:-w]
-        kc = ks[w:] - ks[:-w]
-        val = m._counts_llr(c, m.n_g[None, :], m.cw[w - 1][:, None], w)
-        val = val + np.where(kc >= floor, m.table.bernoulli(kc, c, m.K, m.N), 0.0)
-        best = max(best, float(np.where(c >= k, val, 0.0).max()))
-    return best
-
-
 @pytest.mark.parametrize("floor", [2, 3])
 def test_profile_floor_branch_and_bound_equals_the_exhaustive_maximum_on_many_data_sets(
         floor, monkeypatch):
     monkeypatch.setattr(scan.ProfileFloorModel, "CASE_FLOOR", floor)
     checked = positive = below_profile = 0
     for m, k, (counts_tm, cases_tm) in random_replicas("profile_floor"):
-        exhaustive = exhaustive_profile_floor_maximum(m, counts_tm, cases_tm, k, floor)
+        exhaustive = exhaustive_profile_maximum(m, counts_tm, cases_tm, k, floor)
         assert m.max_statistic((counts_tm, cases_tm), k) == pytest.approx(
             exhaustive, rel=1e-12, abs=1e-12)
         checked += 1
