@@ -259,8 +259,9 @@ class DetectionsApi(APIView):
         models = serializers.ListField(
             child=serializers.ChoiceField(choices=detection.scan.MODELS), required=False,
             allow_empty=False, max_length=len(detection.scan.MODELS),
-            help_text="Defaults to the profile model (counts against a half-way time "
-                      "profile and the signature, scored as one statistic). Several models "
+            help_text="Defaults to the profile_floor model (counts against a half-way "
+                      "time profile and, on cuts with two or more pattern reports, the "
+                      "signature, scored as one statistic). Several models "
                       "are Bonferroni-adjusted for their number.")
 
     @extend_schema(

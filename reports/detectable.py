@@ -8,9 +8,10 @@ Carlo p-value, Bonferroni-adjusted over the models run, is at most the significa
 reports per period in a company that files ``Lam``, over a survey of ``T`` periods, and a
 drive that multiplies the unit's rate by ``r`` for ``w`` periods.  The unit's window then
 holds ``X ~ Poisson(r * lam * w)`` reports, and the default model (``reports.scan``'s
-``profile``) scores that cut's counts by the binomial LLR of ``X`` of the unit's
-``lam * (T - w) + X`` reports against its reference share, half way between the rest's
-window share and a uniform one, both ``w / T`` at the rest's mean (:func:`window_llr`).
+``profile_floor``, whose counts part is ``profile``'s) scores that cut's counts by the
+binomial LLR of ``X`` of the unit's ``lam * (T - w) + X`` reports against its reference
+share, half way between the rest's window share and a uniform one, both ``w / T`` at the
+rest's mean (:func:`window_llr`).
 The cut is found once ``X`` reaches ``x*``, the least count (and at least ``k``) whose LLR
 reaches the critical value (:func:`reports_needed`), so the drive is found with
 probability ``P(X >= x*)``; the *minimum detectable relative risk* is the least ``r`` of
@@ -21,11 +22,11 @@ This is the hardest case, a drive seen in counts only: reports that carry the at
 pattern add signature evidence to the same cut and are found at a smaller ``r``.  It takes
 the unit's reports outside the window, and the rest's, at their means, and ignores that
 the scan may find a better window than the drive's own.  In the simulation of
-``tests/test_detectable.py`` (a company of 20 teams over 26 weeks with 74 to 334 reports,
-counts-only department drives of 3 weeks, the default model, 99 replicas) drives at the
-stated size were found 83 to 98 times in 100, and at the grid step below it 45 to 70
-times.  Each call evaluates the LLR at most a few dozen times per grid point: bounded,
-whatever the survey.
+``tests/test_detectable.py`` (a company of 20 teams over 26 weeks with 74, 148 and 354
+reports, counts-only department drives of 3 weeks, the default model, 99 replicas, 100
+surveys each) drives at the stated size were found 90, 95 and 93 times in 100, and at
+the grid step below it 73, 56 and 65 times.  Each call evaluates the LLR at most a few
+dozen times per grid point: bounded, whatever the survey.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def critical_llr(maxima: np.ndarray, *, alpha: float, n_models: int) -> float:
 
 def window_llr(window: float, *, unit_rate: float, company_rate: float, span: int,
                periods: int) -> float:
-    """The default model's (``profile``) counts LLR of a cut of ``periods`` periods holding
+    """The default model's (``profile_floor``) counts LLR of a cut of ``periods`` periods holding
     ``window`` reports, in a unit whose reports outside it come at ``unit_rate`` per period,
     in a company filing ``company_rate`` per period over ``span`` periods: the binomial LLR
     of ``window`` of the unit's reports against the share half way between the rest's

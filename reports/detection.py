@@ -51,17 +51,19 @@ DEFAULT_REPLICAS = 999
 MIN_REPLICAS = 99
 MAX_REPLICAS = 9999
 CUTS_PER_MODEL = 20
-# One statistic for both signals whose null holds on real org data: `profile`
-# scores every cut as its counts against a time profile half way between the rest
-# of the company's and a uniform one, plus its signature LLR, and calibrates on
-# replicas that permute periods and case labels together, so it needs no
-# Bonferroni split between the two. It replaced `joint` (targeted + signature),
-# which on weekly surveys of ~160 reports lost a sixth of a counts-only department
-# drive's power to the rest's noise (BENCHMARKS.md, "Detection"). `wave` alarms on
-# any company-wide review season and `per_capita` on teams that simply report more
-# by habit; they, `joint`, and targeted and signature on their own, run only when
-# asked for by name.
-DEFAULT_MODELS = ("profile",)
+# One statistic for both signals whose null holds on real org data:
+# `profile_floor` scores every cut as its counts against a time profile half way
+# between the rest of the company's and a uniform one, plus its signature LLR on
+# cuts holding at least two pattern reports, and calibrates on replicas that
+# permute periods and case labels together, so it needs no Bonferroni split
+# between the two. It replaced `profile` (the same without the floor), whose
+# replicas' one-case cuts raised the bar a drive seen only in counts had to
+# reach, and `joint` (targeted + signature), which lost a sixth of such a drive's
+# power to the rest's noise (BENCHMARKS.md, "Detection"). `wave` alarms on any
+# company-wide review season and `per_capita` on teams that simply report more
+# by habit; they, `profile`, `joint`, and targeted and signature on their own,
+# run only when asked for by name.
+DEFAULT_MODELS = ("profile_floor",)
 # The largest scan a run takes on, in units x periods: the scan's arrays grow
 # with it (BENCHMARKS.md measures 20,000 units x 156 weeks). Larger surveys are
 # refused before anything is loaded.

@@ -13,19 +13,19 @@
   (per cut the ``targeted`` LLR plus the ``signature`` LLR, calibrated on replicas that
   permute report periods and case labels together, so it needs no Bonferroni between the
   two) and ``profile`` (``joint`` with the counts scored against a time profile half way
-  between the rest's and a uniform one), ``profile_counts`` (``profile``'s counts part
-  alone, an experiment), ``profile_floor`` (``profile`` whose signature LLR counts only
-  on cuts holding at least ``CASE_FLOOR`` cases, an experiment), ``best`` (an
+  between the rest's and a uniform one), ``profile_floor`` (``profile`` whose signature
+  LLR counts only on cuts holding at least ``CASE_FLOOR`` cases, the default),
+  ``profile_counts`` (``profile``'s counts part alone, an experiment), ``best`` (an
   experiment: the min-p of ``profile_counts`` and ``profile``, calibrated on the same
   replicas, see :func:`_min_p`; its cut is that of the part with the smaller p),
   ``targeted_classic`` (targeted without
   leave-branch-out, to show the gain), ``combined`` (the detector a default run uses: any
   model of ``DEFAULT_MODELS`` with Bonferroni-adjusted p <= alpha, which for the single
-  default model ``profile`` is ``profile`` itself; its cut is the one with the smallest
-  adjusted p, ties broken by model order in ``reports.scan.MODELS``; ``targeted``,
-  ``signature``, ``joint`` and ``profile`` condition on each branch's own total, so unit
-  reporting habits and company-wide seasons do not move their nulls, unlike ``wave`` and
-  ``per_capita``), ``combined_all`` (the same over the
+  default model ``profile_floor`` is ``profile_floor`` itself; its cut is the one with the
+  smallest adjusted p, ties broken by model order in ``reports.scan.MODELS``;
+  ``targeted``, ``signature``, ``joint``, ``profile`` and ``profile_floor`` condition on
+  each branch's own total, so unit reporting habits and company-wide seasons do not move
+  their nulls, unlike ``wave`` and ``per_capita``), ``combined_all`` (the same over the
   four single models ``targeted``, ``wave``, ``signature`` and ``per_capita``, where
   available), and two baselines on the same data:
   ``naive_threshold`` (alarm when any team has >= k reports in one period) and ``ears_c2``
@@ -86,18 +86,16 @@ __all__ = [
 LEVELS = ("team", "department", "org")
 LENGTHS = (1, 2, 4, 8)
 RELATIVE_RISKS = (1.5, 2.0, 3.0, 5.0)
-SCAN_METHODS = ("targeted", "wave", "signature", "per_capita", "joint", "profile")
+SCAN_METHODS = ("targeted", "wave", "signature", "per_capita", "joint", "profile",
+                "profile_floor")
 # Kept equal to reports.detection.DEFAULT_MODELS (that module needs Django).
-DEFAULT_MODELS = ("profile",)
+DEFAULT_MODELS = ("profile_floor",)
 SINGLE_MODELS = ("targeted", "wave", "signature", "per_capita")
 # The experimental min-p of profile's counts part alone and profile (see _min_p).
 MIN_P_PARTS = ("profile_counts", "profile")
-# Experimental scan models run on their own, where the model they stand for is available.
-EXPERIMENTAL_SCANS = ("profile_floor",)
 METHODS = (
     *SCAN_METHODS,
     "profile_counts",
-    *EXPERIMENTAL_SCANS,
     "best",
     "targeted_classic",
     "combined",
@@ -109,8 +107,9 @@ METHODS = (
 BASELINES = ("naive_threshold", "ears_c2")
 # The references the default detector is compared with, scenario by scenario: both
 # reference scans (space-time permutation and uniform-time branch scan), the signature
-# scan, EARS C2 and the oracle.
-PAIRED_BASELINES = ("targeted", "wave", "signature", "joint", "ears_c2", "oracle")
+# scan, the two defaults before it (joint, profile), EARS C2 and the oracle.
+PAIRED_BASELINES = ("targeted", "wave", "signature", "joint", "profile", "ears_c2",
+                    "oracle")
 
 
 @dataclass(frozen=True)
@@ -542,8 +541,6 @@ def _scan_outcomes(ds, cfg: EvalConfig, n_replicas: int, entropy, include_classi
             out["best"] = best
         needed.discard("profile")
     runs = [(m, m, True) for m in models if m in needed]
-    runs += [(m, m, True) for m in EXPERIMENTAL_SCANS
-             if m in wanted and scan.SCAN_MODELS[m].available_as in models]
     if include_classic and "targeted" in models and "targeted_classic" in wanted:
         runs.append(("targeted_classic", "targeted", False))
     for label, model, lbo in runs:

@@ -76,14 +76,16 @@ Models (``MODELS``)
     :func:`replica_maxima_pair` scores one draw with both statistics.  Its replica maximum
     is ``profile``'s branch and bound without the signature bound (the counts LLR grows
     with ``c`` and falls with ``C_W``).  Available wherever ``profile`` is.
-``profile_floor`` (experimental; not in ``MODELS`` nor ``available_models``)
+``profile_floor`` (the default of ``reports.detection``)
     ``profile`` whose signature LLR counts only on cuts holding at least
-    ``ProfileFloorModel.CASE_FLOOR`` cases (the counts LLR counts on every cut), so that a
-    null replica's cut with one or two cases among few reports does not raise its maximum.
-    Its replicas are ``profile``'s draws; its replica maximum is ``profile``'s branch and
-    bound with the floor in the signature bound (a pair whose largest window case count is
-    below the floor gets none).  The floor is 2 (a floor of 3 lost the half-way drive in
-    the experiment of BENCHMARKS.md).  Available wherever ``profile`` is.
+    ``ProfileFloorModel.CASE_FLOOR`` cases (the counts LLR counts on every cut).  Why: in
+    a null replica a cut with one case among few reports takes a large Bernoulli LLR, which
+    raised ``profile``'s replica maxima where signatures carry nothing and kept it below
+    ``wave`` on drives visible only in counts.  Its replicas are ``profile``'s draws (same
+    generator, same order); its replica maximum is ``profile``'s branch and bound with the
+    floor in the signature bound (a pair whose largest window case count is below the floor
+    gets none).  The floor is 2: a floor of 3 lost the half-way drive in BENCHMARKS.md's
+    evaluation, since few of its reports carry the whole pattern.
 ``per_capita``
     Poisson against headcount.  ``headcount[u]`` is the unit's *own* headcount (people
     attached directly to it: normally only leaf teams carry one; NaN or 0 = unknown/none).
@@ -468,8 +470,8 @@ def _per_capita_available(data: ScanData) -> bool:
 
 def available_models(data: ScanData) -> list[str]:
     """Models that can run on ``data``: targeted and wave always (if there are reports),
-    signature and joint when ``report_cases`` is given, per_capita when headcounts cover
-    reporters."""
+    signature, joint, profile and profile_floor when ``report_cases`` is given, per_capita
+    when headcounts cover reporters."""
     if data.n_reports == 0:
         return []
     models = ["targeted", "wave"]
@@ -478,7 +480,7 @@ def available_models(data: ScanData) -> list[str]:
     if _per_capita_available(data):
         models.append("per_capita")
     if data.report_cases is not None:
-        models.extend(("joint", "profile"))
+        models.extend(("joint", "profile", "profile_floor"))
     return models
 
 
@@ -1058,11 +1060,10 @@ class ProfileCountsModel(ProfileModel):
 
 
 class ProfileFloorModel(ProfileModel):
-    """``profile_floor`` (experimental): ``profile`` whose signature LLR counts only on
-    cuts holding at least ``CASE_FLOOR`` cases; ``profile``'s replicas."""
+    """``profile_floor``: ``profile`` whose signature LLR counts only on cuts holding at
+    least ``CASE_FLOOR`` cases; ``profile``'s replicas."""
 
     name = "profile_floor"
-    available_as = "profile"
     CASE_FLOOR = 2
 
     def _signature_llr(self, kc, n) -> np.ndarray:
@@ -1085,7 +1086,7 @@ SCAN_MODELS: dict[str, type[ScanModel]] = {
                   ProfileModel, ProfileCountsModel, ProfileFloorModel)
 }
 # Scanned only by callers that name them (the evaluation); not offered to runs.
-EXPERIMENTAL_MODELS = ("profile_counts", "profile_floor")
+EXPERIMENTAL_MODELS = ("profile_counts",)
 MODELS = tuple(name for name in SCAN_MODELS if name not in EXPERIMENTAL_MODELS)
 
 _MODEL_CACHE_ATTR = "_scan_model_cache"

@@ -66,7 +66,7 @@ def stored(run: DetectionRun) -> list[tuple]:
 def test_planted_drive_is_found_with_its_unit_window_and_a_small_p_value(
         organizer, organizer_api, django_capture_on_commit_callbacks):
     survey, dataset = simulated(organizer)
-    # six models: at 99 replicas no Bonferroni-adjusted p could reach 0.05
+    # seven models: at 99 replicas no Bonferroni-adjusted p could reach 0.05
     run_detection(organizer_api, survey, django_capture_on_commit_callbacks, replicas=199,
                   seed=1)
     body = clusters(organizer_api, survey)
@@ -84,12 +84,12 @@ def test_planted_drive_is_found_with_its_unit_window_and_a_small_p_value(
     # inflates, so its relative risk reads lower than against headcount or uniform time
     assert all(c["scope"] == "unit" and c["relative_risk"] > (1.5 if c["model"] == "joint" else 2)
                for c in exact)
-    assert {"joint", "profile"} <= {c["model"] for c in exact}
+    assert {"joint", "profile", "profile_floor"} <= {c["model"] for c in exact}
     assert body["run"]["replicas"] == 199
     assert body["run"]["seed"] == 1
 
 
-def test_a_default_run_uses_only_the_profile_model_robust_to_reporting_habits_and_seasons(
+def test_a_default_run_uses_only_the_profile_floor_model_robust_to_habits_and_seasons(
         organizer, organizer_api, django_capture_on_commit_callbacks):
     survey, _ = simulated(organizer)
     with django_capture_on_commit_callbacks(execute=True):
@@ -97,7 +97,7 @@ def test_a_default_run_uses_only_the_profile_model_robust_to_reporting_habits_an
                                       {"replicas": 99, "seed": 1}, format="json")
     assert response.status_code == 202
     run = DetectionRun.objects.get(survey=survey)
-    assert run.models_run == ["profile"]
+    assert run.models_run == ["profile_floor"]
 
 
 def test_detection_scans_the_published_reports_and_not_those_waiting(
@@ -160,8 +160,8 @@ def test_one_chunk_and_many_chunks_store_identical_results(
         whole = detection.detection_start(survey=survey, replicas=120, seed=9, chunk_size=120)
     with django_capture_on_commit_callbacks(execute=True):
         split = detection.detection_start(survey=survey, replicas=120, seed=9, chunk_size=17)
-    assert split.chunks.filter(model="profile").count() == 8
-    assert whole.chunks.filter(model="profile").count() == 1
+    assert split.chunks.filter(model="profile_floor").count() == 8
+    assert whole.chunks.filter(model="profile_floor").count() == 1
     assert stored(whole)
     assert stored(whole) == stored(split)
     whole.refresh_from_db()
@@ -174,7 +174,7 @@ def test_a_retried_chunk_changes_nothing(organizer, django_capture_on_commit_cal
     with django_capture_on_commit_callbacks(execute=True):
         run = detection.detection_start(survey=survey, replicas=99, seed=5, chunk_size=50)
     before = list(run.chunks.order_by("model", "start").values_list("model", "start", "maxima"))
-    detection.detection_chunk(run_id=run.id, model="profile", start=50, stop=99)
+    detection.detection_chunk(run_id=run.id, model="profile_floor", start=50, stop=99)
     after = list(run.chunks.order_by("model", "start").values_list("model", "start", "maxima"))
     assert [(m, s, bytes(b)) for m, s, b in before] == [(m, s, bytes(b)) for m, s, b in after]
 
@@ -191,7 +191,7 @@ def test_a_run_records_what_reproduces_it(organizer, django_capture_on_commit_ca
     assert run.numpy_version
     assert run.code_version
     assert run.models_run == ["targeted", "wave", "signature", "per_capita", "joint",
-                              "profile"]
+                              "profile", "profile_floor"]
     assert run.parameters["min_reports"] == survey.min_group_size
 
 
@@ -207,15 +207,15 @@ def test_golden_p_values_are_pinned_for_a_fixed_seed_and_input(
 
 
 # computed by running the code (simulate seed 11, run seed 20260101, 99 replicas); re-run
-# when the profile model joined the models (the other models' raw p-values and LLRs did
-# not move, their adjusted ones are now over six models)
+# when the profile_floor model joined the models (the other models' raw p-values and LLRs
+# did not move, their adjusted ones are now over seven models)
 GOLDEN: list = [
-    ("profile", "Acme/Org 1/Dept 2", 10, 23.906831, 0.01, 0.06),
-    ("joint", "Acme/Org 1/Dept 2", 10, 23.256664, 0.01, 0.06),
-    ("signature", "Acme/Org 1/Dept 2", 7, 20.634019, 0.01, 0.06),
-    ("per_capita", "Acme/Org 1/Dept 2", 13, 8.759387, 0.01, 0.06),
-    ("wave", "Acme/Org 1", 21, 7.253786, 0.06, 0.36),
-    ("profile", "Acme/Org 1", 12, 5.088449, 0.67, 1.0),
+    ("profile", "Acme/Org 1/Dept 2", 10, 23.906831, 0.01, 0.07),
+    ("profile_floor", "Acme/Org 1/Dept 2", 10, 23.906831, 0.01, 0.07),
+    ("joint", "Acme/Org 1/Dept 2", 10, 23.256664, 0.01, 0.07),
+    ("signature", "Acme/Org 1/Dept 2", 7, 20.634019, 0.01, 0.07),
+    ("per_capita", "Acme/Org 1/Dept 2", 13, 8.759387, 0.01, 0.07),
+    ("wave", "Acme/Org 1", 21, 7.253786, 0.06, 0.42),
 ]
 
 

@@ -81,9 +81,10 @@ def brute_force_cuts(data: ScanData, model: str, min_reports: int, leave_out: bo
                 if model == "signature":
                     c = int((in_g & in_w & cases).sum())
                     llr = float(bernoulli_llr(c, n, big_c, big_n))
-                elif model == "profile":
+                elif model in ("profile", "profile_floor"):
                     c = n
-                    llr = profile_cut_statistic(data, g, s, w)
+                    llr = profile_cut_statistic(data, g, s, w,
+                                                floor=2 if model == "profile_floor" else 0)
                 elif model == "joint":
                     c = n
                     c_w = int(c_t[s : s + w].sum())
@@ -180,7 +181,7 @@ def test_per_capita_expected_uses_subtree_headcount_and_window_share():
 
 
 @pytest.mark.parametrize("model", ["targeted", "wave", "signature", "per_capita", "joint",
-                                   "profile"])
+                                   "profile", "profile_floor"])
 def test_observed_cuts_agree_with_brute_force_loops(model):
     data = small_data(5, n=150, periods=8, plant=(6, 2, 3, 25, 0.6))
     ref = brute_force_cuts(data, model, min_reports=3)
@@ -256,9 +257,10 @@ def test_joint_branch_and_bound_equals_the_exhaustive_maximum_on_many_data_sets(
     assert positive > 1000
 
 
-def profile_cut_statistic(data: ScanData, g: int, s: int, w: int) -> float:
+def profile_cut_statistic(data: ScanData, g: int, s: int, w: int, floor: int = 0) -> float:
     """One ``profile`` cut's statistic by hand: the binomial LLR of its reports against the
-    share half way between the rest's window share and w/T, plus the signature LLR."""
+    share half way between the rest's window share and w/T, plus the signature LLR if the
+    cut holds at least ``floor`` cases (``profile_floor``: 2)."""
     in_g = np.isin(data.report_units, _members(g))
     in_w = (data.report_periods >= s) & (data.report_periods < s + w)
     n_g, c = int(in_g.sum()), int((in_g & in_w).sum())
@@ -270,8 +272,8 @@ def profile_cut_statistic(data: ScanData, g: int, s: int, w: int) -> float:
         share = 0.5 * min(rest_share, 1.0) + 0.5 * w / data.n_periods
         counts = float(binomial_llr(c, n_g, share))
     cases = data.report_cases
-    signature = float(bernoulli_llr(int((in_g & in_w & cases).sum()), c, int(cases.sum()),
-                                    big_n))
+    kc = int((in_g & in_w & cases).sum())
+    signature = float(bernoulli_llr(kc, c, int(cases.sum()), big_n)) if kc >= floor else 0.0
     return counts + signature
 
 
@@ -543,7 +545,7 @@ def test_min_reports_excludes_small_cuts_from_cuts_and_from_replica_maxima():
 
 
 @pytest.mark.parametrize("model", ["targeted", "wave", "signature", "per_capita", "joint",
-                                   "profile"])
+                                   "profile", "profile_floor"])
 def test_one_chunk_and_many_chunks_give_identical_maxima(model):
     data = small_data(61, n=250, periods=10, plant=(4, 2, 2, 20, 0.4))
     whole = replica_maxima(data, model, entropy=12345, start=0, stop=120, min_reports=3)
@@ -580,7 +582,7 @@ def test_bonferroni_multiplies_by_models_and_caps_at_one():
     assert bonferroni(0.2, 1) == pytest.approx(0.2)
 
 
-@pytest.mark.parametrize("model", ["targeted", "joint", "profile"])
+@pytest.mark.parametrize("model", ["targeted", "joint", "profile", "profile_floor"])
 def test_null_p_values_are_roughly_uniform(model):
     rng = np.random.default_rng(2024)
     ps = []
@@ -624,6 +626,25 @@ def test_golden_profile_cuts_expectations_and_p_values_are_pinned():
     assert got == GOLDEN_PROFILE
 
 
+def test_golden_profile_floor_run_is_pinned_and_a_lone_case_no_longer_raises_the_bar():
+    # a department drive seen in counts only, and one pattern report in the whole survey
+    data = small_data(702, n=150, periods=12, plant=(8, 6, 2, 12, 0.0), cases_rate=0.03)
+    assert int(data.report_cases.sum()) == 1
+
+    def pinned(model):
+        return [(d.cut.model, d.cut.branch, d.cut.start, d.cut.end, d.cut.observed,
+                 round(d.cut.expected, 9), round(d.cut.llr, 9), d.p_value, d.p_adjusted)
+                for d in detect(data, min_reports=5, entropy=4242, n_replicas=199, limit=3,
+                                models=[model])]
+
+    floor, plain = pinned("profile_floor"), pinned("profile")
+    assert floor == GOLDEN_PROFILE_FLOOR
+    # the same top cut and LLR; profile's replicas score their one case on small cuts
+    # and need a larger maximum to be beaten
+    assert floor[0][1:7] == plain[0][1:7]
+    assert floor[0][7] < plain[0][7]
+
+
 # computed by running the code (seed 777, entropy 4242, 199 replicas, the five models
 # before profile), pinned here; re-run when the joint model joined the models (the other
 # models' raw p-values did not move, their adjusted ones are now over five models)
@@ -650,6 +671,15 @@ GOLDEN_PROFILE: list = [
 ]
 
 
+# computed by running the code (seed 702, entropy 4242, 199 replicas), pinned here;
+# profile on the same data gives the same two first cuts with p 0.01 and 0.62
+GOLDEN_PROFILE_FLOOR: list = [
+    ("profile_floor", 8, 6, 7, 16, 4.460784314, 12.763324204, 0.005, 0.005),
+    ("profile_floor", 15, 8, 10, 5, 1.307692308, 5.159945122, 0.49, 0.49),
+    ("profile_floor", 3, 0, 0, 9, 3.697740113, 3.068442634, 0.995, 0.995),
+]
+
+
 # --------------------------------------------------------------------------------------
 # data validation
 # --------------------------------------------------------------------------------------
@@ -670,7 +700,7 @@ def test_scan_data_rejects_out_of_range_reports():
 def test_models_available_depend_on_cases_and_headcount_coverage():
     data = small_data(1, n=50)
     assert available_models(data) == ["targeted", "wave", "signature", "per_capita", "joint",
-                                      "profile"]
+                                      "profile", "profile_floor"]
     head = data.headcount.copy()
     head[data.report_units[0]] = np.nan
     partial = ScanData(PARENTS, data.report_units, data.report_periods, 12, headcount=head)
@@ -715,13 +745,15 @@ def test_profile_floor_branch_and_bound_equals_the_exhaustive_maximum_on_many_da
     assert below_profile > 0
 
 
-def test_profile_floor_is_experimental_and_draws_profile_replicas():
-    assert "profile_floor" not in scan.MODELS
+def test_profile_floor_is_offered_wherever_profile_is_and_draws_profile_replicas():
+    assert scan.MODELS[-2:] == ("profile", "profile_floor")
     # appended, never reordered: a model's index seeds its replicas
     assert list(scan.SCAN_MODELS) == ["targeted", "wave", "signature", "per_capita", "joint",
                                       "profile", "profile_counts", "profile_floor"]
     data = small_data(3, n=200, periods=10, plant=(6, 2, 3, 30, 0.6), cases_rate=0.1)
-    assert "profile_floor" not in scan.available_models(data)
+    assert "profile_floor" in scan.available_models(data)
+    no_cases = ScanData(PARENTS, data.report_units, data.report_periods, 10)
+    assert "profile_floor" not in scan.available_models(no_cases)
     pair = scan.replica_maxima_pair(data, ("profile_floor", "profile"), entropy=7, start=0,
                                     stop=20, min_reports=3)
     np.testing.assert_array_equal(pair[:, 1], scan.replica_maxima(

@@ -88,7 +88,7 @@ def test_review_season_raises_company_wide_reporting():
 def test_simulated_dataset_feeds_every_scan_model():
     data = simulate(6).to_scan_data()
     assert available_models(data) == ["targeted", "wave", "signature", "per_capita", "joint",
-                                      "profile"]
+                                      "profile", "profile_floor"]
 
 
 def test_tiny_evaluation_is_structurally_sane_and_finds_a_strong_department_drive():
@@ -245,27 +245,27 @@ def test_evaluate_detection_command_takes_the_company_shape_and_reports_the_orac
         call_command("evaluate_detection", "--team-size", "9-3", stdout=StringIO())
 
 
-def test_the_evaluated_default_detector_is_the_profile_model_the_product_runs():
+def test_the_evaluated_default_detector_is_the_profile_floor_model_the_product_runs():
     from reports import detection
 
-    assert evaluation.DEFAULT_MODELS == detection.DEFAULT_MODELS == ("profile",)
+    assert evaluation.DEFAULT_MODELS == detection.DEFAULT_MODELS == ("profile_floor",)
     cells = [ScenarioCell("department/L4/RR2/signature", "department", 4, 2.0,
                           signature_share=0.5)]
     rows = evaluate(cells, n_scenarios=6, n_replicas=19, seed=3,
-                    methods=["profile", "combined"], include_classic=False)
+                    methods=["profile_floor", "combined"], include_classic=False)
     by = {r.method: r for r in rows}
-    assert by["combined"].alarms == by["profile"].alarms
-    assert by["combined"].localization == pytest.approx(by["profile"].localization,
+    assert by["combined"].alarms == by["profile_floor"].alarms
+    assert by["combined"].localization == pytest.approx(by["profile_floor"].localization,
                                                         nan_ok=True)
 
 
-def test_profile_statistic_keeps_its_false_alarms_on_weekly_null_surveys_with_a_season():
+def test_the_default_statistic_keeps_its_false_alarms_on_weekly_null_surveys_with_a_season():
     cells = [ScenarioCell("null"), ScenarioCell("null+season", season=True)]
-    rows = evaluate(cells, n_scenarios=30, n_replicas=39, seed=6, methods=["profile", "wave"],
-                    config=evaluation.weekly_config())
+    rows = evaluate(cells, n_scenarios=30, n_replicas=39, seed=6,
+                    methods=["profile_floor", "wave"], config=evaluation.weekly_config())
     by = {(r.cell, r.method): r for r in rows}
     for cell in ("null", "null+season"):
-        assert by[(cell, "profile")].alarm_rate <= 0.2, cell
+        assert by[(cell, "profile_floor")].alarm_rate <= 0.2, cell
     assert by[("null+season", "wave")].alarm_rate >= 0.5
 
 
@@ -284,7 +284,7 @@ def test_the_min_p_column_runs_and_its_false_alarms_are_a_rate_on_a_tiny_null():
     assert alone[0].alarms == by["profile"].alarms
 
 
-def test_the_case_floor_column_runs_on_its_own_replicas_without_changing_profile():
+def test_the_case_floor_column_scores_profile_replicas_without_changing_profile():
     cells = [ScenarioCell("null")]
     cfg = evaluation.weekly_config()
     rows = evaluate(cells, n_scenarios=3, n_replicas=19, seed=2,
@@ -296,7 +296,6 @@ def test_the_case_floor_column_runs_on_its_own_replicas_without_changing_profile
     assert alone[0].alarms == by["profile"].alarms
     ds = evaluation._dataset(cells[0], cfg, evaluation._seed(2, "null", 0))
     data = ds.to_scan_data()
-    assert "profile_floor" not in scan.available_models(data)
     cut = scan.observed_cuts(data, "profile_floor", min_reports=cfg.min_reports, limit=1)[0]
     entropy = (*evaluation._seed(2, "null", 0), 1)
     maxima = scan.replica_maxima(data, "profile_floor", entropy=entropy, start=0, stop=19,
